@@ -1,0 +1,315 @@
+"""The Python API: ``fit`` a multi-task model on a table, ``load`` a saved run."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from polytask import run_dir
+from polytask.balancing import get as get_balancer
+from polytask.config import (
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+    load_config,
+    parse_config,
+    parse_task_spec,
+)
+from polytask.errors import PolytaskError, close_matches, did_you_mean
+from polytask.evaluation.scoring import raw_outputs, score
+from polytask.features.batches import TensorTable
+from polytask.features.infer import infer_type, looks_like_row_id
+from polytask.features.io import check_frame, read_table
+from polytask.features.preprocess import Preprocessor
+from polytask.features.splits import split_frame
+from polytask.model import MultiTaskModel, build_net, build_tasks
+from polytask.tasks import Task
+from polytask.training import Trainer
+
+TaskSpec = str | Mapping[str, Any]
+
+
+def _task_list(tasks: Sequence[TaskSpec] | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Task specs in any accepted form -> task mappings for the config."""
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if isinstance(tasks, Mapping):  # {"hospdead": "binary", "slos": {"kind": ...}}
+        out = []
+        for name, spec in tasks.items():
+            if isinstance(spec, str):
+                out.append({"name": name, "column": name, "kind": spec})
+            else:
+                out.append({"name": name, **dict(spec)})
+        return out
+    result = []
+    for spec in tasks:
+        result.append(parse_task_spec(spec) if isinstance(spec, str) else dict(spec))
+    return result
+
+
+def build_config(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    tasks: Sequence[TaskSpec] | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> RunConfig:
+    """A config from a file/mapping plus keyword overrides (``epochs=20``,
+    ``balancing="ew"``, ``architecture="hard"``, ``hidden=[64]``, ...)."""
+    if config is None:
+        data: dict[str, Any] = {}
+    elif isinstance(config, RunConfig):
+        data = config.to_dict()
+    elif isinstance(config, (str, Path)):
+        data = load_config(config).to_dict()
+    else:
+        data = dict(config)
+    if tasks is not None:
+        data["tasks"] = _task_list(tasks)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "balancing":
+            data["balancing"] = {"method": value} if isinstance(value, str) else dict(value)
+        elif key in TrainingConfig.model_fields:
+            data.setdefault("training", {})[key] = value
+        elif key in ModelConfig.model_fields:
+            data.setdefault("model", {})[key] = value
+        elif key in ("features", "drop"):
+            data.setdefault("features", {})["include" if key == "features" else key] = list(value)
+        else:
+            known = [
+                *TrainingConfig.model_fields,
+                *ModelConfig.model_fields,
+                "balancing",
+                "features",
+                "drop",
+            ]
+            raise PolytaskError(f"unknown option '{key}'{did_you_mean(key, known)}")
+    return parse_config(data)
+
+
+def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+    for name in names:
+        if name not in df.columns:
+            near = close_matches(name, df.columns)
+            hint = f"; close matches: {', '.join(repr(n) for n in near)}" if near else ""
+            raise PolytaskError(f"{what} column '{name}' is not in the data{hint}")
+
+
+def _feature_types(cfg: RunConfig, train: pd.DataFrame, label_cols: set[str]) -> dict[str, str]:
+    fc = cfg.features
+    overrides = {
+        **dict.fromkeys(fc.numeric, "numeric"),
+        **dict.fromkeys(fc.categorical, "categorical"),
+        **dict.fromkeys(fc.boolean, "boolean"),
+    }
+    named = list(fc.include or []) + list(fc.drop) + list(overrides)
+    _require_columns(train, named, "feature")
+    clash = label_cols & set(fc.include or [])
+    if clash:
+        raise PolytaskError(
+            f"column '{sorted(clash)[0]}' is a task's label and cannot also be a feature"
+        )
+    columns = (
+        fc.include
+        if fc.include is not None
+        else [c for c in train.columns if c not in label_cols and c not in fc.drop]
+    )
+    columns = [c for c in columns if c not in fc.drop]
+    types: dict[str, str] = {}
+    skipped_text = []
+    for col in columns:
+        kind = overrides.get(col) or infer_type(train[col])
+        if kind == "text":
+            skipped_text.append(col)
+            continue
+        if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
+            warnings.warn(
+                f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
+                f"if it is one, leave it out with --drop {col}",
+                UserWarning,
+                stacklevel=3,
+            )
+        types[col] = kind
+    if skipped_text:
+        warnings.warn(
+            f"free-text column(s) {', '.join(skipped_text)} are not used as features (text "
+            "encoders are not available in this version); declare them categorical to use them",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not types:
+        raise PolytaskError(
+            "no feature columns are left to learn from; the data needs columns besides the "
+            "labels (check --features / --drop)"
+        )
+    return types
+
+
+def _table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> TensorTable:
+    targets, masks = [], []
+    for t in tasks:
+        y, m = t.encode(t.labels_of(df))
+        targets.append(y)
+        masks.append(m)
+    return TensorTable(pre.transform(df), targets, masks)
+
+
+def train_run(
+    cfg: RunConfig,
+    data: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    verbose: bool = True,
+) -> MultiTaskModel:
+    """Train one run from a validated config (the CLI and :func:`fit` both end here)."""
+    if not cfg.tasks:
+        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
+    names = [t.name for t in cfg.tasks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        run_dir.check_can_create(out_path, overwrite)  # fail before any work
+
+    if data is None:
+        if not cfg.data.path:
+            raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
+        data = read_table(cfg.data.path)
+    if validation is None and cfg.data.validation:
+        validation = read_table(cfg.data.validation)
+    if test is None and cfg.data.test:
+        test = read_table(cfg.data.test)
+
+    tasks = build_tasks(cfg)
+    label_cols = {c for t in tasks for c in t.columns}
+    _require_columns(data, [c for t in tasks for c in t.columns], "label")
+    seed = cfg.training.seed
+    train, val_split, test_split = split_frame(
+        data,
+        cfg.data.validation_fraction,
+        cfg.data.test_fraction,
+        seed,
+        draw_validation=validation is None,
+        draw_test=test is None,
+    )
+    val = validation if validation is not None else val_split
+    tst = test if test is not None else test_split
+
+    types = _feature_types(cfg, train, label_cols)
+    for t in tasks:
+        t.fit(t.labels_of(train))
+    fc = cfg.features
+    pre = Preprocessor.fit(
+        train,
+        types,
+        fc.max_categories,
+        fc.min_category_count,
+        fc.embedding_dim,
+        fc.max_embedding_dim,
+    )
+    for name, frame in (("validation", val), ("test", tst)):
+        if frame is not None:
+            pre.check_columns(frame)
+            _require_columns(frame, sorted(label_cols), f"{name} label")
+
+    torch.manual_seed(seed)
+    net = build_net(cfg, pre, tasks)
+    b = cfg.balancing
+    balancer = get_balancer(b.method, **b.options)
+    train_table = _table(tasks, pre, train)
+    val_table = _table(tasks, pre, val) if val is not None and len(val) else None
+
+    staging = run_dir.staging_dir(out_path) if out_path else contextlib.nullcontext(None)
+    with staging as tmp:
+        history_path = tmp / run_dir.HISTORY if tmp is not None else None
+        trainer = Trainer(
+            net, tasks, balancer, cfg.training, history_path=history_path, verbose=verbose
+        )
+        result = trainer.fit(train_table, val_table)
+        net = trainer.net
+        device = trainer.device
+        metrics: dict[str, Any] = {}
+        for split, frame in (("train", train), ("validation", val), ("test", tst)):
+            if frame is None or not len(frame):
+                continue
+            table = train_table if split == "train" else _table(tasks, pre, frame)
+            outs = raw_outputs(net, table.features, cfg.training.eval_batch_size, device)
+            metrics[split] = score(tasks, outs, table.targets, table.masks)
+        info = {
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "rows": {
+                "train": len(train),
+                "validation": 0 if val is None else len(val),
+                "test": 0 if tst is None else len(tst),
+            },
+            "feature_types": types,
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "train_seconds": round(result.seconds, 3),
+            "device": str(device),
+        }
+        model = MultiTaskModel(cfg, pre, tasks, net.cpu(), metrics, result.history, info)
+        if tmp is not None and out_path is not None:
+            try:
+                model._write(tmp)
+            except OSError as err:
+                raise run_dir._write_error(out_path, err) from None
+            run_dir.publish(tmp, out_path, overwrite)
+    return model
+
+
+def fit(
+    data: pd.DataFrame | str | Path | None = None,
+    tasks: Sequence[TaskSpec] | Mapping[str, Any] | None = None,
+    *,
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    validation: pd.DataFrame | str | Path | None = None,
+    test: pd.DataFrame | str | Path | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+    **options: Any,
+) -> MultiTaskModel:
+    """Train one model for several target columns of a table.
+
+    ``tasks`` takes specs like ``["hospdead:binary", "slos:regression"]``, a mapping
+    ``{"hospdead": "binary", "slos": {"kind": "regression", "transform": "log1p"}}``, or
+    task dicts as in a config file. Keyword ``options`` override config keys, e.g.
+    ``epochs=30, batch_size=128, seed=1, balancing="ew", hidden=[128, 64], drop=["id"]``.
+    With ``out`` the run is also saved there. Returns a :class:`MultiTaskModel`.
+    """
+    cfg = build_config(config, tasks, **options)
+
+    def frame(x: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
+        if x is None:
+            return None
+        return check_frame(x.copy(deep=False)) if isinstance(x, pd.DataFrame) else read_table(x)
+
+    if isinstance(data, (str, Path)):
+        cfg.data.path = str(data)
+        data = None
+    return train_run(
+        cfg,
+        frame(data),
+        frame(validation),
+        frame(test),
+        out=out,
+        overwrite=overwrite,
+        verbose=verbose,
+    )
+
+
+def load(path: str | Path) -> MultiTaskModel:
+    """Load a saved run directory."""
+    return MultiTaskModel.load(path)

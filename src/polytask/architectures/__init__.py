@@ -1,0 +1,24 @@
+"""Architectures by name. A new one is one module plus one line in ``ARCHITECTURES``."""
+
+from __future__ import annotations
+
+from polytask.architectures.base import ArchitectureOptions, MultiTaskNet
+from polytask.architectures.hard import HardSharing
+from polytask.errors import PolytaskError, did_you_mean
+
+ARCHITECTURES: dict[str, type[MultiTaskNet]] = {
+    "hard": HardSharing,
+}
+
+
+def architecture_class(name: str) -> type[MultiTaskNet]:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise PolytaskError(
+            f"unknown architecture '{name}'{did_you_mean(name, ARCHITECTURES)}; "
+            f"choose one of {', '.join(ARCHITECTURES)}"
+        ) from None
+
+
+__all__ = ["ARCHITECTURES", "ArchitectureOptions", "MultiTaskNet", "architecture_class"]

@@ -1,0 +1,41 @@
+"""Hard parameter sharing: one shared encoder, one head per task."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from polytask.architectures.base import MultiTaskNet, init_head_bias
+from polytask.encoders.mlp import mlp
+from polytask.tasks import Task
+
+
+class HardSharing(MultiTaskNet):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tasks: list[Task],
+        head_hidden: list[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        options: object = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        self.task_names = [t.name for t in tasks]
+        width = encoder.out_features
+        heads = {}
+        for task in tasks:
+            body = mlp(width, head_hidden, activation, dropout)
+            last = nn.Linear(head_hidden[-1] if head_hidden else width, task.output_size)
+            head = nn.Sequential(*body, last)
+            init_head_bias(head, task)
+            heads[task.name] = head
+        self.heads = nn.ModuleDict(heads)
+        self._head_list = [self.heads[n] for n in self.task_names]
+
+    def representation(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        return self.encoder(numeric, categorical)
+
+    def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
+        return [head(rep) for head in self._head_list]

@@ -1,0 +1,1 @@
+"""Loss-level balancing methods."""

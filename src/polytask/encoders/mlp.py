@@ -1,0 +1,70 @@
+"""The tabular encoder: categorical embeddings joined to numeric features, then an MLP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+}
+
+
+def mlp(
+    in_features: int,
+    widths: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    norm: str = "none",
+) -> nn.Sequential:
+    """Linear -> [norm] -> activation -> [dropout], once per width."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for w in widths:
+        layers.append(nn.Linear(width, w))
+        if norm == "layer":
+            layers.append(nn.LayerNorm(w))
+        elif norm == "batch":
+            layers.append(nn.BatchNorm1d(w))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = w
+    return nn.Sequential(*layers)
+
+
+class TabularEncoder(nn.Module):
+    """(numeric (N, D), categorical codes (N, C)) -> representation (N, out_features)."""
+
+    def __init__(
+        self,
+        numeric_width: int,
+        cardinalities: Sequence[int],
+        embedding_dims: Sequence[int],
+        hidden: Sequence[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ):
+        super().__init__()
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(card, dim) for card, dim in zip(cardinalities, embedding_dims, strict=True)
+        )
+        in_features = numeric_width + sum(embedding_dims)
+        self.trunk = mlp(in_features, hidden, activation, dropout, norm)
+        self.out_features = hidden[-1] if hidden else in_features
+        self._has_cat = len(self.embeddings) > 0
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        if self._has_cat:
+            parts = [numeric] + [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
+            x = torch.cat(parts, dim=1)
+        else:
+            x = numeric
+        return self.trunk(x)

@@ -1,0 +1,74 @@
+"""In-memory batching by slicing: no per-sample Dataset or collate on the hot path.
+
+Each epoch gathers every tensor once in shuffled order; batches are then views (slices)
+of those tensors, which costs next to nothing per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from polytask.features.preprocess import FeatureTensors
+
+
+@dataclass
+class Batch:
+    numeric: torch.Tensor
+    categorical: torch.Tensor
+    targets: list[torch.Tensor]
+    #: per task: bool mask of labelled rows, or None when every row is labelled
+    masks: list[torch.Tensor | None]
+
+    def __len__(self) -> int:
+        return self.numeric.shape[0]
+
+
+@dataclass
+class TensorTable:
+    """Features and encoded targets of one split, aligned by row."""
+
+    features: FeatureTensors
+    targets: list[torch.Tensor]
+    masks: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def to(self, device: torch.device) -> TensorTable:
+        return TensorTable(
+            FeatureTensors(self.features.numeric.to(device), self.features.categorical.to(device)),
+            [t.to(device) for t in self.targets],
+            [m.to(device) for m in self.masks],
+        )
+
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        shuffle: bool = True,
+        drop_full_masks: bool = True,
+    ) -> Iterator[Batch]:
+        """Yield batches; with ``drop_full_masks`` a task whose every row in this split is
+        labelled gets ``mask=None`` (the loss's fast path)."""
+        n = len(self)
+        num, cat = self.features.numeric, self.features.categorical
+        targets, masks = self.targets, list(self.masks)
+        full = [bool(m.all()) for m in masks] if drop_full_masks else [False] * len(masks)
+        if shuffle:
+            perm = torch.randperm(n, generator=generator).to(num.device)
+            num, cat = num[perm], cat[perm]
+            targets = [t[perm] for t in targets]
+            masks = [None if f else m[perm] for m, f in zip(masks, full, strict=True)]
+        else:
+            masks = [None if f else m for m, f in zip(masks, full, strict=True)]
+        for s in range(0, n, batch_size):
+            e = s + batch_size
+            yield Batch(
+                num[s:e],
+                cat[s:e],
+                [t[s:e] for t in targets],
+                [None if m is None else m[s:e] for m in masks],
+            )

@@ -1,0 +1,41 @@
+"""Train/validation/test splits drawn with a seed, or given as separate files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from polytask.errors import PolytaskError
+
+
+def split_frame(
+    df: pd.DataFrame,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    draw_validation: bool = True,
+    draw_test: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """Shuffle rows with ``seed`` and cut off the validation and test parts asked for."""
+    n = len(df)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * validation_fraction) if draw_validation else 0
+    n_test = round(n * test_fraction) if draw_test else 0
+    if draw_validation and validation_fraction > 0:
+        n_val = max(n_val, 1)
+    if draw_test and test_fraction > 0:
+        n_test = max(n_test, 1)
+    if n - n_val - n_test < 2:
+        raise PolytaskError(
+            f"the data has {n} rows, too few to split into train/validation/test; "
+            "add rows or pass --validation and --test files"
+        )
+    val_idx, test_idx, train_idx = (
+        perm[:n_val],
+        perm[n_val : n_val + n_test],
+        perm[n_val + n_test :],
+    )
+    train = df.iloc[np.sort(train_idx)].reset_index(drop=True)
+    val = df.iloc[np.sort(val_idx)].reset_index(drop=True) if n_val else None
+    test = df.iloc[np.sort(test_idx)].reset_index(drop=True) if n_test else None
+    return train, val, test

@@ -1,0 +1,124 @@
+"""The task protocol: one prediction target and everything that is specific to its kind.
+
+A task kind owns its options (a pydantic model declared next to its code), how raw labels
+become tensors (``fit`` on the training split, then ``encode``), its loss with missing
+labels masked out, its metrics, and how model outputs become user-facing predictions.
+Adding a kind is one new module plus one line in :mod:`polytask.tasks`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from polytask.errors import PolytaskError
+
+
+class TaskOptions(BaseModel):
+    """Options shared by every kind; each kind extends this with its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Task(ABC):
+    """One prediction target. Subclasses set ``kind``, ``Options`` and ``headline``."""
+
+    kind: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    #: metric names used for Δm and model comparison, with True where higher is better
+    headline: ClassVar[dict[str, bool]]
+
+    def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
+        self.name = name
+        self.columns = list(columns)
+        self.options = options if options is not None else self.Options()
+        self.fitted = False
+
+    # -- labels ----------------------------------------------------------------------------
+    def labels_of(self, frame: pd.DataFrame) -> pd.Series | pd.DataFrame:
+        """The raw label column(s) of this task in ``frame``."""
+        if len(self.columns) == 1:
+            return frame[self.columns[0]]
+        return frame[self.columns]
+
+    @abstractmethod
+    def fit(self, labels: Any) -> None:
+        """Learn what encoding needs (classes, scaling) from the training labels."""
+
+    @abstractmethod
+    def encode(self, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw labels -> (target, mask). ``mask`` is True where a label is present; the
+        target holds a harmless placeholder (0) where it is not, so masked losses stay
+        finite."""
+
+    @property
+    @abstractmethod
+    def output_size(self) -> int:
+        """Number of output units of this task's head."""
+
+    @abstractmethod
+    def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-row (or per-element) loss, same shape as the mask."""
+
+    def loss(
+        self, output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean loss over labelled rows; exactly 0 (never NaN) when none is labelled.
+
+        ``mask=None`` means every row is labelled (the fast path)."""
+        elem = self.elementwise_loss(output, target)
+        if mask is None:
+            return elem.mean()
+        m = mask.to(elem.dtype)
+        return (elem * m).sum() / m.sum().clamp_min(1.0)
+
+    def initial_bias(self) -> torch.Tensor | None:
+        """A good starting bias for the head's last layer (e.g. the base rate), or None."""
+        return None
+
+    # -- evaluation and decoding -------------------------------------------------------------
+    @abstractmethod
+    def metrics(
+        self, output: np.ndarray, target: np.ndarray, mask: np.ndarray
+    ) -> dict[str, float | None]:
+        """Metrics over labelled rows; an undefined metric is None. Adds no ``n``."""
+
+    @abstractmethod
+    def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs -> prediction columns keyed by column name (``TASK``, ``TASK_proba``)."""
+
+    def n_labelled(self, mask: np.ndarray) -> int:
+        return int(mask.any(axis=1).sum()) if mask.ndim == 2 else int(mask.sum())
+
+    # -- persistence -------------------------------------------------------------------------
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Fitted state as plain JSON data."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def _error(self, message: str) -> PolytaskError:
+        return PolytaskError(f"task '{self.name}': {message}")
+
+
+# -- helpers shared by kinds ------------------------------------------------------------------
+
+
+def safe_metric(fn: Any, *args: Any, **kwargs: Any) -> float | None:
+    """Call a scikit-learn metric; None where it is undefined or not finite."""
+    try:
+        value = float(fn(*args, **kwargs))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,165 @@
+"""Binary: two classes, BCE on a logit, optional positive-class weight."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+from polytask.tasks._labels import first_values, label_keys
+from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.values import canonical
+
+#: value pairs whose positive class is obvious: the first of each pair is positive
+OBVIOUS_PAIRS = [("1", "0"), ("true", "false"), ("yes", "no")]
+
+
+class BinaryOptions(TaskOptions):
+    #: the positive class; needed unless the labels are 1/0, true/false or yes/no
+    positive: str | int | float | bool | None = None
+    #: weight of positive rows in the loss: a number, or "balanced" (negatives / positives)
+    pos_weight: float | Literal["balanced"] | None = None
+    #: probability above which the predicted label is the positive class
+    threshold: float = 0.5
+
+
+def _obvious_positive(keys: set[str]) -> str | None:
+    lower = {k.lower(): k for k in keys}
+    for pos, neg in OBVIOUS_PAIRS:
+        if set(lower) == {pos, neg}:
+            return lower[pos]
+    return None
+
+
+class BinaryTask(Task):
+    kind = "binary"
+    Options = BinaryOptions
+    headline: ClassVar[dict[str, bool]] = {"auroc": True}
+    options: BinaryOptions
+
+    def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
+        super().__init__(name, columns, options)
+        self.positive_key = ""
+        self.classes: list[Any] = []  # [negative, positive] as raw values
+        self.pos_weight: float | None = None
+        self.base_rate = 0.5
+        self._pw: torch.Tensor | None = None
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def fit(self, labels: pd.Series) -> None:
+        keys, miss = label_keys(labels)
+        present = set(keys[~miss])
+        col = labels.name
+        if not present:
+            raise self._error(
+                f"column '{col}' has no labelled rows in the training split; "
+                "fill some labels or drop the task"
+            )
+        if len(present) == 1:
+            raise self._error(
+                f"column '{col}' has only one class ({next(iter(present))!r}) in the training "
+                "split; a binary task needs both classes"
+            )
+        if len(present) > 2:
+            shown = ", ".join(repr(k) for k in sorted(present)[:5])
+            raise self._error(
+                f"column '{col}' has {len(present)} distinct labels ({shown}); "
+                "declare it as multiclass"
+            )
+        if self.options.positive is not None:
+            pos = canonical(self.options.positive)
+            matches = [k for k in present if k == pos or k.lower() == pos.lower()]
+            if not matches:
+                raise self._error(
+                    f"positive={self.options.positive!r} is not one of the labels in column "
+                    f"'{col}' ({', '.join(repr(k) for k in sorted(present))})"
+                )
+            pos = matches[0]
+        else:
+            pos = _obvious_positive(present)
+            if pos is None:
+                a, b = sorted(present)
+                raise self._error(
+                    f"cannot tell which label of column '{col}' is positive ({a!r} or {b!r}); "
+                    f"say so with '{col}:binary:positive={b}' (or 'positive: {b}' in the config)"
+                )
+        neg = next(k for k in present if k != pos)
+        raw = first_values(labels, miss)
+        self.positive_key = pos
+        self.classes = [raw[neg], raw[pos]]
+        y = keys[~miss] == pos
+        self.base_rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+        if self.options.pos_weight == "balanced":
+            self.pos_weight = float((1 - self.base_rate) / self.base_rate)
+        elif self.options.pos_weight is not None:
+            self.pos_weight = float(self.options.pos_weight)
+        self._set_pw()
+        self.fitted = True
+
+    def _set_pw(self) -> None:
+        self._pw = None if self.pos_weight is None else torch.tensor(self.pos_weight)
+
+    def encode(self, labels: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, miss = label_keys(labels)
+        neg_key = canonical(self.classes[0])
+        known = (keys == self.positive_key) | (keys == neg_key)
+        unknown = ~miss & ~known
+        if unknown.any():
+            bad = ", ".join(repr(v) for v in pd.unique(keys[unknown])[:3])
+            raise self._error(
+                f"column '{labels.name}' has labels the model was not trained on ({bad}); "
+                f"expected {self.classes[1]!r} (positive) or {self.classes[0]!r}"
+            )
+        mask = ~miss
+        y = (keys == self.positive_key).astype(np.float32)
+        return torch.from_numpy(y), torch.from_numpy(mask)
+
+    def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(
+            output.squeeze(-1), target, pos_weight=self._pw, reduction="none"
+        )
+
+    def probabilities(self, output: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
+
+    def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        p = self.probabilities(output)[mask]
+        y = target[mask].astype(int)
+        if y.size == 0:
+            return {"auroc": None, "accuracy": None, "log_loss": None}
+        return {
+            "auroc": safe_metric(roc_auc_score, y, p) if np.unique(y).size == 2 else None,
+            "accuracy": safe_metric(accuracy_score, y, p >= self.options.threshold),
+            "log_loss": safe_metric(log_loss, y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
+        }
+
+    def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
+        p = self.probabilities(output)
+        labels = np.array(self.classes, dtype=object)[(p >= self.options.threshold).astype(int)]
+        return {self.name: labels, f"{self.name}_proba": p}
+
+    def initial_bias(self) -> torch.Tensor | None:
+        return torch.tensor([np.log(self.base_rate / (1 - self.base_rate))], dtype=torch.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "positive_key": self.positive_key,
+            "pos_weight": self.pos_weight,
+            "base_rate": self.base_rate,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.classes = list(state["classes"])
+        self.positive_key = str(state["positive_key"])
+        self.pos_weight = state["pos_weight"]
+        self.base_rate = float(state["base_rate"])
+        self._set_pw()
+        self.fitted = True

@@ -1,0 +1,77 @@
+"""Count: non-negative integer targets with a Poisson likelihood on a log-rate output."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from polytask.tasks._numeric import parse_numeric_labels
+from polytask.tasks.base import Task
+from polytask.tasks.regression import RegressionTask
+
+
+class CountTask(Task):
+    kind = "count"
+    headline: ClassVar[dict[str, bool]] = {"mae": False}
+
+    def __init__(self, name: str, columns: list[str], options=None):
+        super().__init__(name, columns, options)
+        self.mean = 1.0
+
+    @property
+    def output_size(self) -> int:
+        return 1
+
+    def _parse(self, labels: pd.Series) -> np.ndarray:
+        y = parse_numeric_labels(self.name, self.kind, labels)
+        ok = y[~np.isnan(y)]
+        if (ok < 0).any() or not np.allclose(ok, np.round(ok)):
+            bad = ok[(ok < 0) | ~np.isclose(ok, np.round(ok))][:3]
+            raise self._error(
+                f"count labels in column '{labels.name}' must be non-negative integers, found "
+                f"{', '.join(repr(float(v)) for v in bad)}; use kind regression for real values"
+            )
+        return y
+
+    def fit(self, labels: pd.Series) -> None:
+        y = self._parse(labels)
+        y = y[~np.isnan(y)]
+        if y.size == 0:
+            raise self._error(
+                f"column '{labels.name}' has no labelled rows in the training split; "
+                "fill some labels or drop the task"
+            )
+        self.mean = float(max(y.mean(), 1e-3))
+        self.fitted = True
+
+    def encode(self, labels: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self._parse(labels)
+        mask = ~np.isnan(y)
+        return torch.from_numpy(np.where(mask, y, 0.0).astype(np.float32)), torch.from_numpy(mask)
+
+    def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # output is the log rate; Poisson NLL without the constant log(y!) term
+        return F.poisson_nll_loss(output.squeeze(-1), target, log_input=True, reduction="none")
+
+    def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        pred = np.exp(output.reshape(-1)[mask].astype(np.float64))
+        return RegressionTask._regression_metrics(
+            target[mask].astype(np.float64), pred, log_scale=False
+        )
+
+    def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.name: np.exp(output.reshape(-1).astype(np.float64))}
+
+    def initial_bias(self) -> torch.Tensor | None:
+        return torch.tensor([np.log(self.mean)], dtype=torch.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.mean = float(state["mean"])
+        self.fitted = True

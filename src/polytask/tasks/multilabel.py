@@ -1,0 +1,164 @@
+"""Multilabel: any subset of K labels, one sigmoid per label.
+
+Labels come either from one column of ``|``-separated names (``a|c``), or, in the config,
+from several 0/1 columns (``columns: [a, b, c]``). An empty cell is an unlabelled row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+
+from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.values import canonical_series, missing_mask
+
+TRUE_WORDS = {"1", "true", "yes"}
+FALSE_WORDS = {"0", "false", "no"}
+
+
+class MultilabelOptions(TaskOptions):
+    #: separator of label names in the one-column form
+    sep: str = "|"
+    threshold: float = 0.5
+
+
+class MultilabelTask(Task):
+    kind = "multilabel"
+    Options = MultilabelOptions
+    headline: ClassVar[dict[str, bool]] = {"macro_f1": True}
+    options: MultilabelOptions
+
+    def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
+        super().__init__(name, columns, options)
+        self.classes: list[str] = []
+        self.rates: list[float] = []
+
+    @property
+    def output_size(self) -> int:
+        return len(self.classes)
+
+    @property
+    def wide(self) -> bool:
+        """True for the several-0/1-columns form."""
+        return len(self.columns) > 1
+
+    # -- parsing ---------------------------------------------------------------------------
+    def _split(self, labels: pd.Series) -> tuple[list[list[str]], np.ndarray]:
+        miss = missing_mask(labels)
+        sep = self.options.sep
+        sets = [
+            [] if m else [p.strip() for p in str(v).split(sep) if p.strip()]
+            for v, m in zip(labels, miss, strict=True)
+        ]
+        return sets, miss
+
+    def _wide_matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(values, mask) of shape (N, K) from 0/1 columns; NaN cells are unlabelled."""
+        vals = np.zeros(frame.shape, dtype=np.float32)
+        mask = np.zeros(frame.shape, dtype=bool)
+        for j, col in enumerate(frame.columns):
+            s = frame[col]
+            miss = missing_mask(s)
+            keys = np.char.lower(canonical_series(s, miss).astype(str))
+            pos = np.isin(keys, list(TRUE_WORDS))
+            neg = np.isin(keys, list(FALSE_WORDS))
+            bad = ~miss & ~pos & ~neg
+            if bad.any():
+                shown = ", ".join(repr(v) for v in pd.unique(s[bad])[:3])
+                raise self._error(
+                    f"multilabel column '{col}' must hold 0/1 (or true/false), found {shown}"
+                )
+            vals[:, j] = pos
+            mask[:, j] = ~miss
+        return vals, mask
+
+    def fit(self, labels: pd.Series | pd.DataFrame) -> None:
+        if self.wide:
+            vals, mask = self._wide_matrix(labels)
+            if not mask.any():
+                raise self._error("no labelled rows in the training split; fill some labels")
+            self.classes = list(self.columns)
+            rates = (vals * mask).sum(0) / np.maximum(mask.sum(0), 1)
+        else:
+            sets, miss = self._split(labels)
+            if miss.all():
+                raise self._error(
+                    f"column '{labels.name}' has no labelled rows in the training split; "
+                    "fill some labels or drop the task"
+                )
+            names = sorted({n for s in sets for n in s})
+            if len(names) < 2:
+                raise self._error(
+                    f"column '{labels.name}' names fewer than two labels ({names}); a multilabel "
+                    f"task needs several, separated by '{self.options.sep}' (or use binary)"
+                )
+            self.classes = names
+            labelled = [s for s, m in zip(sets, miss, strict=True) if not m]
+            rates = np.array([sum(n in s for s in labelled) for n in names]) / len(labelled)
+        self.rates = np.clip(rates, 1e-4, 1 - 1e-4).tolist()
+        self.fitted = True
+
+    def encode(self, labels: pd.Series | pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.wide:
+            vals, mask = self._wide_matrix(labels)
+            return torch.from_numpy(vals), torch.from_numpy(mask)
+        sets, miss = self._split(labels)
+        index = {n: i for i, n in enumerate(self.classes)}
+        vals = np.zeros((len(sets), len(self.classes)), dtype=np.float32)
+        for r, s in enumerate(sets):
+            for n in s:
+                i = index.get(n)
+                if i is not None:
+                    vals[r, i] = 1.0
+        mask = np.repeat(~miss[:, None], len(self.classes), axis=1)
+        return torch.from_numpy(vals), torch.from_numpy(mask)
+
+    def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(output, target, reduction="none")
+
+    def probabilities(self, output: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+    def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        rows = mask.all(axis=1)  # F1 over rows whose every label is known
+        if not rows.any():
+            return {"micro_f1": None, "macro_f1": None}
+        pred = self.probabilities(output[rows]) >= self.options.threshold
+        y = target[rows].astype(int)
+        return {
+            "micro_f1": safe_metric(f1_score, y, pred, average="micro", zero_division=0),
+            "macro_f1": safe_metric(f1_score, y, pred, average="macro", zero_division=0),
+        }
+
+    def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
+        p = self.probabilities(output)
+        on = p >= self.options.threshold
+        out: dict[str, np.ndarray] = {}
+        if self.wide:
+            for i, c in enumerate(self.classes):
+                out[f"{self.name}_{c}"] = on[:, i].astype(int)
+        else:
+            names = np.array(self.classes, dtype=object)
+            out[self.name] = np.array(
+                [self.options.sep.join(names[row]) for row in on], dtype=object
+            )
+        for i, c in enumerate(self.classes):
+            out[f"{self.name}_proba_{c}"] = p[:, i]
+        return out
+
+    def initial_bias(self) -> torch.Tensor | None:
+        r = torch.tensor(self.rates, dtype=torch.float32)
+        return torch.log(r / (1 - r))
+
+    def state(self) -> dict[str, Any]:
+        return {"classes": self.classes, "rates": self.rates}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.classes = list(state["classes"])
+        self.rates = list(state["rates"])
+        self.fitted = True
