@@ -86,7 +86,7 @@ class ModelConfig(Strict):
     #: widths of the shared trunk's hidden layers
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     activation: Literal["relu", "gelu", "silu", "tanh", "elu"] = "relu"
-    dropout: float = Field(0.1, ge=0, lt=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"
     #: hidden widths of each task head (empty: a linear head on the shared representation)
     head_hidden: list[int] = Field(default_factory=list)
@@ -112,7 +112,7 @@ class TrainingConfig(Strict):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
     #: learning-rate schedule over epochs
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
