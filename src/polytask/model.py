@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
-from polytask.config import RunConfig, parse_config
+from polytask.config import RunConfig, load_yaml, parse_config
 from polytask.encoders import TabularEncoder
 from polytask.errors import PolytaskError, close_matches
 from polytask.evaluation.scoring import raw_outputs, score
@@ -96,7 +96,8 @@ class MultiTaskModel:
     ) -> pd.DataFrame:
         """One row per input row, in input order: each task's prediction in the label's own
         values or units, probabilities as ``TASK_proba`` / ``TASK_proba_CLASS``, and the
-        input columns named in ``keep``."""
+        input columns named in ``keep`` (as ``COL_input`` where a prediction column has
+        the same name, e.g. when keeping a task's label)."""
         df = _as_frame(data)
         keep = list(keep or [])
         for col in keep:
@@ -105,12 +106,14 @@ class MultiTaskModel:
                 hint = f" (close: {', '.join(near)})" if near else ""
                 raise PolytaskError(f"--keep column '{col}' is not in the data{hint}")
         outs = self.predict_raw(df)
-        columns: dict[str, Any] = {c: df[c].to_numpy() for c in keep}
+        predicted: dict[str, Any] = {}
         for task, out in zip(self.tasks, outs, strict=True):
-            for name, values in task.decode(out).items():
-                if name in columns:
-                    name = f"{name}_pred"
-                columns[name] = values
+            predicted.update(task.decode(out))
+        # kept input columns come first; one named like a prediction column gets "_input"
+        columns: dict[str, Any] = {
+            (f"{c}_input" if c in predicted else c): df[c].to_numpy() for c in keep
+        }
+        columns.update(predicted)
         return pd.DataFrame(columns, index=pd.RangeIndex(len(df)))
 
     def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, dict[str, Any]]:
@@ -176,7 +179,7 @@ class MultiTaskModel:
         folder = Path(path)
         run_dir.check_run(folder)
         try:
-            raw = yaml.safe_load((folder / run_dir.CONFIG).read_text(encoding="utf-8"))
+            raw = load_yaml((folder / run_dir.CONFIG).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as err:
             raise PolytaskError(f"'{folder / run_dir.CONFIG}' cannot be read ({err})") from None
         cfg = parse_config(raw, where=str(folder / run_dir.CONFIG))

@@ -69,10 +69,21 @@ def staging_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _apply_umask(folder: Path) -> None:
+    """mkdtemp makes 0700 folders (and some writers 0600 files): give the run the modes a
+    folder made with mkdir would have, so other users can read a saved run."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for f in folder.rglob("*"):
+        f.chmod((0o777 if f.is_dir() else 0o666) & ~mask)
+
+
 def publish(tmp: Path, final: Path, overwrite: bool) -> None:
     """Move a fully written ``tmp`` folder to ``final``; an old run is replaced only with
     ``overwrite``, and only after the new one is complete."""
     try:
+        _apply_umask(tmp)
         if final.exists():
             if not overwrite:
                 raise PolytaskError(

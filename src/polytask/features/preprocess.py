@@ -137,6 +137,11 @@ class Preprocessor:
                     mean, std = float(filled.mean()), float(filled.std())
                 else:
                     median, mean, std = 0.0, 0.0, 1.0
+                if not (math.isfinite(mean) and math.isfinite(std)):
+                    raise PolytaskError(
+                        f"feature column '{name}' has values too large to standardise "
+                        f"(largest {np.nanmax(np.abs(arr)):.3g}); rescale the column"
+                    )
                 numeric.append(
                     NumericColumn(
                         name=name,

@@ -44,6 +44,7 @@ class BinaryTask(Task):
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
         super().__init__(name, columns, options)
         self.positive_key = ""
+        self.fold_case = False
         self.classes: list[Any] = []  # [negative, positive] as raw values
         self.pos_weight: float | None = None
         self.base_rate = 0.5
@@ -53,8 +54,28 @@ class BinaryTask(Task):
     def output_size(self) -> int:
         return 1
 
+    def _keys(self, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        keys, miss = label_keys(labels)
+        if self.fold_case:
+            keys = np.array([k.lower() for k in keys], dtype=object)
+        return keys, miss
+
+    def _option_key(self) -> str:
+        """The positive option as a label key: numbers in canonical form (2.0 -> '2')."""
+        value = self.options.positive
+        if isinstance(value, str):
+            try:
+                return canonical(float(value))
+            except ValueError:
+                return canonical(value)
+        return canonical(value)
+
     def fit(self, labels: pd.Series) -> None:
         keys, miss = label_keys(labels)
+        # 1/0, true/false, yes/no are matched in any case (True, "true", "TRUE" are one label)
+        lowered = {k.lower() for k in keys[~miss]}
+        self.fold_case = len(lowered) == 2 and _obvious_positive(lowered) is not None
+        keys, miss = self._keys(labels)
         present = set(keys[~miss])
         col = labels.name
         if not present:
@@ -74,7 +95,8 @@ class BinaryTask(Task):
                 "declare it as multiclass"
             )
         if self.options.positive is not None:
-            pos = canonical(self.options.positive)
+            pos = self._option_key()
+            pos = pos.lower() if self.fold_case else pos
             matches = [k for k in present if k == pos or k.lower() == pos.lower()]
             if not matches:
                 raise self._error(
@@ -91,7 +113,9 @@ class BinaryTask(Task):
                     f"say so with '{col}:binary:positive={b}' (or 'positive: {b}' in the config)"
                 )
         neg = next(k for k in present if k != pos)
-        raw = first_values(labels, miss)
+        raw: dict[str, object] = {}
+        for k, v in first_values(labels, miss).items():
+            raw.setdefault(k.lower() if self.fold_case else k, v)
         self.positive_key = pos
         self.classes = [raw[neg], raw[pos]]
         y = keys[~miss] == pos
@@ -107,8 +131,9 @@ class BinaryTask(Task):
         self._pw = None if self.pos_weight is None else torch.tensor(self.pos_weight)
 
     def encode(self, labels: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, miss = label_keys(labels)
+        keys, miss = self._keys(labels)
         neg_key = canonical(self.classes[0])
+        neg_key = neg_key.lower() if self.fold_case else neg_key
         known = (keys == self.positive_key) | (keys == neg_key)
         unknown = ~miss & ~known
         if unknown.any():
@@ -152,6 +177,7 @@ class BinaryTask(Task):
         return {
             "classes": self.classes,
             "positive_key": self.positive_key,
+            "fold_case": self.fold_case,
             "pos_weight": self.pos_weight,
             "base_rate": self.base_rate,
         }
@@ -159,6 +185,7 @@ class BinaryTask(Task):
     def load_state(self, state: dict[str, Any]) -> None:
         self.classes = list(state["classes"])
         self.positive_key = str(state["positive_key"])
+        self.fold_case = bool(state.get("fold_case", False))
         self.pos_weight = state["pos_weight"]
         self.base_rate = float(state["base_rate"])
         self._set_pw()

@@ -125,28 +125,29 @@ class MultilabelTask(Task):
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
 
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
-        rows = mask.all(axis=1)  # F1 over rows whose every label is known
-        if not rows.any():
+        """Micro-F1 over every known cell; macro-F1 as the mean of each label's F1 over the
+        rows where that label is known."""
+        if not mask.any():
             return {"micro_f1": None, "macro_f1": None}
-        pred = self.probabilities(output[rows]) >= self.options.threshold
-        y = target[rows].astype(int)
-        return {
-            "micro_f1": safe_metric(f1_score, y, pred, average="micro", zero_division=0),
-            "macro_f1": safe_metric(f1_score, y, pred, average="macro", zero_division=0),
-        }
+        pred = self.probabilities(output) >= self.options.threshold
+        y = target.astype(int)
+        micro = safe_metric(f1_score, y[mask], pred[mask], zero_division=0)
+        per_label = [
+            f1_score(y[mask[:, j], j], pred[mask[:, j], j], zero_division=0)
+            for j in range(y.shape[1])
+            if mask[:, j].any()
+        ]
+        return {"micro_f1": micro, "macro_f1": float(np.mean(per_label))}
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         p = self.probabilities(output)
         on = p >= self.options.threshold
         out: dict[str, np.ndarray] = {}
+        names = np.array(self.classes, dtype=object)
+        out[self.name] = np.array([self.options.sep.join(names[row]) for row in on], dtype=object)
         if self.wide:
             for i, c in enumerate(self.classes):
                 out[f"{self.name}_{c}"] = on[:, i].astype(int)
-        else:
-            names = np.array(self.classes, dtype=object)
-            out[self.name] = np.array(
-                [self.options.sep.join(names[row]) for row in on], dtype=object
-            )
         for i, c in enumerate(self.classes):
             out[f"{self.name}_proba_{c}"] = p[:, i]
         return out

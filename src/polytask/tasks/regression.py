@@ -109,11 +109,13 @@ class RegressionTask(Task):
         out = {
             "mae": safe_metric(mean_absolute_error, true, pred),
             "rmse": safe_metric(lambda a, b: np.sqrt(mean_squared_error(a, b)), true, pred),
-            "r2": safe_metric(r2_score, true, pred) if true.size > 1 else None,
+            "r2": safe_metric(r2_score, true, pred, force_finite=False) if true.size > 1 else None,
         }
         if log_scale:
             lt, lp = np.log1p(np.maximum(true, 0)), np.log1p(np.maximum(pred, 0))
-            out["r2_log"] = safe_metric(r2_score, lt, lp) if true.size > 1 else None
+            out["r2_log"] = (
+                safe_metric(r2_score, lt, lp, force_finite=False) if true.size > 1 else None
+            )
         return out
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
