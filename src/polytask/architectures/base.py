@@ -30,6 +30,15 @@ class MultiTaskNet(nn.Module):
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
         raise NotImplementedError
 
+    def head_modules(self) -> list[nn.Module]:
+        """Each task's head, in task order: ``heads_forward(rep)[t] == head_modules()[t](rep)``."""
+        raise NotImplementedError
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters that every task's gradient flows into (everything but the heads)."""
+        head_ids = {id(p) for h in self.head_modules() for p in h.parameters()}
+        return [p for p in self.parameters() if id(p) not in head_ids]
+
     def forward_list(self, numeric: torch.Tensor, categorical: torch.Tensor) -> list[torch.Tensor]:
         """Outputs in task order (the trainer's hot path)."""
         return self.heads_forward(self.representation(numeric, categorical))

@@ -37,5 +37,8 @@ class HardSharing(MultiTaskNet):
     def representation(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         return self.encoder(numeric, categorical)
 
+    def head_modules(self) -> list[nn.Module]:
+        return list(self._head_list)
+
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
         return [head(rep) for head in self._head_list]

@@ -8,14 +8,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from polytask.balancing.base import Balancer, BalancerOptions, LossBalancer
+from polytask.balancing.aggregation.aligned_mtl import AlignedMTL
+from polytask.balancing.aggregation.cagrad import CAGrad
+from polytask.balancing.aggregation.config import ConFIG
+from polytask.balancing.aggregation.db_mtl import DBMTL
+from polytask.balancing.aggregation.dualproj import DualProj
+from polytask.balancing.aggregation.graddrop import GradDrop
+from polytask.balancing.aggregation.gradnorm import GradNorm
+from polytask.balancing.aggregation.gradvac import GradVac
+from polytask.balancing.aggregation.imtl_g import IMTLG
+from polytask.balancing.aggregation.mgda import MGDA
+from polytask.balancing.aggregation.nash_mtl import NashMTL
+from polytask.balancing.aggregation.pcgrad import PCGrad
+from polytask.balancing.aggregation.simple import Mean, Sum
+from polytask.balancing.aggregation.upgrad import UPGrad
+from polytask.balancing.base import Balancer, BalancerOptions, GradientBalancer, LossBalancer
+from polytask.balancing.weighting.dwa import DynamicWeightAverage
 from polytask.balancing.weighting.ew import EqualWeighting
+from polytask.balancing.weighting.famo import FAMO
 from polytask.balancing.weighting.fixed import FixedWeights
+from polytask.balancing.weighting.rlw import RandomLossWeighting
+from polytask.balancing.weighting.uw import UncertaintyWeighting
 from polytask.errors import PolytaskError, did_you_mean
 
 METHODS: dict[str, type[Balancer]] = {
     "ew": EqualWeighting,
     "weights": FixedWeights,
+    "uw": UncertaintyWeighting,
+    "dwa": DynamicWeightAverage,
+    "rlw": RandomLossWeighting,
+    "gradnorm": GradNorm,
+    "famo": FAMO,
+    "db_mtl": DBMTL,
+    "mean": Mean,
+    "sum": Sum,
+    "mgda": MGDA,
+    "pcgrad": PCGrad,
+    "graddrop": GradDrop,
+    "gradvac": GradVac,
+    "cagrad": CAGrad,
+    "imtl_g": IMTLG,
+    "nash_mtl": NashMTL,
+    "aligned_mtl": AlignedMTL,
+    "upgrad": UPGrad,
+    "dualproj": DualProj,
+    "config": ConFIG,
 }
 
 
@@ -33,4 +70,11 @@ def get(name: str, **options: Any) -> Balancer:
     return cls(validate_options(cls.Options, options, where=f"balancing method '{name}'"))
 
 
-__all__ = ["METHODS", "Balancer", "BalancerOptions", "LossBalancer", "get"]
+__all__ = [
+    "METHODS",
+    "Balancer",
+    "BalancerOptions",
+    "GradientBalancer",
+    "LossBalancer",
+    "get",
+]

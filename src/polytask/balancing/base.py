@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
@@ -57,5 +58,70 @@ class LossBalancer(Balancer):
         """Per-task scalar losses (in task order) -> one scalar objective."""
         raise NotImplementedError
 
+    #: True for methods that need the losses again after the optimiser step (FAMO)
+    needs_loss_after_step: ClassVar[bool] = False
+
     def end_epoch(self, train_losses: dict[str, float]) -> None:
         """Hook for methods that adapt per epoch (e.g. DWA)."""
+
+    def after_step(self, new_losses: list[torch.Tensor]) -> None:
+        """The same batch's losses after the update (only with needs_loss_after_step)."""
+
+
+class GradientBalancer(Balancer):
+    """Gradient-level methods map a (T, P) matrix of task gradients to one (P,) direction.
+
+    Most methods need only the T x T Gramian K = G Gᵀ: they implement
+    :meth:`coefficients` and the direction is ``c @ G``. Methods that look at single
+    coordinates (GradDrop) set ``needs_matrix`` and implement :meth:`direction`.
+    ``tasks`` names each row's task index, so per-task state survives steps in which
+    some tasks sit out (no labels in the batch)."""
+
+    level = "gradient"
+    needs_matrix: ClassVar[bool] = False
+    #: True for methods that also read the task losses (GradNorm, DB-MTL)
+    needs_losses: ClassVar[bool] = False
+
+    def __init__(self, options: BalancerOptions | None = None):
+        super().__init__(options)
+        #: the last step's coefficients per task index (implied weights), for logging
+        self.last_weights: dict[int, float] = {}
+
+    def aggregate(
+        self,
+        matrix: torch.Tensor,
+        tasks: torch.Tensor | list[int] | None = None,
+        losses: torch.Tensor | list[float] | None = None,
+    ) -> torch.Tensor:
+        """(T, P) task gradients -> (P,) direction. ``losses`` (T,) are needed only by
+        methods with ``needs_losses``."""
+        if matrix.ndim != 2:
+            raise ValueError(f"expected a (T, P) matrix, got shape {tuple(matrix.shape)}")
+        idx = list(range(matrix.shape[0])) if tasks is None else [int(t) for t in tasks]
+        if len(idx) != matrix.shape[0]:
+            raise ValueError(f"tasks has {len(idx)} entries for {matrix.shape[0]} rows")
+        if self.needs_losses:
+            if losses is None:
+                raise ValueError(f"{self.name} needs the task losses: aggregate(m, losses=...)")
+            self.losses = np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
+        if self.needs_matrix:
+            return self.direction(matrix, idx)
+        gram = (matrix @ matrix.T).double().cpu().numpy()
+        coef = self.coefficients(gram, idx)
+        self.last_weights = dict(zip(idx, (float(c) for c in coef), strict=True))
+        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
+
+    def on_level(self, level: str) -> None:
+        """Told by the trainer where the Jacobian is taken ("parameters"/"representation")."""
+
+    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+        """Coefficients c (T,) such that the direction is c @ G."""
+        raise NotImplementedError
+
+    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weights(self) -> dict[str, float]:
+        if not self.task_names:
+            return {str(k): v for k, v in self.last_weights.items()}
+        return {self.task_names[k]: v for k, v in self.last_weights.items()}

@@ -1,0 +1,201 @@
+"""Cost of one training step for every balancing method, relative to equal weighting.
+
+Model (as in the issue): shared trunk 64 -> 256 -> 256 (ReLU), T heads 256 -> 1, MSE,
+batch 256, fused AdamW everywhere. For T in {2, 5, 10, 20}: milliseconds per full step
+(forward, gradients, balancing, optimiser step) for each method at parameter and at
+representation level, next to a plain PyTorch step (summed loss) and a naive loop of T
+separate ``autograd.grad`` calls (each from its own task's loss), all interleaved in
+one run. Run alone:
+
+    python benchmarks/step_cost.py [--tasks 2,5,10,20] [--repeats 5] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import polytask.balancing as balancing
+from polytask.architectures.hard import HardSharing
+from polytask.balancing.solvers import SolverWarning
+from polytask.encoders import TabularEncoder
+from polytask.features.batches import Batch
+from polytask.tasks import make_task
+from polytask.training.steps import make_step
+
+BATCH, IN, WIDTH = 256, 64, 256
+LOSS_LEVEL = ["ew", "weights", "uw", "dwa", "rlw", "famo"]
+GRAD_LEVEL = [
+    "gradnorm",
+    "db_mtl",
+    "mean",
+    "sum",
+    "mgda",
+    "pcgrad",
+    "graddrop",
+    "gradvac",
+    "cagrad",
+    "imtl_g",
+    "nash_mtl",
+    "aligned_mtl",
+    "upgrad",
+    "dualproj",
+    "config",
+]
+
+
+def build(t: int, seed: int = 0) -> tuple[HardSharing, list, Batch]:
+    torch.manual_seed(seed)
+    tasks = []
+    for i in range(t):
+        task = make_task(
+            f"t{i}", "regression", [f"t{i}"], {"standardize": False, "transform": "none"}
+        )
+        task.fitted = True
+        tasks.append(task)
+    enc = TabularEncoder(IN, [], [], [WIDTH, WIDTH], "relu", 0.0, "none")
+    net = HardSharing(enc, tasks, [], "relu", 0.0)
+    x = torch.randn(BATCH, IN)
+    batch = Batch(
+        x,
+        torch.zeros(BATCH, 0, dtype=torch.long),
+        [torch.randn(BATCH) for _ in range(t)],
+        [None] * t,
+    )
+    return net, tasks, batch
+
+
+def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
+    net, tasks, batch = build(t)
+    opts = {"weights": {f"t{i}": 1.0 for i in range(t)}} if name == "weights" else {}
+    if name in ("rlw", "pcgrad", "gradvac", "graddrop"):
+        opts["seed"] = 0
+    bal = balancing.get(name, **opts)
+    bal.setup([x.name for x in tasks])
+    extra = bal.parameters()
+    opt = torch.optim.AdamW([*net.parameters(), *extra], lr=1e-4, fused=True)
+    step = make_step(net, tasks, bal, level)
+    after = getattr(bal, "needs_loss_after_step", False)
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        step(batch)
+        opt.step()
+        if after:
+            with torch.no_grad():
+                outs = net.forward_list(batch.numeric, batch.categorical)
+                bal.after_step(
+                    [
+                        tk.loss(o, y, None)
+                        for tk, o, y in zip(tasks, outs, batch.targets, strict=True)
+                    ]
+                )
+
+    return run
+
+
+def plain_runner(t: int) -> Callable[[], None]:
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
+    heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
+    params = [*trunk.parameters(), *heads.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    x = torch.randn(BATCH, IN)
+    ys = [torch.randn(BATCH) for _ in range(t)]
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        h = trunk(x)
+        loss = sum(((hd(h).squeeze(-1) - y) ** 2).mean() for hd, y in zip(heads, ys, strict=True))
+        loss.backward()
+        opt.step()
+
+    return run
+
+
+def naive_runner(t: int) -> Callable[[], None]:
+    """T separate autograd.grad calls, each from its own task's loss, then the mean."""
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
+    heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
+    tp = list(trunk.parameters())
+    opt = torch.optim.AdamW([*tp, *heads.parameters()], lr=1e-4, fused=True)
+    x = torch.randn(BATCH, IN)
+    ys = [torch.randn(BATCH) for _ in range(t)]
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        h = trunk(x)
+        rows = []
+        for i, (hd, y) in enumerate(zip(heads, ys, strict=True)):
+            loss = ((hd(h).squeeze(-1) - y) ** 2).mean()
+            grads = torch.autograd.grad(loss, [*tp, *hd.parameters()], retain_graph=i < t - 1)
+            rows.append(torch.cat([g.reshape(-1) for g in grads[: len(tp)]]))
+            for p, g in zip(hd.parameters(), grads[len(tp) :], strict=True):
+                p.grad = g
+        direction = torch.stack(rows).mean(0)
+        offset = 0
+        for p in tp:
+            p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        opt.step()
+
+    return run
+
+
+def time_ms(run: Callable[[], None], steps: int) -> float:
+    run()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run()
+    return (time.perf_counter() - t0) / steps * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--tasks", default="2,5,10,20")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--methods", default="", help="comma-separated subset")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", SolverWarning)
+    torch.set_num_threads(torch.get_num_threads())
+    wanted = set(filter(None, args.methods.split(",")))
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {BATCH}, "
+        f"trunk {IN}->{WIDTH}->{WIDTH}, median of {args.repeats} x {args.steps} steps"
+    )
+    for t in (int(v) for v in args.tasks.split(",")):
+        runners: dict[str, Callable[[], None]] = {
+            "plain PyTorch (summed loss)": plain_runner(t),
+            "naive T x autograd.grad": naive_runner(t),
+        }
+        for name in LOSS_LEVEL:
+            if not wanted or name in wanted or name == "ew":
+                runners[name] = make_runner(name, t, "parameters")
+        for name in GRAD_LEVEL:
+            if not wanted or name in wanted:
+                for level in ("representation", "parameters"):
+                    runners[f"{name} @{level[:3]}"] = make_runner(name, t, level)
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for _ in range(args.repeats):  # interleaved repeats
+            for k, run in runners.items():
+                times[k].append(time_ms(run, args.steps))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ew = med["ew"]
+        print(f"\nT = {t}: ew step {ew:.3f} ms")
+        print(f"{'method':<32}{'ms/step':>10}{'x ew':>8}")
+        for k, v in med.items():
+            print(f"{k:<32}{v:>10.3f}{v / ew:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Gradient-level balancing methods: (T, P) task gradients -> one (P,) direction."""

@@ -1,0 +1,41 @@
+"""GradDrop (Chen et al. 2020): keep, per coordinate, only the gradients of one sign,
+chosen at random with probability given by the sign purity P = ½(1 + Σg / Σ|g|); sum.
+
+It looks at single coordinates, so it needs the full (T, P) matrix."""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from polytask.balancing.base import BalancerOptions, GradientBalancer
+
+
+class GradDropOptions(BalancerOptions):
+    #: 0 is GradDrop as in the paper; a leak l keeps a fraction l of every dropped gradient
+    leak: float = Field(0.0, ge=0, le=1)
+    seed: int | None = None
+
+
+class GradDrop(GradientBalancer):
+    name = "graddrop"
+    Options = GradDropOptions
+    options: GradDropOptions
+    needs_matrix = True
+
+    def __init__(self, options: BalancerOptions | None = None):
+        super().__init__(options)
+        self._gen = torch.Generator()
+        if self.options.seed is not None:
+            self._gen.manual_seed(self.options.seed)
+        else:
+            self._gen.seed()
+
+    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+        purity = 0.5 * (1 + matrix.sum(0) / (matrix.abs().sum(0) + 1e-12))
+        u = torch.rand(purity.shape, generator=self._gen).to(matrix.device, matrix.dtype)
+        keep = ((purity > u) & (matrix > 0)) | ((purity < u) & (matrix < 0))
+        leak = self.options.leak
+        mask = keep.to(matrix.dtype) * (1 - leak) + leak
+        self.last_weights = dict.fromkeys(tasks, float("nan"))
+        return (mask * matrix).sum(0)

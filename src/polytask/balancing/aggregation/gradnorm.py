@@ -1,0 +1,69 @@
+"""GradNorm (Chen et al. 2018): learn task weights w so that the weighted gradient norms
+‖w_i g_i‖ move towards their mean times r_i^α, with r_i the task's relative inverse
+training rate L_i(t)/L_i(0) over its mean; Σ w = T.
+
+The direction is Σ w_i g_i with the current weights; then w takes one step on
+Σ |‖w_i g_i‖ - target_i| (targets held constant) and is renormalised. It needs the task
+losses and the gradient norms, i.e. the Gramian's diagonal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from polytask.balancing.base import BalancerOptions, GradientBalancer
+
+
+class GradNormOptions(BalancerOptions):
+    #: strength of the restoring force towards equal training rates
+    alpha: float = Field(1.5, ge=0)
+    #: learning rate of the weights
+    lr: float = Field(0.025, gt=0)
+
+
+class GradNorm(GradientBalancer):
+    name = "gradnorm"
+    Options = GradNormOptions
+    options: GradNormOptions
+    needs_losses = True
+
+    def __init__(self, options: BalancerOptions | None = None):
+        super().__init__(options)
+        self.w: dict[int, float] = {}
+        self.initial: dict[int, float] = {}
+
+    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+        losses = self.losses
+        for t, loss in zip(tasks, losses, strict=True):
+            self.w.setdefault(t, 1.0)
+            if t not in self.initial and loss > 0:
+                self.initial[t] = float(loss)
+        w = np.array([self.w[t] for t in tasks])
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
+        wn = w * norms
+        ratio = np.array(
+            [
+                loss / self.initial[t] if t in self.initial else 1.0
+                for t, loss in zip(tasks, losses, strict=True)
+            ]
+        )
+        rel = ratio / max(float(ratio.mean()), 1e-12)
+        target = float(wn.mean()) * rel**self.options.alpha
+        grad = np.sign(wn - target) * norms
+        new = np.maximum(w - self.options.lr * grad, 1e-4)
+        self.w.update(zip(tasks, new.tolist(), strict=True))
+        total = sum(self.w.values())
+        self.w = {k: v * len(self.w) / total for k, v in self.w.items()}
+        return w
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "w": {str(k): v for k, v in self.w.items()},
+            "initial": {str(k): v for k, v in self.initial.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.w = {int(k): float(v) for k, v in state["w"].items()}
+        self.initial = {int(k): float(v) for k, v in state["initial"].items()}

@@ -1,0 +1,21 @@
+"""UPGrad (Quinton and Rey 2024): the mean of every task gradient projected onto the dual
+cone of the task gradients {d : G d >= 0}.
+
+The projection of g_i is Gᵀ v with v = argmin_{v >= e_i} vᵀ K v, so only the Gramian is
+needed; each projection is one exact NNLS solve."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polytask.balancing.base import GradientBalancer
+from polytask.balancing.solvers import nonneg_quadratic
+
+
+class UPGrad(GradientBalancer):
+    name = "upgrad"
+
+    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+        t = gram.shape[0]
+        eye = np.eye(t)
+        return np.mean([nonneg_quadratic(gram, eye[i], "UPGrad") for i in range(t)], axis=0)

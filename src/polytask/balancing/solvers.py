@@ -1,0 +1,176 @@
+"""Exact solvers for the small problems inside gradient-balancing methods.
+
+Every problem here is over T variables (T = number of tasks, a few dozen at most) and is
+posed on the T x T Gramian K = G Gᵀ of the task gradients, never on the (T, P) matrix.
+Each solver checks its own optimality conditions to a stated tolerance and, when they do
+not hold, says so with :class:`SolverWarning`; none falls back to another method.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.optimize import nnls
+
+#: relative tolerance of the optimality (KKT) checks
+TOLERANCE = 1e-6
+
+
+class SolverWarning(RuntimeWarning):
+    """A solver stopped before its optimality conditions held to the stated tolerance."""
+
+
+def _factor(gram: np.ndarray) -> np.ndarray:
+    """A with AᵀA = K (K symmetric PSD), from the eigendecomposition."""
+    vals, vecs = np.linalg.eigh((gram + gram.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))).T
+
+
+def _scale(gram: np.ndarray) -> float:
+    s = float(np.abs(np.diag(gram)).max()) if gram.size else 0.0
+    return s if s > 0 else 1.0
+
+
+def nonneg_quadratic(
+    gram: np.ndarray, offset: np.ndarray, name: str, tol: float = TOLERANCE
+) -> np.ndarray:
+    """argmin over v >= offset of vᵀ K v (Lawson-Hanson active set, exact up to rounding).
+
+    Substituting v = offset + x, x >= 0 gives the NNLS problem min ||A x + A offset||² with
+    AᵀA = K. Returns v; warns when the KKT conditions fail by more than ``tol`` (relative
+    to the largest diagonal entry of K)."""
+    a = _factor(gram)
+    try:
+        x, _ = nnls(a, -a @ offset, maxiter=50 * max(1, gram.shape[0]))
+    except RuntimeError as err:  # iteration limit
+        warnings.warn(f"{name}: NNLS did not converge ({err})", SolverWarning, stacklevel=3)
+        x = np.zeros_like(offset)
+    v = offset + x
+    grad = gram @ v  # gradient of ½ vᵀKv at v
+    scale = _scale(gram) * max(1.0, float(np.abs(v).max()))
+    if (x < -tol).any() or (grad < -tol * scale).any() or abs(float(x @ grad)) > tol * scale:
+        warnings.warn(
+            f"{name}: KKT conditions hold only to {max(-grad.min(), abs(x @ grad)) / scale:.2e}"
+            f" (tolerance {tol:.0e})",
+            SolverWarning,
+            stacklevel=3,
+        )
+    return v
+
+
+def min_norm_weights(gram: np.ndarray, tol: float = TOLERANCE) -> np.ndarray:
+    """Weights α on the simplex minimising ||αᵀG||² (the min-norm point of the hull).
+
+    Exact reduction to NNLS: β* = argmin_{β>=0} ||Gᵀβ||² + (1 - 1ᵀβ)² is a positive multiple
+    of α*, because for a fixed direction α the best scale s = 1/(1+||αᵀG||²) leaves the
+    objective ||αᵀG||² / (1 + ||αᵀG||²), increasing in ||αᵀG||²."""
+    t = gram.shape[0]
+    scale = _scale(gram)
+    k = gram / scale  # conditioning: the solution is invariant to scaling K
+    a = np.vstack([_factor(k), np.ones((1, t))])
+    b = np.zeros(t + 1)
+    b[-1] = 1.0
+    try:
+        beta, _ = nnls(a, b, maxiter=50 * max(1, t))
+    except RuntimeError as err:
+        warnings.warn(f"MGDA: NNLS did not converge ({err})", SolverWarning, stacklevel=3)
+        return np.full(t, 1.0 / t)
+    total = beta.sum()
+    if total <= 0:
+        warnings.warn("MGDA: degenerate solution", SolverWarning, stacklevel=3)
+        return np.full(t, 1.0 / t)
+    alpha = beta / total
+    # KKT of min αᵀKα on the simplex: (Kα)_i >= αᵀKα for all i, equality where α_i > 0
+    grad = k @ alpha
+    value = float(alpha @ grad)
+    gap = float(value - grad.min())
+    if gap > tol * max(1.0, float(np.abs(np.diag(k)).max())):
+        warnings.warn(f"MGDA: KKT gap {gap:.2e} > {tol:.0e}", SolverWarning, stacklevel=3)
+    return alpha
+
+
+def nash_weights(
+    gram: np.ndarray, tol: float = TOLERANCE, max_iter: int = 100, ridge: float = 0.0
+) -> np.ndarray:
+    """α > 0 with K α = 1/α (Nash-MTL's bargaining solution), by Newton's method.
+
+    It is the minimiser of the strictly convex φ(α) = ½αᵀKα - Σ log α_i; Newton steps with
+    a fraction-to-the-boundary rule keep α > 0 and converge quadratically. K is scaled to
+    unit diagonal maximum first (α scales by 1/√s). Warns when ||Kα - 1/α||∞ stays above
+    ``tol`` relative to the scale (e.g. K singular with a non-negative null vector, where
+    no solution exists)."""
+    t = gram.shape[0]
+    s = _scale(gram)
+    k = gram / s + ridge * np.eye(t)
+    alpha = 1.0 / np.sqrt(np.clip(np.diag(k), 1e-12, None))
+    for _ in range(max_iter):
+        resid = k @ alpha - 1.0 / alpha
+        if np.abs(resid * alpha).max() < tol:
+            return alpha / np.sqrt(s)
+        hess = k + np.diag(1.0 / alpha**2)
+        try:
+            step = -np.linalg.solve(hess, resid)
+        except np.linalg.LinAlgError:
+            break
+        # largest step keeping α > 0, then backtrack on φ
+        neg = step < 0
+        lim = float(np.min(-alpha[neg] / step[neg])) if neg.any() else np.inf
+        eta = min(1.0, 0.99 * lim)
+        phi = 0.5 * alpha @ k @ alpha - np.log(alpha).sum()
+        while eta > 1e-12:
+            cand = alpha + eta * step
+            if (cand > 0).all():
+                phi_c = 0.5 * cand @ k @ cand - np.log(cand).sum()
+                if phi_c <= phi + 1e-4 * eta * float(resid @ step):
+                    break
+            eta *= 0.5
+        alpha = alpha + eta * step
+    resid = np.abs((k @ alpha - 1.0 / alpha) * alpha).max()
+    warnings.warn(
+        f"Nash-MTL: Kα = 1/α holds only to {resid:.2e} (tolerance {tol:.0e}); the task "
+        "gradients may be linearly dependent",
+        SolverWarning,
+        stacklevel=3,
+    )
+    return alpha / np.sqrt(s)
+
+
+def cagrad_weights(
+    gram: np.ndarray, c: float, tol: float = TOLERANCE, max_iter: int = 2000
+) -> np.ndarray:
+    """w on the simplex minimising F(w) = wᵀK b + c‖g0‖ √(wᵀKw), b = 1/T (CAGrad's dual).
+
+    Projected gradient with a Frank-Wolfe duality gap as the stopping rule: the gap bounds
+    F(w) - F* from above, so stopping at gap <= tol·scale is exact to that tolerance."""
+    t = gram.shape[0]
+    s = _scale(gram)
+    k = gram / s
+    b = np.full(t, 1.0 / t)
+    kb = k @ b
+    g0 = float(np.sqrt(max(b @ kb, 0.0)))
+    cc = c * g0
+    w = b.copy()
+    lip = float(np.linalg.eigvalsh(k).max()) + 1e-12
+    step = 1.0 / (lip * (1.0 + cc / max(g0, 1e-8)) + 1e-12)
+    gap = np.inf
+    for _ in range(max_iter):
+        kw = k @ w
+        nw = float(np.sqrt(max(w @ kw, 1e-18)))
+        grad = kb + cc * kw / nw
+        gap = float(grad @ w - grad.min())
+        if gap <= tol:
+            return w
+        w = _project_simplex(w - step * grad)
+    warnings.warn(f"CAGrad: duality gap {gap:.2e} > {tol:.0e}", SolverWarning, stacklevel=3)
+    return w
+
+
+def _project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the probability simplex (sort-based, exact)."""
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1.0
+    idx = np.arange(1, v.size + 1)
+    rho = int(np.nonzero(u - css / idx > 0)[0][-1])
+    theta = css[rho] / (rho + 1)
+    return np.maximum(v - theta, 0.0)

@@ -1,0 +1,127 @@
+"""One training step's gradient computation, per kind of balancer.
+
+``LossStep``: the balancer turns the task losses into one objective; one backward pass.
+``GradientStep``: per-task gradients from the Jacobian engine (see
+:mod:`polytask.balancing.jacobian`), aggregated by the balancer at the representation or
+at the shared parameters. Both return the detached task losses and leave ``.grad`` set;
+the trainer clips and steps the optimiser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from polytask.architectures import MultiTaskNet
+from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
+from polytask.balancing.jacobian import (
+    DEFAULT_MEMORY_BOUND,
+    pairwise_cosine,
+    representation_gradients,
+    split_forward,
+    trunk_jacobian,
+    write_grad,
+)
+from polytask.features.batches import Batch
+from polytask.tasks import Task
+
+LossFns = list[Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]]
+
+
+def present_tasks(batch: Batch) -> list[int]:
+    """Tasks with at least one label in the batch (the others sit this step out)."""
+    return [i for i, m in enumerate(batch.masks) if m is None or bool(m.any())]
+
+
+class LossStep:
+    def __init__(self, net: MultiTaskNet, tasks: list[Task], balancer: LossBalancer):
+        self.forward = net.forward_list
+        self.loss_fns: LossFns = [t.loss for t in tasks]
+        self.combine = balancer.combine
+
+    def __call__(self, batch: Batch) -> list[torch.Tensor]:
+        outs = self.forward(batch.numeric, batch.categorical)
+        losses = [
+            f(o, y, m)
+            for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
+        ]
+        self.combine(losses).backward()
+        return losses
+
+
+class GradientStep:
+    def __init__(
+        self,
+        net: MultiTaskNet,
+        tasks: list[Task],
+        balancer: GradientBalancer,
+        level: str,
+        memory_bound: int = DEFAULT_MEMORY_BOUND,
+    ):
+        self.net = net
+        self.heads = net.head_modules()
+        self.trunk = [p for p in net.shared_parameters() if p.requires_grad]
+        self.loss_fns: LossFns = [t.loss for t in tasks]
+        self.balancer = balancer
+        self.level = level
+        self.memory_bound = memory_bound
+        balancer.on_level(level)
+        #: the last step's (T_present, T_present) cosines and their task indices
+        self.last_cosine: tuple[list[int], torch.Tensor] | None = None
+        self.record_cosine = False
+
+    def __call__(self, batch: Batch) -> list[torch.Tensor]:
+        rep = self.net.representation(batch.numeric, batch.categorical)
+
+        def losses_of(outs: list[torch.Tensor]) -> list[torch.Tensor]:
+            return [
+                f(o, y, m)
+                for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
+            ]
+
+        split = split_forward(rep, self.heads, losses_of)
+        present = present_tasks(batch)
+        rep_grads = representation_gradients(split, present)  # heads' .grad are set here
+        if not present:
+            return split.losses
+        losses = [split.losses[i].detach() for i in present]
+        if self.level == "representation":
+            matrix = rep_grads.reshape(len(present), -1)
+            direction = self.balancer.aggregate(matrix, present, losses)
+            rep.backward(direction.view_as(rep))
+        else:
+            matrix = trunk_jacobian(rep, self.trunk, rep_grads, self.memory_bound)
+            direction = self.balancer.aggregate(matrix, present, losses)
+            write_grad(self.trunk, direction)
+        if self.record_cosine:
+            self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+        return split.losses
+
+
+def conflict_at_representation(
+    net: MultiTaskNet, tasks: list[Task], batch: Batch
+) -> tuple[list[int], torch.Tensor]:
+    """Pairwise cosine of the task gradients at the shared representation on one batch
+    (a measurement: it touches no parameter's .grad)."""
+    loss_fns = [t.loss for t in tasks]
+    with torch.no_grad():
+        rep = net.representation(batch.numeric, batch.categorical)
+    aliases = [rep.detach().requires_grad_() for _ in tasks]
+    outs = [h(a) for h, a in zip(net.head_modules(), aliases, strict=True)]
+    present = present_tasks(batch)
+    losses = [loss_fns[i](outs[i], batch.targets[i], batch.masks[i]) for i in present]
+    grads = torch.autograd.grad(losses, [aliases[i] for i in present], allow_unused=True)
+    rows = [(g if g is not None else torch.zeros_like(rep)).reshape(-1) for g in grads]
+    if not rows:
+        return present, torch.zeros(0, 0)
+    return present, pairwise_cosine(torch.stack(rows))
+
+
+def make_step(
+    net: MultiTaskNet, tasks: list[Task], balancer: Balancer, level: str
+) -> LossStep | GradientStep:
+    if isinstance(balancer, GradientBalancer):
+        return GradientStep(net, tasks, balancer, level)
+    assert isinstance(balancer, LossBalancer)
+    return LossStep(net, tasks, balancer)
