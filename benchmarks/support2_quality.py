@@ -37,8 +37,13 @@ def _apply(cfg_dict: dict[str, Any], assignment: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key, e.g. model.dropout=0.2")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. model.dropout=0.2",
+    )
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args()
@@ -62,8 +67,10 @@ def main() -> None:
             train, _, test = split_frame(df, d.validation_fraction, d.test_fraction, seed)
             rows["gbm"].append(gbm_scores(model.tasks, SUPPORT2_FEATURES, train, test, seed))
 
-    print(f"SUPPORT2, {args.seeds} seeds of the split, test metrics (mean ± std); "
-          f"overrides: {args.set or 'none'}")
+    print(
+        f"SUPPORT2, {args.seeds} seeds of the split, test metrics (mean ± std); "
+        f"overrides: {args.set or 'none'}"
+    )
     print(f"{'task.metric':<18}{'polytask':>18}{'HistGradientBoosting':>24}")
     summary: dict[str, Any] = {}
     for task, metric in SHOWN:
@@ -78,8 +85,7 @@ def main() -> None:
     print(f"polytask training time per seed: {np.mean(seconds):.1f}s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"seeds": args.seeds, "overrides": args.set, "results": summary}, f,
-                      indent=2)
+            json.dump({"seeds": args.seeds, "overrides": args.set, "results": summary}, f, indent=2)
 
 
 if __name__ == "__main__":

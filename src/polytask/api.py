@@ -233,7 +233,14 @@ def train_run(
     with staging as tmp:
         history_path = tmp / run_dir.HISTORY if tmp is not None else None
         trainer = Trainer(
-            net, tasks, balancer, cfg.training, history_path=history_path, verbose=verbose
+            net,
+            tasks,
+            balancer,
+            cfg.training,
+            history_path=history_path,
+            verbose=verbose,
+            jacobian=b.jacobian,
+            log_every=b.log_every,
         )
         result = trainer.fit(train_table, val_table)
         net = trainer.net

@@ -122,7 +122,12 @@ class BalancingConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     method: str = "ew"
+    #: where gradient-level methods take the task gradients: the shared parameters, or
+    #: the shared representation (cheaper; with mgda this is MGDA-UB)
     jacobian: Literal["parameters", "representation"] = "parameters"
+    #: every this many steps, log the task weights and the pairwise cosine of the task
+    #: gradients to the history (0: never)
+    log_every: int = Field(50, ge=0)
 
     @property
     def options(self) -> dict[str, Any]:

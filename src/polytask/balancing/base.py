@@ -32,6 +32,15 @@ class Balancer:
         """Called once by the trainer with the tasks in output order."""
         self.task_names = list(task_names)
 
+    #: True for methods that need the losses again after the optimiser step (FAMO)
+    needs_loss_after_step: ClassVar[bool] = False
+
+    def end_epoch(self, train_losses: dict[str, float]) -> None:
+        """Hook for methods that adapt per epoch (e.g. DWA)."""
+
+    def after_step(self, new_losses: list[torch.Tensor]) -> None:
+        """The same batch's losses after the update (only with needs_loss_after_step)."""
+
     def parameters(self) -> list[torch.nn.Parameter]:
         """Learnable parameters of the method itself (optimised with the model)."""
         return []
@@ -57,15 +66,6 @@ class LossBalancer(Balancer):
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
         """Per-task scalar losses (in task order) -> one scalar objective."""
         raise NotImplementedError
-
-    #: True for methods that need the losses again after the optimiser step (FAMO)
-    needs_loss_after_step: ClassVar[bool] = False
-
-    def end_epoch(self, train_losses: dict[str, float]) -> None:
-        """Hook for methods that adapt per epoch (e.g. DWA)."""
-
-    def after_step(self, new_losses: list[torch.Tensor]) -> None:
-        """The same batch's losses after the update (only with needs_loss_after_step)."""
 
 
 class GradientBalancer(Balancer):

@@ -29,6 +29,8 @@ class TrainingProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[losses]}"),
             console=self.console,
+            # rich redraws from a background thread; faster than our updates is wasted work
+            refresh_per_second=1 / REFRESH_SECONDS,
             transient=not self.console.is_terminal,
             disable=not (self.console.is_terminal or sys.stderr.isatty()),
         )

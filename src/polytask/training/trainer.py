@@ -2,7 +2,8 @@
 
 The per-step path does only what a hand-written loop would: forward, one masked loss per
 task, the balancer's objective, backward, (clip), step. Losses are accumulated as tensors
-and read back only when the progress bar redraws or an epoch ends.
+and read back only when the progress bar redraws or an epoch ends. benchmarks/throughput.py
+measures this loop against plain PyTorch loops.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from typing import Any
 import torch
 
 from polytask.architectures import MultiTaskNet
-from polytask.balancing.base import Balancer, LossBalancer
+from polytask.balancing.base import Balancer
 from polytask.config import TrainingConfig
 from polytask.errors import PolytaskError
 from polytask.evaluation.scoring import higher_is_better, raw_outputs, score, task_losses
 from polytask.features.batches import TensorTable
 from polytask.tasks import Task
+from polytask.training.balance_log import BalanceLog
 from polytask.training.optim import make_optimizer, make_scheduler
 from polytask.training.progress import TrainingProgress
+from polytask.training.steps import make_step
 
 
 class TrainingDiverged(PolytaskError):
@@ -63,12 +66,9 @@ class Trainer:
         device: torch.device | None = None,
         history_path: Path | None = None,
         verbose: bool = True,
+        jacobian: str = "parameters",
+        log_every: int = 50,
     ):
-        if not isinstance(balancer, LossBalancer):
-            raise PolytaskError(
-                f"balancing method '{balancer.name}' works on gradients, which this version's "
-                "trainer does not support yet; use a loss-level method such as ew"
-            )
         self.net = net
         self.tasks = tasks
         self.names = [t.name for t in tasks]
@@ -76,6 +76,8 @@ class Trainer:
         self.cfg = cfg
         self.device = device or resolve_device(cfg.device)
         self.history_path = history_path
+        self.jacobian = jacobian
+        self.log_every = log_every
         self.verbose = verbose and cfg.progress
         self.balancer.setup(self.names)
         self._check_monitor()
@@ -124,9 +126,11 @@ class Trainer:
         scheduler = make_scheduler(optimizer, cfg)
         generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
         params = [p for p in net.parameters() if p.requires_grad]
+        opt_params = [p for g in optimizer.param_groups for p in g["params"]]
         loss_fns = [t.loss for t in self.tasks]
-        combine = self.balancer.combine
-        forward = net.forward_list
+        step = make_step(net, self.tasks, self.balancer, self.jacobian)
+        after_step = self.balancer.after_step if self.balancer.needs_loss_after_step else None
+        monitor_log = BalanceLog(self.names, self.log_every)
         clip = cfg.grad_clip
         steps = math.ceil(len(train) / cfg.batch_size)
         history: list[dict[str, Any]] = []
@@ -139,28 +143,33 @@ class Trainer:
 
         try:
             with TrainingProgress(cfg.epochs, steps, enabled=self.verbose) as bar:
+                due = bar.due
                 for epoch in range(1, cfg.epochs + 1):
                     t0 = time.perf_counter()
                     net.train()
-                    running = torch.zeros(len(self.tasks), device=device)
+                    # one 0-dim sum per task, added to in place without an autograd node
+                    running = [torch.zeros((), device=device) for _ in loss_fns]
                     for i, batch in enumerate(train.batches(cfg.batch_size, generator), 1):
-                        outs = forward(batch.numeric, batch.categorical)
-                        losses = [
-                            f(o, y, m)
-                            for f, o, y, m in zip(
-                                loss_fns, outs, batch.targets, batch.masks, strict=True
-                            )
-                        ]
-                        objective = combine(losses)
-                        optimizer.zero_grad(set_to_none=True)
-                        objective.backward()
+                        # = optimizer.zero_grad(set_to_none=True) without its per-call
+                        # profiler scope, which costs more than the loop (10-30 us a step)
+                        for p in opt_params:
+                            p.grad = None
+                        logging = monitor_log.due()
+                        if logging:
+                            monitor_log.before(step, net, self.tasks, batch)
+                        losses = step(batch)
                         if clip is not None:
                             torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
                         optimizer.step()
-                        running += torch.stack(losses).detach()
-                        if bar.due():
-                            bar.step(i, epoch, self._fmt(running / i))
-                    train_loss = dict(zip(self.names, (running / steps).tolist(), strict=True))
+                        if after_step is not None:
+                            after_step(self._losses_after(net, batch, loss_fns))
+                        if logging:
+                            monitor_log.after(step, self.balancer)
+                        torch._foreach_add_(running, [loss.detach() for loss in losses])
+                        if due():
+                            bar.step(i, epoch, self._fmt(torch.stack(running) / i))
+                    totals = torch.stack(running)
+                    train_loss = dict(zip(self.names, (totals / steps).tolist(), strict=True))
                     self._check_finite(train_loss, epoch)
                     record: dict[str, Any] = {
                         "epoch": epoch,
@@ -173,7 +182,10 @@ class Trainer:
                         monitor = self._monitor_value(val_loss, val_metrics)
                     else:
                         monitor = float(sum(train_loss.values()))
-                    record["weights"] = self.balancer.weights()
+                    record["weights"] = monitor_log.epoch_weights() or self.balancer.weights()
+                    cosine = monitor_log.epoch_cosine()
+                    if cosine:
+                        record["cosine"] = cosine
                     record["monitor"] = monitor if math.isfinite(monitor) else None
                     self.balancer.end_epoch(train_loss)
                     improved = monitor < best - cfg.min_delta
@@ -189,7 +201,7 @@ class Trainer:
                         hist_file.write(json.dumps(record) + "\n")
                         hist_file.flush()
                     if self.verbose:
-                        bar.step(steps, epoch, self._fmt(running / steps))
+                        bar.step(steps, epoch, self._fmt(totals / steps))
                         bar.log(self._summary(record))
                     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                         scheduler.step(monitor)
@@ -211,6 +223,16 @@ class Trainer:
             seconds=time.perf_counter() - started,
             history=history,
         )
+
+    @staticmethod
+    def _losses_after(net: MultiTaskNet, batch: Any, loss_fns: list[Any]) -> list[torch.Tensor]:
+        """The batch's task losses at the updated parameters (FAMO's extra forward)."""
+        with torch.no_grad():
+            outs = net.forward_list(batch.numeric, batch.categorical)
+            return [
+                f(o, y, m)
+                for f, o, y, m in zip(loss_fns, outs, batch.targets, batch.masks, strict=True)
+            ]
 
     def _check_finite(self, losses: dict[str, float], epoch: int) -> None:
         bad = [name for name, v in losses.items() if not math.isfinite(v)]

@@ -2,7 +2,7 @@
 ‖w_i g_i‖ move towards their mean times r_i^α, with r_i the task's relative inverse
 training rate L_i(t)/L_i(0) over its mean; Σ w = T.
 
-The direction is Σ w_i g_i with the current weights; then w takes one step on
+The direction is Σ w_i g_i with the current weights; then w takes one Adam step on
 Σ |‖w_i g_i‖ - target_i| (targets held constant) and is renormalised. It needs the task
 losses and the gradient norms, i.e. the Gramian's diagonal."""
 
@@ -33,6 +33,10 @@ class GradNorm(GradientBalancer):
         super().__init__(options)
         self.w: dict[int, float] = {}
         self.initial: dict[int, float] = {}
+        # Adam moments of each weight (β = 0.9, 0.999), and the step count
+        self.m: dict[int, float] = {}
+        self.v: dict[int, float] = {}
+        self.step = 0
 
     def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
         losses = self.losses
@@ -52,7 +56,13 @@ class GradNorm(GradientBalancer):
         rel = ratio / max(float(ratio.mean()), 1e-12)
         target = float(wn.mean()) * rel**self.options.alpha
         grad = np.sign(wn - target) * norms
-        new = np.maximum(w - self.options.lr * grad, 1e-4)
+        self.step += 1
+        m = np.array([self.m.get(t, 0.0) for t in tasks]) * 0.9 + 0.1 * grad
+        v = np.array([self.v.get(t, 0.0) for t in tasks]) * 0.999 + 0.001 * grad**2
+        self.m.update(zip(tasks, m.tolist(), strict=True))
+        self.v.update(zip(tasks, v.tolist(), strict=True))
+        m_hat, v_hat = m / (1 - 0.9**self.step), v / (1 - 0.999**self.step)
+        new = np.maximum(w - self.options.lr * m_hat / (np.sqrt(v_hat) + 1e-8), 1e-4)
         self.w.update(zip(tasks, new.tolist(), strict=True))
         total = sum(self.w.values())
         self.w = {k: v * len(self.w) / total for k, v in self.w.items()}
@@ -67,3 +77,6 @@ class GradNorm(GradientBalancer):
     def load_state(self, state: dict[str, Any]) -> None:
         self.w = {int(k): float(v) for k, v in state["w"].items()}
         self.initial = {int(k): float(v) for k, v in state["initial"].items()}
+        self.m = {int(k): float(v) for k, v in state["m"].items()}
+        self.v = {int(k): float(v) for k, v in state["v"].items()}
+        self.step = int(state["step"])

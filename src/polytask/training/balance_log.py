@@ -1,0 +1,74 @@
+"""Cheap visibility into balancing: task weights and gradient conflict, every k steps.
+
+Every ``log_every`` steps the trainer records the balancer's task weights (for gradient
+methods, the implied weights of that step) and the pairwise cosine similarity of the task
+gradients (for gradient methods, of the matrix the step already built; otherwise of the
+task gradients at the shared representation, measured on the same batch). Each epoch's
+history line gets their means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from polytask.training.steps import GradientStep, conflict_at_representation
+
+
+def pair_name(a: str, b: str) -> str:
+    return f"{a}~{b}"
+
+
+class BalanceLog:
+    def __init__(self, task_names: list[str], log_every: int):
+        self.names = task_names
+        self.every = log_every
+        self.count = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.weight_sums: dict[str, float] = {}
+        self.weight_n: dict[str, int] = {}
+        self.cos_sums: dict[str, float] = {}
+        self.cos_n: dict[str, int] = {}
+
+    def due(self) -> bool:
+        self.count += 1
+        return self.every > 0 and (self.count - 1) % self.every == 0
+
+    def before(self, step: Any, net: Any, tasks: list[Any], batch: Any) -> None:
+        if isinstance(step, GradientStep):
+            step.record_cosine = True
+            return
+        present, cos = conflict_at_representation(net, tasks, batch)
+        self._add_cosine(present, cos)
+
+    def after(self, step: Any, balancer: Any) -> None:
+        if isinstance(step, GradientStep):
+            step.record_cosine = False
+            if step.last_cosine is not None:
+                self._add_cosine(*step.last_cosine)
+                step.last_cosine = None
+        for name, w in balancer.weights().items():
+            if w == w:  # skip NaN (methods without weights)
+                self.weight_sums[name] = self.weight_sums.get(name, 0.0) + float(w)
+                self.weight_n[name] = self.weight_n.get(name, 0) + 1
+
+    def _add_cosine(self, present: list[int], cos: torch.Tensor) -> None:
+        values = cos.detach().cpu().tolist()
+        for a in range(len(present)):
+            for b in range(a + 1, len(present)):
+                key = pair_name(self.names[present[a]], self.names[present[b]])
+                self.cos_sums[key] = self.cos_sums.get(key, 0.0) + values[a][b]
+                self.cos_n[key] = self.cos_n.get(key, 0) + 1
+
+    def epoch_weights(self) -> dict[str, float]:
+        out = {k: self.weight_sums[k] / self.weight_n[k] for k in self.weight_sums}
+        self.weight_sums, self.weight_n = {}, {}
+        return out
+
+    def epoch_cosine(self) -> dict[str, float]:
+        out = {k: round(self.cos_sums[k] / self.cos_n[k], 6) for k in self.cos_sums}
+        self.cos_sums, self.cos_n = {}, {}
+        return out
