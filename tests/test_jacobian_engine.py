@@ -109,3 +109,29 @@ def test_conflict_measurement_is_cosine_of_representation_gradients() -> None:
     assert present == [0, 1] and cos.shape == (2, 2)
     torch.testing.assert_close(cos.diagonal(), torch.ones(2))
     assert all(p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize("method", ["mgda", "upgrad", "nash_mtl", "imtl_g"])
+def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> None:
+    torch.manual_seed(0)
+    reg = make_task("r", "regression", ["r"], {"standardize": False, "transform": "none"})
+    reg.fitted = True
+    cls = make_task("c", "multiclass", ["c"], {})
+    cls.fit(__import__("pandas").Series(["a", "b", "c", "a"], name="c"))
+    tasks = [reg, cls]
+    enc = TabularEncoder(6, [], [], [16, 8], "relu", 0.0, "none")
+    net = HardSharing(enc, tasks, [], "relu", 0.0)
+    assert net.linear_heads() is not None
+    n = 40
+    batch = Batch(torch.randn(n, 6), torch.zeros(n, 0, dtype=torch.long),
+                  [torch.randn(n), torch.randint(0, 3, (n,))], [None, None])
+    fast = GradientStep(net, tasks, balancing.get(method), "representation")
+    assert fast.closed_form
+    fast(batch)
+    got = _grads(net)
+    net.zero_grad(set_to_none=True)
+    slow = GradientStep(net, tasks, balancing.get(method), "representation")
+    slow.closed_form = False
+    slow(batch)
+    for g, e in zip(got, _grads(net), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)

@@ -34,6 +34,11 @@ class MultiTaskNet(nn.Module):
         """Each task's head, in task order: ``heads_forward(rep)[t] == head_modules()[t](rep)``."""
         raise NotImplementedError
 
+    def linear_heads(self) -> list[nn.Linear] | None:
+        """Each head's only layer when every head is one linear layer on the shared
+        representation (then task Gramians have a closed form), else None."""
+        return None
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters that every task's gradient flows into (everything but the heads)."""
         head_ids = {id(p) for h in self.head_modules() for p in h.parameters()}

@@ -40,5 +40,11 @@ class HardSharing(MultiTaskNet):
     def head_modules(self) -> list[nn.Module]:
         return list(self._head_list)
 
+    def linear_heads(self) -> list[nn.Linear] | None:
+        layers = [list(h.children()) for h in self._head_list]
+        if all(len(ms) == 1 and isinstance(ms[0], nn.Linear) for ms in layers):
+            return [ms[0] for ms in layers]
+        return None
+
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
         return [head(rep) for head in self._head_list]

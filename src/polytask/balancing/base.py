@@ -97,19 +97,46 @@ class GradientBalancer(Balancer):
         methods with ``needs_losses``."""
         if matrix.ndim != 2:
             raise ValueError(f"expected a (T, P) matrix, got shape {tuple(matrix.shape)}")
-        idx = list(range(matrix.shape[0])) if tasks is None else [int(t) for t in tasks]
-        if len(idx) != matrix.shape[0]:
-            raise ValueError(f"tasks has {len(idx)} entries for {matrix.shape[0]} rows")
-        if self.needs_losses:
-            if losses is None:
-                raise ValueError(f"{self.name} needs the task losses: aggregate(m, losses=...)")
-            self.losses = np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
+        idx = self._indices(matrix.shape[0], tasks)
         if self.needs_matrix:
+            self._take_losses(losses)
             return self.direction(matrix, idx)
-        gram = (matrix @ matrix.T).double().cpu().numpy()
+        coef = self.weigh(matrix @ matrix.T, idx, losses)
+        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
+
+    def weigh(
+        self,
+        gram: torch.Tensor | np.ndarray,
+        tasks: torch.Tensor | list[int] | None = None,
+        losses: torch.Tensor | list[float] | None = None,
+    ) -> np.ndarray:
+        """The Gramian K = G Gᵀ (T, T) -> coefficients c (T,) with direction c @ G.
+
+        For the methods that need no more than the Gramian (not ``needs_matrix``); the
+        trainer uses it where K is cheaper to get than G (e.g. linear heads)."""
+        if self.needs_matrix:
+            raise ValueError(f"{self.name} needs the whole matrix: use aggregate()")
+        if isinstance(gram, torch.Tensor):
+            gram = gram.detach().double().cpu().numpy()
+        idx = self._indices(gram.shape[0], tasks)
+        self._take_losses(losses)
         coef = self.coefficients(gram, idx)
         self.last_weights = dict(zip(idx, (float(c) for c in coef), strict=True))
-        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
+        return coef
+
+    @staticmethod
+    def _indices(rows: int, tasks: torch.Tensor | list[int] | None) -> list[int]:
+        idx = list(range(rows)) if tasks is None else [int(t) for t in tasks]
+        if len(idx) != rows:
+            raise ValueError(f"tasks has {len(idx)} entries for {rows} rows")
+        return idx
+
+    def _take_losses(self, losses: torch.Tensor | list[float] | None) -> None:
+        if not self.needs_losses:
+            return
+        if losses is None:
+            raise ValueError(f"{self.name} needs the task losses: aggregate(m, losses=...)")
+        self.losses = np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
 
     def on_level(self, level: str) -> None:
         """Told by the trainer where the Jacobian is taken ("parameters"/"representation")."""

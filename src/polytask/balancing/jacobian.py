@@ -109,6 +109,35 @@ def write_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
         offset += n
 
 
+def linear_head_gramian(
+    out_grads: list[torch.Tensor], weights: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gramian of the representation gradients J_t = D_t W_t of linear heads, without
+    forming them: <D_s W_s, D_t W_t> = Σ_ij (D_sᵀ D_t)_ij (W_s W_tᵀ)_ij.
+
+    ``out_grads`` are the D_t (N, k_t), ``weights`` the W_t (k_t, H). Returns the (T, T)
+    Gramian and the concatenations D (N, Σk) and W (Σk, H), from which the combined
+    representation gradient Σ c_t D_t W_t is one matrix product."""
+    d = torch.cat(out_grads, dim=1)
+    w = torch.cat(weights, dim=0)
+    e = (d.T @ d) * (w @ w.T)
+    sizes = [g.shape[1] for g in out_grads]
+    if all(k == 1 for k in sizes):
+        return e, d, w
+    owner = torch.repeat_interleave(
+        torch.arange(len(sizes), device=e.device), torch.tensor(sizes, device=e.device)
+    )
+    s = torch.zeros(len(sizes), e.shape[0], dtype=e.dtype, device=e.device)
+    s[owner, torch.arange(e.shape[0], device=e.device)] = 1.0
+    return s @ e @ s.T, d, w
+
+
+def cosine_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    denom = norms[:, None] * norms[None, :]
+    return torch.where(denom > 0, gram / denom.clamp_min(1e-30), torch.zeros_like(gram))
+
+
 def pairwise_cosine(matrix: torch.Tensor) -> torch.Tensor:
     """(T, T) cosine similarity of the rows (0 where a row is zero)."""
     gram = matrix @ matrix.T

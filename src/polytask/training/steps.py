@@ -17,6 +17,8 @@ from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
+    cosine_from_gram,
+    linear_head_gramian,
     pairwise_cosine,
     representation_gradients,
     split_forward,
@@ -67,12 +69,20 @@ class GradientStep:
         self.level = level
         self.memory_bound = memory_bound
         balancer.on_level(level)
+        linear = net.linear_heads()
+        #: closed-form Gramian at the representation: linear heads, a Gramian method
+        self.closed_form = (
+            level == "representation" and linear is not None and not balancer.needs_matrix
+        )
+        self.linear = linear or []
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
         self.record_cosine = False
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         rep = self.net.representation(batch.numeric, batch.categorical)
+        if self.closed_form:
+            return self._closed_form(batch, rep)
 
         def losses_of(outs: list[torch.Tensor]) -> list[torch.Tensor]:
             return [
@@ -97,6 +107,44 @@ class GradientStep:
         if self.record_cosine:
             self.last_cosine = (present, pairwise_cosine(matrix.detach()))
         return split.losses
+
+    def _closed_form(self, batch: Batch, rep: torch.Tensor) -> list[torch.Tensor]:
+        """Linear heads at the representation: J_t = D_t W_t with D_t the gradient at the
+        head's output, so the Gramian and the combined gradient need no (T, N, H) tensor."""
+        shared = rep.detach()
+        outs = [head(shared) for head in self.heads]
+        for o in outs:
+            o.retain_grad()
+        losses = [
+            f(o, y, m)
+            for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
+        ]
+        total = losses[0]
+        for loss in losses[1:]:
+            total = total + loss
+        total.backward()  # every head gets its own task's gradient
+        present = present_tasks(batch)
+        if not present:
+            return losses
+        out_grads = [
+            outs[t].grad.reshape(outs[t].shape[0], -1)
+            if outs[t].grad is not None
+            else torch.zeros_like(outs[t]).reshape(outs[t].shape[0], -1)
+            for t in present
+        ]
+        gram, d, w = linear_head_gramian(
+            out_grads, [self.linear[t].weight.detach() for t in present]
+        )
+        coef = self.balancer.weigh(gram, present, [losses[t].detach() for t in present])
+        sizes = [g.shape[1] for g in out_grads]
+        scale = torch.repeat_interleave(
+            torch.as_tensor(coef, dtype=d.dtype, device=d.device),
+            torch.tensor(sizes, device=d.device),
+        )
+        rep.backward((d * scale) @ w)
+        if self.record_cosine:
+            self.last_cosine = (present, cosine_from_gram(gram.detach()))
+        return losses
 
 
 def conflict_at_representation(
