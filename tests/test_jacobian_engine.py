@@ -66,15 +66,11 @@ def test_parameter_level_rows_are_each_tasks_own_gradient() -> None:
 
     class Spy(balancing.GradientBalancer):
         name = "spy"
+        needs_matrix = True  # the step hands it the whole (T, P) matrix
 
-        def coefficients(self, gram, tasks):
-            import numpy as np
-
-            return np.ones(gram.shape[0])
-
-        def aggregate(self, matrix, tasks=None, losses=None):
+        def direction(self, matrix, tasks):
             seen["m"] = matrix.clone()
-            return super().aggregate(matrix, tasks, losses)
+            return matrix.sum(0)
 
     GradientStep(net, tasks, Spy(), "parameters")(batch)
     torch.testing.assert_close(seen["m"], ref, rtol=1e-5, atol=1e-6)
@@ -90,13 +86,13 @@ def test_task_without_labels_sits_out(level: str) -> None:
     net, tasks, batch = _setup(t=3, missing_task=1)
     seen = {}
     m = balancing.get("mgda")
-    orig = m.aggregate
+    orig = m.weigh
 
-    def spy(matrix, tasks=None, losses=None):
-        seen["rows"], seen["tasks"] = matrix.shape[0], list(tasks)
-        return orig(matrix, tasks, losses)
+    def spy(gram, tasks=None, losses=None):
+        seen["rows"], seen["tasks"] = gram.shape[0], list(tasks)
+        return orig(gram, tasks, losses)
 
-    m.aggregate = spy
+    m.weigh = spy
     losses = GradientStep(net, tasks, m, level)(batch)
     assert seen == {"rows": 2, "tasks": [0, 2]}
     assert float(losses[1].detach()) == 0.0
@@ -123,8 +119,12 @@ def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> Non
     net = HardSharing(enc, tasks, [], "relu", 0.0)
     assert net.linear_heads() is not None
     n = 40
-    batch = Batch(torch.randn(n, 6), torch.zeros(n, 0, dtype=torch.long),
-                  [torch.randn(n), torch.randint(0, 3, (n,))], [None, None])
+    batch = Batch(
+        torch.randn(n, 6),
+        torch.zeros(n, 0, dtype=torch.long),
+        [torch.randn(n), torch.randint(0, 3, (n,))],
+        [None, None],
+    )
     fast = GradientStep(net, tasks, balancing.get(method), "representation")
     assert fast.closed_form
     fast(batch)

@@ -127,7 +127,7 @@ class BalancingConfig(BaseModel):
     jacobian: Literal["parameters", "representation"] = "parameters"
     #: every this many steps, log the task weights and the pairwise cosine of the task
     #: gradients to the history (0: never)
-    log_every: int = Field(50, ge=0)
+    log_every: int = Field(100, ge=0)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -8,8 +8,9 @@ every head its own task's gradient, as usual.
 - ``representation`` level: aggregate the (T, N·H) representation gradients and
   backpropagate the result once through the trunk (MGDA with this is MGDA-UB).
 - ``parameters`` level: push the T representation gradients through the trunk in one
-  batched backward (``is_grads_batched``, chunked under a memory bound), aggregate the
-  (T, P) matrix of trunk-parameter gradients and write the result into ``.grad``.
+  batched backward (``is_grads_batched``, chunked under a memory bound), take the T x T
+  Gramian block by block, and write c @ G into the trunk's ``.grad``. The (T, P) matrix
+  is concatenated only for methods that need it whole (GradDrop, DB-MTL).
 """
 
 from __future__ import annotations
@@ -57,6 +58,47 @@ def representation_gradients(split: SplitForward, present: list[int]) -> torch.T
     return torch.stack(grads)
 
 
+def trunk_jacobian_blocks(
+    rep: torch.Tensor,
+    params: list[torch.nn.Parameter],
+    rep_grads: torch.Tensor,
+    memory_bound: int = DEFAULT_MEMORY_BOUND,
+) -> list[torch.Tensor]:
+    """Per trunk parameter, the (T, numel) gradients of the T representation gradients,
+    from batched backward passes (``is_grads_batched``) in chunks of tasks that keep
+    vmap's buffers under ``memory_bound`` bytes. (A loop of T backward passes does the
+    same dense products; on a 2-core CPU the two measured within noise of each other,
+    9-14 ms at T = 20 for trunk 64-256-256, batch 256.)"""
+    t = rep_grads.shape[0]
+    n_params = sum(p.numel() for p in params)
+    per_row = n_params * rep_grads.element_size() * 2  # the rows and vmap's buffers
+    chunk = max(1, min(t, memory_bound // max(per_row, 1)))
+    parts: list[list[torch.Tensor]] = []
+    for s in range(0, t, chunk):
+        part = rep_grads[s : s + chunk]
+        grads = torch.autograd.grad(
+            rep,
+            params,
+            grad_outputs=part,
+            is_grads_batched=True,
+            retain_graph=s + chunk < t,
+            allow_unused=True,
+        )
+        parts.append(
+            [
+                (
+                    g
+                    if g is not None
+                    else torch.zeros(part.shape[0], *p.shape, device=p.device, dtype=part.dtype)
+                ).reshape(part.shape[0], -1)
+                for g, p in zip(grads, params, strict=True)
+            ]
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return [torch.cat(blocks) for blocks in zip(*parts, strict=True)]
+
+
 def trunk_jacobian(
     rep: torch.Tensor,
     params: list[torch.nn.Parameter],
@@ -64,36 +106,22 @@ def trunk_jacobian(
     memory_bound: int = DEFAULT_MEMORY_BOUND,
 ) -> torch.Tensor:
     """(T, P) gradients of the trunk parameters, one row per representation gradient."""
-    t = rep_grads.shape[0]
-    n_params = sum(p.numel() for p in params)
-    per_row = n_params * rep_grads.element_size() * 3  # the rows, the vmap buffers, the cat
-    chunk = max(1, min(t, memory_bound // max(per_row, 1)))
-    rows = []
-    for s in range(0, t, chunk):
-        part = rep_grads[s : s + chunk]
-        last = s + chunk >= t
-        grads = torch.autograd.grad(
-            rep,
-            params,
-            grad_outputs=part,
-            is_grads_batched=True,
-            retain_graph=not last,
-            allow_unused=True,
-        )
-        rows.append(
-            torch.cat(
-                [
-                    (
-                        g
-                        if g is not None
-                        else torch.zeros(part.shape[0], *p.shape, device=p.device)
-                    ).reshape(part.shape[0], -1)
-                    for g, p in zip(grads, params, strict=True)
-                ],
-                dim=1,
-            )
-        )
-    return rows[0] if len(rows) == 1 else torch.cat(rows)
+    return torch.cat(trunk_jacobian_blocks(rep, params, rep_grads, memory_bound), dim=1)
+
+
+def blocks_gramian(blocks: list[torch.Tensor]) -> torch.Tensor:
+    gram = blocks[0] @ blocks[0].T
+    for b in blocks[1:]:
+        gram.addmm_(b, b.T)
+    return gram
+
+
+def write_blocks(
+    params: list[torch.nn.Parameter], blocks: list[torch.Tensor], coef: torch.Tensor
+) -> None:
+    """p.grad = c @ block for every trunk parameter."""
+    for p, b in zip(params, blocks, strict=True):
+        p.grad = (coef @ b).view_as(p)
 
 
 def write_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:

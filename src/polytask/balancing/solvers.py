@@ -35,28 +35,40 @@ def _scale(gram: np.ndarray) -> float:
 def nonneg_quadratic(
     gram: np.ndarray, offset: np.ndarray, name: str, tol: float = TOLERANCE
 ) -> np.ndarray:
-    """argmin over v >= offset of vᵀ K v (Lawson-Hanson active set, exact up to rounding).
+    """argmin over v >= offset of vᵀ K v; see :func:`dual_cone_solutions`."""
+    return dual_cone_solutions(gram, offset[None, :], name, tol)[0]
 
-    Substituting v = offset + x, x >= 0 gives the NNLS problem min ||A x + A offset||² with
-    AᵀA = K. Returns v; warns when the KKT conditions fail by more than ``tol`` (relative
-    to the largest diagonal entry of K)."""
-    a = _factor(gram)
-    try:
-        x, _ = nnls(a, -a @ offset, maxiter=50 * max(1, gram.shape[0]))
-    except RuntimeError as err:  # iteration limit
-        warnings.warn(f"{name}: NNLS did not converge ({err})", SolverWarning, stacklevel=3)
-        x = np.zeros_like(offset)
-    v = offset + x
-    grad = gram @ v  # gradient of ½ vᵀKv at v
-    scale = _scale(gram) * max(1.0, float(np.abs(v).max()))
-    if (x < -tol).any() or (grad < -tol * scale).any() or abs(float(x @ grad)) > tol * scale:
+
+def dual_cone_solutions(
+    gram: np.ndarray, offsets: np.ndarray, name: str, tol: float = TOLERANCE
+) -> np.ndarray:
+    """For each row u of ``offsets``: argmin over v >= u of vᵀ K v (Lawson-Hanson active
+    set, exact up to rounding); Gᵀ v is then the projection of Gᵀ u onto the dual cone.
+
+    Substituting v = u + x, x >= 0 gives the NNLS problem min ||A x + A u||² with
+    AᵀA = K (factored once). Returns the v as rows; warns when the KKT conditions fail by
+    more than ``tol`` (relative to the largest diagonal entry of K)."""
+    a = _factor(gram)  # once for every offset
+    out = np.empty_like(offsets, dtype=np.float64)
+    for r, offset in enumerate(offsets):
+        try:
+            x, _ = nnls(a, -a @ offset, maxiter=50 * max(1, gram.shape[0]))
+        except RuntimeError as err:  # iteration limit
+            warnings.warn(f"{name}: NNLS did not converge ({err})", SolverWarning, stacklevel=3)
+            x = np.zeros_like(offset)
+        out[r] = offset + x
+    # KKT of each problem: x >= 0, K v >= 0, xᵀ K v = 0 (relative to K's scale)
+    grads = out @ gram
+    xs = out - offsets
+    scale = _scale(gram) * max(1.0, float(np.abs(out).max()))
+    worst = max(float(-grads.min()), float(np.abs((xs * grads).sum(1)).max()), 0.0) / scale
+    if worst > tol or (xs < -tol).any():
         warnings.warn(
-            f"{name}: KKT conditions hold only to {max(-grad.min(), abs(x @ grad)) / scale:.2e}"
-            f" (tolerance {tol:.0e})",
+            f"{name}: KKT conditions hold only to {worst:.2e} (tolerance {tol:.0e})",
             SolverWarning,
             stacklevel=3,
         )
-    return v
+    return out
 
 
 def min_norm_weights(gram: np.ndarray, tol: float = TOLERANCE) -> np.ndarray:

@@ -72,11 +72,16 @@ class Task(ABC):
         """Mean loss over labelled rows; exactly 0 (never NaN) when none is labelled.
 
         ``mask=None`` means every row is labelled (the fast path)."""
-        elem = self.elementwise_loss(output, target)
         if mask is None:
-            return elem.mean()
+            return self.mean_loss(output, target)
+        elem = self.elementwise_loss(output, target)
         m = mask.to(elem.dtype)
         return (elem * m).sum() / m.sum().clamp_min(1.0)
+
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean loss over every row (no mask). Kinds override this with torch's fused
+        reductions, which are faster than ``elementwise_loss(...).mean()``."""
+        return self.elementwise_loss(output, target).mean()
 
     def initial_bias(self) -> torch.Tensor | None:
         """A good starting bias for the head's last layer (e.g. the base rate), or None."""

@@ -151,6 +151,9 @@ class BinaryTask(Task):
             output.squeeze(-1), target, pos_weight=self._pw, reduction="none"
         )
 
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(output.squeeze(-1), target, pos_weight=self._pw)
+
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
 

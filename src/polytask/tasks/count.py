@@ -57,6 +57,9 @@ class CountTask(Task):
         # output is the log rate; Poisson NLL without the constant log(y!) term
         return F.poisson_nll_loss(output.squeeze(-1), target, log_input=True, reduction="none")
 
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.poisson_nll_loss(output.squeeze(-1), target, log_input=True)
+
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = np.exp(output.reshape(-1)[mask].astype(np.float64))
         return RegressionTask._regression_metrics(

@@ -101,6 +101,11 @@ class MulticlassTask(Task):
             label_smoothing=self.options.label_smoothing,
         )
 
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self._cw is not None:  # torch's weighted mean divides by the weights' sum
+            return super().mean_loss(output, target)
+        return F.cross_entropy(output, target, label_smoothing=self.options.label_smoothing)
+
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         z = output.astype(np.float64)
         z = z - z.max(axis=1, keepdims=True)

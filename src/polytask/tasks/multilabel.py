@@ -121,6 +121,9 @@ class MultilabelTask(Task):
     def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(output, target, reduction="none")
 
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(output, target)
+
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
 

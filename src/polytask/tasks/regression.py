@@ -94,6 +94,12 @@ class RegressionTask(Task):
             return F.huber_loss(out, target, reduction="none", delta=self.options.huber_delta)
         return (out - target).square()
 
+    def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = output.squeeze(-1)
+        if self.options.loss == "huber":
+            return F.huber_loss(out, target, delta=self.options.huber_delta)
+        return F.mse_loss(out, target)
+
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = self._inverse(output.reshape(-1)[mask].astype(np.float64))
         true = self._inverse(target[mask].astype(np.float64))

@@ -17,12 +17,14 @@ from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
+    blocks_gramian,
     cosine_from_gram,
     linear_head_gramian,
     pairwise_cosine,
     representation_gradients,
     split_forward,
-    trunk_jacobian,
+    trunk_jacobian_blocks,
+    write_blocks,
     write_grad,
 )
 from polytask.features.batches import Batch
@@ -101,9 +103,19 @@ class GradientStep:
             direction = self.balancer.aggregate(matrix, present, losses)
             rep.backward(direction.view_as(rep))
         else:
-            matrix = trunk_jacobian(rep, self.trunk, rep_grads, self.memory_bound)
-            direction = self.balancer.aggregate(matrix, present, losses)
-            write_grad(self.trunk, direction)
+            blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
+            if self.balancer.needs_matrix:
+                matrix = torch.cat(blocks, dim=1)
+                write_grad(self.trunk, self.balancer.aggregate(matrix, present, losses))
+            else:  # Gramian methods: K = Σ_blocks B Bᵀ, grads c @ B, no (T, P) copy
+                gram = blocks_gramian(blocks)
+                coef = self.balancer.weigh(gram, present, losses)
+                write_blocks(
+                    self.trunk, blocks, torch.as_tensor(coef, dtype=gram.dtype, device=gram.device)
+                )
+                if self.record_cosine:
+                    self.last_cosine = (present, cosine_from_gram(gram.detach()))
+                return split.losses
         if self.record_cosine:
             self.last_cosine = (present, pairwise_cosine(matrix.detach()))
         return split.losses

@@ -227,7 +227,7 @@ class Trainer:
     @staticmethod
     def _losses_after(net: MultiTaskNet, batch: Any, loss_fns: list[Any]) -> list[torch.Tensor]:
         """The batch's task losses at the updated parameters (FAMO's extra forward)."""
-        with torch.no_grad():
+        with torch.inference_mode():
             outs = net.forward_list(batch.numeric, batch.categorical)
             return [
                 f(o, y, m)

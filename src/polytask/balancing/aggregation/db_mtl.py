@@ -9,6 +9,7 @@ average is kept over the norms only and the current gradients are scaled by it."
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -35,24 +36,32 @@ class DBMTL(GradientBalancer):
         self.vector_ema = True
 
     def on_level(self, level: str) -> None:
+        # at the representation the rows differ from batch to batch: only the norms are
+        # averaged, which the Gramian holds, so the whole matrix is not needed
         self.vector_ema = level == "parameters"
+        self.needs_matrix = self.vector_ema
+
+    def _beta(self) -> float:
+        self.step += 1
+        return self.options.beta / self.step**self.options.sigma
+
+    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+        """Representation level: EMA of the log-gradient norms ‖g_t‖ / L_t; the direction
+        is Σ_t (max_i n̂_i / n̂_t) g_t / L_t."""
+        beta = self._beta()
+        losses = np.maximum(self.losses, 1e-12)
+        norms = np.sqrt(np.clip(np.diag(gram), 0.0, None)) / losses
+        for t, n in zip(tasks, norms.tolist(), strict=True):
+            prev = self.ema_norm.get(t)
+            self.ema_norm[t] = n if prev is None else beta * prev + (1 - beta) * n
+        ema = np.array([self.ema_norm[t] for t in tasks])
+        weights = ema.max() / np.maximum(ema, 1e-12)
+        return weights / losses
 
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
-        self.step += 1
-        beta = self.options.beta / self.step**self.options.sigma
+        beta = self._beta()
         losses = torch.as_tensor(self.losses, dtype=matrix.dtype, device=matrix.device)
         logg = matrix / losses.clamp_min(1e-12)[:, None]
-        if not self.vector_ema:
-            norms_now = logg.norm(dim=1).tolist()
-            for t, n in zip(tasks, norms_now, strict=True):
-                prev_n = self.ema_norm.get(t)
-                self.ema_norm[t] = n if prev_n is None else beta * prev_n + (1 - beta) * n
-            norms = torch.tensor(
-                [self.ema_norm[t] for t in tasks], dtype=matrix.dtype, device=matrix.device
-            )
-            weights = norms.max() / norms.clamp_min(1e-12)
-            self.last_weights = dict(zip(tasks, weights.tolist(), strict=True))
-            return (weights[:, None] * logg).sum(0)
         rows = []
         for i, t in enumerate(tasks):
             prev = self.ema.get(t)

@@ -34,8 +34,9 @@ class GradDrop(GradientBalancer):
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         purity = 0.5 * (1 + matrix.sum(0) / (matrix.abs().sum(0) + 1e-12))
         u = torch.rand(purity.shape, generator=self._gen).to(matrix.device, matrix.dtype)
-        keep = ((purity > u) & (matrix > 0)) | ((purity < u) & (matrix < 0))
-        leak = self.options.leak
-        mask = keep.to(matrix.dtype) * (1 - leak) + leak
+        # keep positive entries where purity > u and negative ones where purity < u
+        keep = torch.where(matrix > 0, purity > u, purity < u)
         self.last_weights = dict.fromkeys(tasks, float("nan"))
-        return (mask * matrix).sum(0)
+        kept = torch.where(keep, matrix, 0.0).sum(0)
+        leak = self.options.leak
+        return kept if leak == 0 else (1 - leak) * kept + leak * matrix.sum(0)

@@ -35,32 +35,36 @@ class GradVac(GradientBalancer):
         t = gram.shape[0]
         sq = np.diag(gram)
         beta = self.options.beta
-        total = np.zeros(t)
-        for i in range(t):
-            c = np.zeros(t)
-            c[i] = 1.0
-            for j in self._rng.permutation(t):
-                if j == i or sq[j] <= 0:
-                    continue
-                key = (tasks[i], tasks[j])
-                norm_i = float(np.sqrt(max(c @ gram @ c, 0.0)))
-                if norm_i <= 0:
-                    continue
-                phi = float(c @ gram[:, j]) / (norm_i * np.sqrt(sq[j]))
-                target = self.targets.get(key, 0.0)
-                if phi < target:
-                    coef = (
-                        norm_i
-                        * (
-                            target * np.sqrt(max(1 - phi**2, 0.0))
-                            - phi * np.sqrt(max(1 - target**2, 0.0))
-                        )
-                        / (np.sqrt(sq[j]) * np.sqrt(max(1 - target**2, 1e-12)))
-                    )
-                    c[j] += coef
-                self.targets[key] = (1 - beta) * target + beta * phi
-            total += c
-        return total
+        coef = np.eye(t)  # row i: g_i' as a combination of the original gradients
+        rows = np.arange(t)
+        # every task walks the others in its own random order; all tasks move together
+        order = self._rng.permuted(np.tile(rows, (t, 1)), axis=1)
+        for r in range(t):
+            j = order[:, r]
+            gc = coef @ gram  # row i: g_i' · g_k for every k
+            norm_i = np.sqrt(np.clip(np.einsum("ik,ik->i", gc, coef), 0.0, None))
+            valid = (j != rows) & (sq[j] > 0) & (norm_i > 0)
+            if not valid.any():
+                continue
+            i_v, j_v = rows[valid], j[valid]
+            norm_j = np.sqrt(sq[j_v])
+            phi = gc[i_v, j_v] / (norm_i[valid] * norm_j)
+            target = np.array(
+                [self.targets.get((tasks[a], tasks[b]), 0.0) for a, b in zip(i_v, j_v, strict=True)]
+            )
+            low = phi < target
+            step = (
+                norm_i[valid]
+                * (
+                    target * np.sqrt(np.clip(1 - phi**2, 0.0, None))
+                    - phi * np.sqrt(np.clip(1 - target**2, 0.0, None))
+                )
+                / (norm_j * np.sqrt(np.clip(1 - target**2, 1e-12, None)))
+            )
+            coef[i_v[low], j_v[low]] += step[low]
+            for a, b, tg, ph in zip(i_v, j_v, target, phi, strict=True):
+                self.targets[(tasks[a], tasks[b])] = (1 - beta) * float(tg) + beta * float(ph)
+        return coef.sum(axis=0)
 
     def state(self) -> dict[str, Any]:
         return {"targets": [[i, j, v] for (i, j), v in self.targets.items()]}

@@ -28,15 +28,13 @@ class PCGrad(GradientBalancer):
     def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
         t = gram.shape[0]
         sq = np.diag(gram)
-        total = np.zeros(t)
-        for i in range(t):
-            c = np.zeros(t)
-            c[i] = 1.0
-            for j in self._rng.permutation(t):
-                if j == i or sq[j] <= 0:
-                    continue
-                dot = float(c @ gram[:, j])  # g_i' · g_j
-                if dot < 0:
-                    c[j] -= dot / sq[j]
-            total += c
-        return total
+        coef = np.eye(t)  # row i: g_i' as a combination of the original gradients
+        rows = np.arange(t)
+        # every task walks the others in its own random order; all tasks move together
+        order = self._rng.permuted(np.tile(rows, (t, 1)), axis=1)
+        for r in range(t):
+            j = order[:, r]
+            dot = np.einsum("ik,ik->i", coef, gram[:, j].T)  # g_i' · g_j
+            hit = (j != rows) & (sq[j] > 0) & (dot < 0)
+            coef[rows[hit], j[hit]] -= dot[hit] / sq[j[hit]]
+        return coef.sum(axis=0)

@@ -9,13 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from polytask.balancing.base import GradientBalancer
-from polytask.balancing.solvers import nonneg_quadratic
+from polytask.balancing.solvers import dual_cone_solutions
 
 
 class UPGrad(GradientBalancer):
     name = "upgrad"
 
     def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
-        t = gram.shape[0]
-        eye = np.eye(t)
-        return np.mean([nonneg_quadratic(gram, eye[i], "UPGrad") for i in range(t)], axis=0)
+        return dual_cone_solutions(gram, np.eye(gram.shape[0]), "UPGrad").mean(axis=0)

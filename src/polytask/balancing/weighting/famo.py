@@ -33,17 +33,20 @@ class FAMO(LossBalancer):
 
     def setup(self, task_names: list[str]) -> None:
         super().setup(task_names)
-        self.logits = torch.zeros(len(task_names), requires_grad=True)
-        self._opt = torch.optim.Adam(
-            [self.logits], lr=self.options.lr, weight_decay=self.options.gamma
-        )
+        t = len(task_names)
+        self.logits = torch.zeros(t, dtype=torch.float64)
+        # Adam moments of the logits (β = 0.9, 0.999), kept by hand: 20 numbers do not
+        # need an optimiser object's per-step overhead
+        self._m = torch.zeros(t, dtype=torch.float64)
+        self._v = torch.zeros(t, dtype=torch.float64)
+        self._step = 0
         self._prev: torch.Tensor | None = None
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(losses) - self.options.min_loss
-        present = (stacked.detach() > 0).float()
+        present = (stacked.detach() > 0).to(stacked.dtype)
         safe = torch.where(present > 0, stacked, torch.ones_like(stacked))
-        z = torch.softmax(self.logits.detach(), 0).to(stacked.device) * present
+        z = torch.softmax(self.logits, 0).to(stacked) * present
         c = 1.0 / (z / safe.detach()).sum().clamp_min(1e-12)
         self._prev = safe.detach()
         self._present = present
@@ -52,23 +55,32 @@ class FAMO(LossBalancer):
     def after_step(self, new_losses: list[torch.Tensor]) -> None:
         if self._prev is None:
             return
-        new = torch.stack([v.detach() for v in new_losses]) - self.options.min_loss
-        new = new.clamp_min(1e-12).cpu()
-        delta = (torch.log(self._prev.cpu()) - torch.log(new)) * self._present.cpu()
-        with torch.enable_grad():
-            z = torch.softmax(self.logits, 0)
-            (grad,) = torch.autograd.grad(z, self.logits, grad_outputs=delta)
-        self._opt.zero_grad()
-        self.logits.grad = grad
-        self._opt.step()
+        new = (torch.stack(new_losses) - self.options.min_loss).clamp_min(1e-12)
+        delta = ((torch.log(self._prev) - torch.log(new)) * self._present).cpu().double()
+        z = torch.softmax(self.logits, 0)
+        grad = z * (delta - (z * delta).sum())  # J_softmax(ξ)ᵀ δ
+        grad = grad + self.options.gamma * self.logits  # Adam's (coupled) weight decay
+        self._step += 1
+        self._m.mul_(0.9).add_(grad, alpha=0.1)
+        self._v.mul_(0.999).addcmul_(grad, grad, value=0.001)
+        m_hat = self._m / (1 - 0.9**self._step)
+        v_hat = self._v / (1 - 0.999**self._step)
+        self.logits -= self.options.lr * m_hat / (v_hat.sqrt() + 1e-8)
 
     def weights(self) -> dict[str, float]:
-        z = torch.softmax(self.logits.detach(), 0).tolist()
+        z = torch.softmax(self.logits, 0).tolist()
         return dict(zip(self.task_names, z, strict=True))
 
     def state(self) -> dict[str, Any]:
-        return {"logits": self.logits.detach().tolist()}
+        return {
+            "logits": self.logits.tolist(),
+            "m": self._m.tolist(),
+            "v": self._v.tolist(),
+            "step": self._step,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.logits.copy_(torch.tensor(state["logits"]))
+        self.logits = torch.tensor(state["logits"], dtype=torch.float64)
+        self._m = torch.tensor(state["m"], dtype=torch.float64)
+        self._v = torch.tensor(state["v"], dtype=torch.float64)
+        self._step = int(state["step"])
