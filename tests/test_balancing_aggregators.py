@@ -229,3 +229,18 @@ def test_unknown_method_and_option_are_errors() -> None:
         balancing.get("pcgard")
     with pytest.raises(PolytaskError, match="unknown key 'cc'"):
         balancing.get("cagrad", cc=0.1)
+
+
+def test_graddrop_keeps_one_sign_per_coordinate_by_purity() -> None:
+    g = conflicting(5, p=2000, seed=4)
+    d = balancing.get("graddrop", seed=3).aggregate(g)
+    # the same draw, by the definition: P = ½(1 + Σg/Σ|g|), keep g > 0 where P > U, g < 0
+    # where P < U
+    ref = balancing.get("graddrop", seed=3)
+    purity = 0.5 * (1 + g.sum(0) / (g.abs().sum(0) + 1e-12))
+    u = torch.rand(purity.shape, generator=ref._gen).double()
+    keep = ((purity > u) & (g > 0)) | ((purity < u) & (g < 0))
+    torch.testing.assert_close(d, (g * keep).sum(0))
+    # every coordinate of the result has the sign of the gradients kept there
+    kept_sign = torch.where(purity > u, 1.0, -1.0).double()
+    assert ((d * kept_sign) >= 0).all()

@@ -34,9 +34,10 @@ class GradDrop(GradientBalancer):
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         purity = 0.5 * (1 + matrix.sum(0) / (matrix.abs().sum(0) + 1e-12))
         u = torch.rand(purity.shape, generator=self._gen).to(matrix.device, matrix.dtype)
-        # keep positive entries where purity > u and negative ones where purity < u
-        keep = torch.where(matrix > 0, purity > u, purity < u)
+        # keep positive entries where purity > u and negative ones where purity < u: with
+        # the chosen sign s = ±1 per coordinate, the kept sum is s · Σ_t max(s g_t, 0)
+        sign = (purity > u).to(matrix.dtype) * 2 - 1
         self.last_weights = dict.fromkeys(tasks, float("nan"))
-        kept = torch.where(keep, matrix, 0.0).sum(0)
+        kept = (matrix * sign).clamp_(min=0).sum(0) * sign
         leak = self.options.leak
         return kept if leak == 0 else (1 - leak) * kept + leak * matrix.sum(0)

@@ -29,12 +29,15 @@ class GradVac(GradientBalancer):
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
         self._rng = np.random.default_rng(self.options.seed)
-        self.targets: dict[tuple[int, int], float] = {}
+        #: target cosine of each ordered pair (i, j) of task indices
+        self.target = np.zeros((0, 0))
 
     def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
         t = gram.shape[0]
         sq = np.diag(gram)
         beta = self.options.beta
+        idx = np.asarray(tasks)
+        self._grow(int(idx.max()) + 1)
         coef = np.eye(t)  # row i: g_i' as a combination of the original gradients
         rows = np.arange(t)
         # every task walks the others in its own random order; all tasks move together
@@ -49,9 +52,8 @@ class GradVac(GradientBalancer):
             i_v, j_v = rows[valid], j[valid]
             norm_j = np.sqrt(sq[j_v])
             phi = gc[i_v, j_v] / (norm_i[valid] * norm_j)
-            target = np.array(
-                [self.targets.get((tasks[a], tasks[b]), 0.0) for a, b in zip(i_v, j_v, strict=True)]
-            )
+            ti, tj = idx[i_v], idx[j_v]
+            target = self.target[ti, tj]
             low = phi < target
             step = (
                 norm_i[valid]
@@ -62,12 +64,32 @@ class GradVac(GradientBalancer):
                 / (norm_j * np.sqrt(np.clip(1 - target**2, 1e-12, None)))
             )
             coef[i_v[low], j_v[low]] += step[low]
-            for a, b, tg, ph in zip(i_v, j_v, target, phi, strict=True):
-                self.targets[(tasks[a], tasks[b])] = (1 - beta) * float(tg) + beta * float(ph)
+            self.target[ti, tj] = (1 - beta) * target + beta * phi
         return coef.sum(axis=0)
 
+    def _grow(self, n: int) -> None:
+        if n > self.target.shape[0]:
+            grown = np.zeros((n, n))
+            m = self.target.shape[0]
+            grown[:m, :m] = self.target
+            self.target = grown
+
+    @property
+    def targets(self) -> dict[tuple[int, int], float]:
+        """The target cosine of each ordered pair of task indices seen so far."""
+        n = self.target.shape[0]
+        return {(i, j): float(self.target[i, j]) for i in range(n) for j in range(n) if i != j}
+
+    @targets.setter
+    def targets(self, values: dict[tuple[int, int], float]) -> None:
+        self._grow(max((max(k) for k in values), default=-1) + 1)
+        for (i, j), v in values.items():
+            self.target[i, j] = v
+
     def state(self) -> dict[str, Any]:
-        return {"targets": [[i, j, v] for (i, j), v in self.targets.items()]}
+        return {"target": self.target.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.targets = {(int(i), int(j)): float(v) for i, j, v in state["targets"]}
+        self.target = np.asarray(state["target"], dtype=np.float64).reshape(
+            len(state["target"]), -1
+        )
