@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import polytask
 from polytask.errors import PolytaskError
 
 EXAMPLES = """examples:
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"polytask {_version()}")
+    p.add_argument("--version", action="version", version=f"polytask {polytask.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -154,12 +155,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _version() -> str:
-    from polytask import __version__
-
-    return __version__
-
-
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -254,6 +249,11 @@ def _write_table_atomic(df: Any, out: Path) -> None:
     except OSError as err:
         raise PolytaskError(
             f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
+        ) from None
+    except (ValueError, TypeError) as err:  # e.g. pyarrow on a column of mixed types
+        raise PolytaskError(
+            f"cannot write '{out}' as Parquet ({str(err).splitlines()[0]}); write a .csv "
+            "instead, or drop mixed-type --keep columns"
         ) from None
     finally:
         if os.path.exists(tmp):

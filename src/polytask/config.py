@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from polytask.errors import PolytaskError, did_you_mean
 
@@ -74,6 +81,17 @@ class TaskConfig(BaseModel):
             data = {**data, "name": data["column"]}
         return data
 
+    @model_validator(mode="after")
+    def _columns_only_for_multilabel(self) -> TaskConfig:
+        if self.columns is not None and self.kind != "multilabel":
+            raise ValueError(
+                f"task '{self.name}': 'columns' (several label columns) is for multilabel "
+                "tasks; use 'column' for one label column"
+            )
+        if self.columns is not None and len(self.columns) < 2:
+            raise ValueError(f"task '{self.name}': 'columns' needs at least two 0/1 columns")
+        return self
+
     @property
     def label_columns(self) -> list[str]:
         if self.columns:
@@ -105,12 +123,12 @@ class FeaturesConfig(Strict):
 class ModelConfig(Strict):
     architecture: str = "hard"
     #: widths of the shared trunk's hidden layers
-    hidden: list[int] = Field(default_factory=lambda: [256, 128])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 128])
     activation: Literal["relu", "gelu", "silu", "tanh", "elu"] = "relu"
     dropout: float = Field(0.3, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"
     #: hidden widths of each task head (empty: a linear head on the shared representation)
-    head_hidden: list[int] = Field(default_factory=list)
+    head_hidden: list[PositiveInt] = Field(default_factory=list)
     #: options of the chosen architecture
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+import polytask
 from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.config import RunConfig, load_yaml, parse_config
@@ -156,7 +158,7 @@ class MultiTaskModel:
                     f.write(_json_line(record))
         info = dict(self.info)
         info.update(
-            polytask_version=_version(),
+            polytask_version=polytask.__version__,
             torch_version=torch.__version__,
             python_version=platform.python_version(),
         )
@@ -184,11 +186,17 @@ class MultiTaskModel:
             raise PolytaskError(f"'{folder / run_dir.CONFIG}' cannot be read ({err})") from None
         cfg = parse_config(raw, where=str(folder / run_dir.CONFIG))
         prep = run_dir.read_json(folder / run_dir.PREPROCESSING)
-        pre = Preprocessor.from_dict(prep["features"])
         tasks = build_tasks(cfg)
-        states = {t["name"]: t["state"] for t in prep["tasks"]}
-        for t in tasks:
-            t.load_state(states[t.name])
+        try:
+            pre = Preprocessor.from_dict(prep["features"])
+            states = {t["name"]: t["state"] for t in prep["tasks"]}
+            for t in tasks:
+                t.load_state(states[t.name])
+        except (KeyError, TypeError, ValueError) as err:
+            raise PolytaskError(
+                f"'{folder / run_dir.PREPROCESSING}' is damaged ({type(err).__name__}: {err}); "
+                "train the run again"
+            ) from None
         net = build_net(cfg, pre, tasks)
         try:
             weights = load_file(str(folder / run_dir.WEIGHTS))
@@ -203,16 +211,15 @@ class MultiTaskModel:
             else {}
         )
         info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
-        return cls(cfg, pre, tasks, net, metrics=metrics, info=info)
+        history = []
+        if (folder / run_dir.HISTORY).is_file():
+            lines = (folder / run_dir.HISTORY).read_text(encoding="utf-8").splitlines()
+            try:
+                history = [json.loads(line) for line in lines if line.strip()]
+            except ValueError:
+                history = []  # the history is for reading; a damaged one is not fatal
+        return cls(cfg, pre, tasks, net, metrics=metrics, history=history, info=info)
 
 
 def _json_line(record: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(record) + "\n"
-
-
-def _version() -> str:
-    from polytask import __version__
-
-    return __version__

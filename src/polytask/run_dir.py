@@ -41,12 +41,24 @@ def check_can_create(path: Path, overwrite: bool) -> None:
         )
     if path.exists() and not path.is_dir():
         raise PolytaskError(f"'{path}' exists and is not a directory; choose another --out")
+    _check_replaceable(path)
     with staging_dir(path) as tmp:
         probe = tmp / ".probe"
         try:
             probe.write_text("ok", encoding="utf-8")
         except OSError as err:
             raise _write_error(path, err) from None
+
+
+def _check_replaceable(path: Path) -> None:
+    """--overwrite replaces a polytask run (or an empty folder), never other files."""
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not all((path / f).is_file() for f in REQUIRED):
+        raise PolytaskError(
+            f"'{path}' is not a polytask run, so --overwrite will not replace it (it would "
+            "delete its files); choose another --out"
+        )
 
 
 def _write_error(path: Path, err: OSError) -> PolytaskError:
@@ -90,9 +102,14 @@ def publish(tmp: Path, final: Path, overwrite: bool) -> None:
                     f"run directory '{final}' already exists; choose another --out or pass "
                     "--overwrite"
                 )
+            _check_replaceable(final)
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             os.replace(final, old / final.name)
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                os.replace(old / final.name, final)  # put the old run back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)

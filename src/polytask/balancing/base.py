@@ -60,6 +60,14 @@ class Balancer:
         return f"{type(self).__name__}({opts})"
 
 
+def weighted_sum(losses: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """Σ w_t L_t, as a chain of adds (cheaper than stacking for a handful of tasks)."""
+    total = losses[0] * weights[0]
+    for w, loss in zip(weights[1:], losses[1:], strict=True):
+        total = total + loss * w
+    return total
+
+
 class LossBalancer(Balancer):
     level = "loss"
 
@@ -137,6 +145,12 @@ class GradientBalancer(Balancer):
         if losses is None:
             raise ValueError(f"{self.name} needs the task losses: aggregate(m, losses=...)")
         self.losses = np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
+
+    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
+        """Factors for each task head's own gradient in the last step (None: 1 each).
+        Methods whose objective reweights a task's loss (GradNorm's w_t, DB-MTL's log)
+        train that task's head with the same factor."""
+        return None
 
     def on_level(self, level: str) -> None:
         """Told by the trainer where the Jacobian is taken ("parameters"/"representation")."""

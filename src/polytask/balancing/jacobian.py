@@ -99,16 +99,6 @@ def trunk_jacobian_blocks(
     return [torch.cat(blocks) for blocks in zip(*parts, strict=True)]
 
 
-def trunk_jacobian(
-    rep: torch.Tensor,
-    params: list[torch.nn.Parameter],
-    rep_grads: torch.Tensor,
-    memory_bound: int = DEFAULT_MEMORY_BOUND,
-) -> torch.Tensor:
-    """(T, P) gradients of the trunk parameters, one row per representation gradient."""
-    return torch.cat(trunk_jacobian_blocks(rep, params, rep_grads, memory_bound), dim=1)
-
-
 def blocks_gramian(blocks: list[torch.Tensor]) -> torch.Tensor:
     gram = blocks[0] @ blocks[0].T
     for b in blocks[1:]:
@@ -168,7 +158,4 @@ def cosine_from_gram(gram: torch.Tensor) -> torch.Tensor:
 
 def pairwise_cosine(matrix: torch.Tensor) -> torch.Tensor:
     """(T, T) cosine similarity of the rows (0 where a row is zero)."""
-    gram = matrix @ matrix.T
-    norms = gram.diagonal().clamp_min(0).sqrt()
-    denom = norms[:, None] * norms[None, :]
-    return torch.where(denom > 0, gram / denom.clamp_min(1e-30), torch.zeros_like(gram))
+    return cosine_from_gram(matrix @ matrix.T)

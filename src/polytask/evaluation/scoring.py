@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from polytask.architectures import MultiTaskNet
@@ -65,7 +64,3 @@ def score(
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
-
-
-def to_numpy(outputs: list[torch.Tensor]) -> list[np.ndarray]:
-    return [o.numpy() for o in outputs]

@@ -44,6 +44,18 @@ class TensorTable:
             [m.to(device) for m in self.masks],
         )
 
+    def batch_sizes(self, batch_size: int) -> list[int]:
+        """Sizes of an epoch's batches; a last batch of one row joins the one before it
+        (batch normalisation cannot train on a single row)."""
+        n = len(self)
+        sizes = [batch_size] * (n // batch_size)
+        rest = n % batch_size
+        if rest == 1 and sizes:
+            sizes[-1] += 1
+        elif rest:
+            sizes.append(rest)
+        return sizes
+
     def batches(
         self,
         batch_size: int,
@@ -67,7 +79,8 @@ class TensorTable:
         if n == 0:
             return
         # all of an epoch's views in one call per tensor: cheaper than slicing every step
-        views = [x.split(batch_size) for x in (num, cat, *targets)]
-        mask_views = [None if m is None else m.split(batch_size) for m in masks]
+        sizes = self.batch_sizes(batch_size)
+        views = [x.split(sizes) for x in (num, cat, *targets)]
+        mask_views = [None if m is None else m.split(sizes) for m in masks]
         for i, (x, c, *ys) in enumerate(zip(*views, strict=True)):
             yield Batch(x, c, ys, [None if m is None else m[i] for m in mask_views])

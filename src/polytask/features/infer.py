@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -54,7 +53,3 @@ def looks_like_row_id(values: pd.Series) -> bool:
         return False
     arr = values.to_numpy()
     return bool(np.all(np.diff(arr) > 0))
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, UserWarning, stacklevel=3)

@@ -104,6 +104,10 @@ def _parse_boolean(values: pd.Series, name: str) -> np.ndarray:
     return arr
 
 
+def _holds_containers(values: pd.Series) -> bool:
+    return bool(values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any())
+
+
 @dataclass
 class Preprocessor:
     numeric: list[NumericColumn] = field(default_factory=list)
@@ -191,6 +195,19 @@ class Preprocessor:
 
     def transform(self, df: pd.DataFrame) -> FeatureTensors:
         self.check_columns(df)
+        try:
+            return self._transform(df)
+        except (TypeError, ValueError) as err:
+            if isinstance(err, PolytaskError):
+                raise
+            bad = next((c for c in self.columns if _holds_containers(df[c])), None)
+            where = f"feature column '{bad}'" if bad else "a feature column"
+            raise PolytaskError(
+                f"{where} holds values that are not numbers or text ({type(err).__name__}); "
+                "give it plain values"
+            ) from None
+
+    def _transform(self, df: pd.DataFrame) -> FeatureTensors:
         n = len(df)
         num = np.empty((n, self.numeric_width), dtype=np.float32)
         j = len(self.numeric)

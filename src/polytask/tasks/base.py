@@ -94,6 +94,11 @@ class Task(ABC):
     ) -> dict[str, float | None]:
         """Metrics over labelled rows; an undefined metric is None. Adds no ``n``."""
 
+    def metric_names(self) -> list[str]:
+        """The names :meth:`metrics` reports (for this fitted task)."""
+        empty = self.metrics(np.zeros((0, self.output_size)), np.zeros(0), np.zeros(0, dtype=bool))
+        return list(empty)
+
     @abstractmethod
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs -> prediction columns keyed by column name (``TASK``, ``TASK_proba``)."""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from polytask.tasks._labels import first_values, label_keys
@@ -24,7 +25,7 @@ class BinaryOptions(TaskOptions):
     #: weight of positive rows in the loss: a number, or "balanced" (negatives / positives)
     pos_weight: float | Literal["balanced"] | None = None
     #: probability above which the predicted label is the positive class
-    threshold: float = 0.5
+    threshold: float = Field(0.5, gt=0, lt=1)
 
 
 def _obvious_positive(keys: set[str]) -> str | None:

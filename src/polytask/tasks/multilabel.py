@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from sklearn.metrics import f1_score
 
 from polytask.tasks.base import Task, TaskOptions, safe_metric
@@ -23,8 +24,8 @@ FALSE_WORDS = {"0", "false", "no"}
 
 class MultilabelOptions(TaskOptions):
     #: separator of label names in the one-column form
-    sep: str = "|"
-    threshold: float = 0.5
+    sep: str = Field("|", min_length=1)
+    threshold: float = Field(0.5, gt=0, lt=1)
 
 
 class MultilabelTask(Task):

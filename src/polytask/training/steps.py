@@ -27,6 +27,7 @@ from polytask.balancing.jacobian import (
     write_blocks,
     write_grad,
 )
+from polytask.errors import PolytaskError
 from polytask.features.batches import Batch
 from polytask.tasks import Task
 
@@ -66,6 +67,12 @@ class GradientStep:
         self.net = net
         self.heads = net.head_modules()
         self.trunk = [p for p in net.shared_parameters() if p.requires_grad]
+        if not self.trunk:
+            raise PolytaskError(
+                f"balancing method '{balancer.name}' combines gradients of shared layers, but "
+                "the model has none (model.hidden is empty); add shared layers or use a "
+                "loss-level method such as ew"
+            )
         self.loss_fns: LossFns = [t.loss for t in tasks]
         self.balancer = balancer
         self.level = level
@@ -115,10 +122,21 @@ class GradientStep:
                 )
                 if self.record_cosine:
                     self.last_cosine = (present, cosine_from_gram(gram.detach()))
+                self._scale_heads(present)
                 return split.losses
         if self.record_cosine:
             self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+        self._scale_heads(present)
         return split.losses
+
+    def _scale_heads(self, present: list[int]) -> None:
+        factors = self.balancer.head_factors(present)
+        if factors is None:
+            return
+        for t, f in zip(present, factors, strict=True):
+            for p in self.heads[t].parameters():
+                if p.grad is not None:
+                    p.grad.mul_(float(f))
 
     def _closed_form(self, batch: Batch, rep: torch.Tensor) -> list[torch.Tensor]:
         """Linear heads at the representation: J_t = D_t W_t with D_t the gradient at the
@@ -154,6 +172,7 @@ class GradientStep:
             torch.tensor(sizes, device=d.device),
         )
         rep.backward((d * scale) @ w)
+        self._scale_heads(present)
         if self.record_cosine:
             self.last_cosine = (present, cosine_from_gram(gram.detach()))
         return losses
@@ -165,6 +184,8 @@ def conflict_at_representation(
     """Pairwise cosine of the task gradients at the shared representation on one batch
     (a measurement: it touches no parameter's .grad)."""
     loss_fns = [t.loss for t in tasks]
+    was_training = net.training
+    net.eval()  # a measurement: no dropout noise, no batch-norm statistics update
     with torch.no_grad():
         rep = net.representation(batch.numeric, batch.categorical)
     aliases = [rep.detach().requires_grad_() for _ in tasks]
@@ -172,6 +193,7 @@ def conflict_at_representation(
     present = present_tasks(batch)
     losses = [loss_fns[i](outs[i], batch.targets[i], batch.masks[i]) for i in present]
     grads = torch.autograd.grad(losses, [aliases[i] for i in present], allow_unused=True)
+    net.train(was_training)
     rows = [(g if g is not None else torch.zeros_like(rep)).reshape(-1) for g in grads]
     if not rows:
         return present, torch.zeros(0, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,7 @@ class Trainer:
         self.verbose = verbose and cfg.progress
         self.balancer.setup(self.names)
         self._check_monitor()
+        self._warned_monitor = False
 
     def _check_monitor(self) -> None:
         monitor = self.cfg.monitor
@@ -93,6 +95,12 @@ class Trainer:
                 f"training.monitor '{monitor}' is not 'loss' or TASK.METRIC with a task of "
                 f"{', '.join(self.names)} (e.g. '{self.names[0]}.{example}')"
             )
+        known = self.tasks[self.names.index(task)].metric_names()
+        if metric not in known:
+            raise PolytaskError(
+                f"training.monitor '{monitor}': task '{task}' has no metric '{metric}'; it "
+                f"has {', '.join(known)}"
+            )
 
     # -- validation ------------------------------------------------------------------------
     def _validate(self, val: TensorTable) -> tuple[dict[str, float], dict[str, Any]]:
@@ -102,20 +110,24 @@ class Trainer:
         return losses, metrics
 
     def _monitor_value(self, losses: dict[str, float], metrics: dict[str, Any]) -> float:
-        """Lower is better: the sum of task losses, or a metric (negated if higher-better)."""
-        if self.cfg.monitor == "loss":
-            return float(sum(losses.values()))
-        task, _, metric = self.cfg.monitor.partition(".")
-        if metric not in metrics[task]:
-            known = ", ".join(k for k in metrics[task] if k != "n")
-            raise PolytaskError(
-                f"training.monitor '{self.cfg.monitor}': task '{task}' has no metric "
-                f"'{metric}'; it has {known}"
-            )
-        value = metrics[task][metric]
-        if value is None:
-            return math.inf
-        return -float(value) if higher_is_better(metric) else float(value)
+        """Lower is better: the sum of task losses, or a metric (negated if higher-better).
+        A metric that is undefined on the validation split (e.g. AUROC with one class)
+        falls back to the summed loss, with a warning, rather than stopping blind."""
+        if self.cfg.monitor != "loss":
+            task, _, metric = self.cfg.monitor.partition(".")
+            value = metrics[task].get(metric)
+            if value is not None:
+                return -float(value) if higher_is_better(metric) else float(value)
+            if not self._warned_monitor:
+                warnings.warn(
+                    f"training.monitor '{self.cfg.monitor}' is undefined on the validation "
+                    "split (too few labels or one class); early stopping uses the summed "
+                    "validation loss instead",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self._warned_monitor = True
+        return float(sum(losses.values()))
 
     # -- training --------------------------------------------------------------------------
     def fit(self, train: TensorTable, val: TensorTable | None) -> TrainResult:
@@ -132,7 +144,7 @@ class Trainer:
         after_step = self.balancer.after_step if self.balancer.needs_loss_after_step else None
         monitor_log = BalanceLog(self.names, self.log_every)
         clip = cfg.grad_clip
-        steps = math.ceil(len(train) / cfg.batch_size)
+        steps = len(train.batch_sizes(cfg.batch_size))
         history: list[dict[str, Any]] = []
         best = math.inf
         best_epoch, best_state = 0, None
@@ -182,7 +194,8 @@ class Trainer:
                         monitor = self._monitor_value(val_loss, val_metrics)
                     else:
                         monitor = float(sum(train_loss.values()))
-                    record["weights"] = monitor_log.epoch_weights() or self.balancer.weights()
+                    weights = monitor_log.epoch_weights() or self.balancer.weights()
+                    record["weights"] = {k: w for k, w in weights.items() if math.isfinite(w)}
                     cosine = monitor_log.epoch_cosine()
                     if cosine:
                         record["cosine"] = cosine

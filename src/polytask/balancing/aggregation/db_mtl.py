@@ -58,6 +58,9 @@ class DBMTL(GradientBalancer):
         weights = ema.max() / np.maximum(ema, 1e-12)
         return weights / losses
 
+    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
+        return 1.0 / np.maximum(self.losses, 1e-12)  # heads follow ∇ log L_t = ∇L_t / L_t
+
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         beta = self._beta()
         losses = torch.as_tensor(self.losses, dtype=matrix.dtype, device=matrix.device)

@@ -68,15 +68,25 @@ class GradNorm(GradientBalancer):
         self.w = {k: v * len(self.w) / total for k, v in self.w.items()}
         return w
 
+    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
+        return np.array([self.last_weights[t] for t in tasks])  # the weights w_t in use
+
     def state(self) -> dict[str, Any]:
+        def keyed(d: dict[int, float]) -> dict[str, float]:
+            return {str(k): v for k, v in d.items()}
+
         return {
-            "w": {str(k): v for k, v in self.w.items()},
-            "initial": {str(k): v for k, v in self.initial.items()},
+            "w": keyed(self.w),
+            "initial": keyed(self.initial),
+            "m": keyed(self.m),
+            "v": keyed(self.v),
+            "step": self.step,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.w = {int(k): float(v) for k, v in state["w"].items()}
-        self.initial = {int(k): float(v) for k, v in state["initial"].items()}
-        self.m = {int(k): float(v) for k, v in state["m"].items()}
-        self.v = {int(k): float(v) for k, v in state["v"].items()}
+        def unkeyed(d: dict[str, float]) -> dict[int, float]:
+            return {int(k): float(v) for k, v in d.items()}
+
+        self.w, self.initial = unkeyed(state["w"]), unkeyed(state["initial"])
+        self.m, self.v = unkeyed(state["m"]), unkeyed(state["v"])
         self.step = int(state["step"])

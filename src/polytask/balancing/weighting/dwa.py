@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from polytask.balancing.base import BalancerOptions, LossBalancer
+from polytask.balancing.base import BalancerOptions, LossBalancer, weighted_sum
 
 
 class DWAOptions(BalancerOptions):
@@ -28,10 +28,7 @@ class DynamicWeightAverage(LossBalancer):
         self._w = [1.0] * len(task_names)
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
-        total = losses[0] * self._w[0]
-        for w, loss in zip(self._w[1:], losses[1:], strict=True):
-            total = total + loss * w
-        return total
+        return weighted_sum(losses, self._w)
 
     def end_epoch(self, train_losses: dict[str, float]) -> None:
         self.past = [*self.past[-1:], [train_losses[n] for n in self.task_names]]

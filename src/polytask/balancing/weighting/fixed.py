@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from polytask.balancing.base import BalancerOptions, LossBalancer
+from polytask.balancing.base import BalancerOptions, LossBalancer, weighted_sum
 from polytask.errors import PolytaskError, did_you_mean
 
 
@@ -39,10 +39,7 @@ class FixedWeights(LossBalancer):
         self._w = [float(given[t]) for t in task_names]
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
-        total = losses[0] * self._w[0]
-        for w, loss in zip(self._w[1:], losses[1:], strict=True):
-            total = total + loss * w
-        return total
+        return weighted_sum(losses, self._w)
 
     def weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, self._w, strict=True))

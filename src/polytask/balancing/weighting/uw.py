@@ -47,7 +47,9 @@ class UncertaintyWeighting(LossBalancer):
         if self._pending:
             self._initialise(losses)
         s = self.log_vars.to(losses[0].device)
-        return (0.5 * torch.exp(-s) * torch.stack(losses) + 0.5 * s).sum()
+        stacked = torch.stack(losses)
+        present = (stacked.detach() > 0).to(stacked.dtype)  # absent tasks add nothing
+        return (present * (0.5 * torch.exp(-s) * stacked + 0.5 * s)).sum()
 
     def weights(self) -> dict[str, float]:
         w = (0.5 * torch.exp(-self.log_vars.detach())).tolist()
