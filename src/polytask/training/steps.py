@@ -34,6 +34,13 @@ from polytask.tasks import Task
 LossFns = list[Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]]
 
 
+def batch_losses(loss_fns: LossFns, outs: list[torch.Tensor], batch: Batch) -> list[torch.Tensor]:
+    """Each task's (masked) loss on the batch, in task order."""
+    return [
+        f(o, y, m) for f, o, y, m in zip(loss_fns, outs, batch.targets, batch.masks, strict=True)
+    ]
+
+
 def present_tasks(batch: Batch) -> list[int]:
     """Tasks with at least one label in the batch (the others sit this step out)."""
     return [i for i, m in enumerate(batch.masks) if m is None or bool(m.any())]
@@ -47,10 +54,7 @@ class LossStep:
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         outs = self.forward(batch.numeric, batch.categorical)
-        losses = [
-            f(o, y, m)
-            for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
-        ]
+        losses = batch_losses(self.loss_fns, outs, batch)
         self.combine(losses).backward()
         return losses
 
@@ -93,13 +97,9 @@ class GradientStep:
         if self.closed_form:
             return self._closed_form(batch, rep)
 
-        def losses_of(outs: list[torch.Tensor]) -> list[torch.Tensor]:
-            return [
-                f(o, y, m)
-                for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
-            ]
-
-        split = split_forward(rep, self.heads, losses_of)
+        split = split_forward(
+            rep, self.heads, lambda outs: batch_losses(self.loss_fns, outs, batch)
+        )
         present = present_tasks(batch)
         rep_grads = representation_gradients(split, present)  # heads' .grad are set here
         if not present:
@@ -145,10 +145,7 @@ class GradientStep:
         outs = [head(shared) for head in self.heads]
         for o in outs:
             o.retain_grad()
-        losses = [
-            f(o, y, m)
-            for f, o, y, m in zip(self.loss_fns, outs, batch.targets, batch.masks, strict=True)
-        ]
+        losses = batch_losses(self.loss_fns, outs, batch)
         total = losses[0]
         for loss in losses[1:]:
             total = total + loss

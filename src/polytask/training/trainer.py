@@ -28,7 +28,7 @@ from polytask.tasks import Task
 from polytask.training.balance_log import BalanceLog
 from polytask.training.optim import make_optimizer, make_scheduler
 from polytask.training.progress import TrainingProgress
-from polytask.training.steps import make_step
+from polytask.training.steps import batch_losses, make_step
 
 
 class TrainingDiverged(PolytaskError):
@@ -242,10 +242,7 @@ class Trainer:
         """The batch's task losses at the updated parameters (FAMO's extra forward)."""
         with torch.inference_mode():
             outs = net.forward_list(batch.numeric, batch.categorical)
-            return [
-                f(o, y, m)
-                for f, o, y, m in zip(loss_fns, outs, batch.targets, batch.masks, strict=True)
-            ]
+            return batch_losses(loss_fns, outs, batch)
 
     def _check_finite(self, losses: dict[str, float], epoch: int) -> None:
         bad = [name for name, v in losses.items() if not math.isfinite(v)]
