@@ -247,3 +247,19 @@ def test_unknown_monitor_metric_fails_before_training() -> None:
         polytask.fit(
             make_table(80), tasks=["y_bin:binary"], monitor="y_bin.f1", epochs=1, hidden=[8]
         )
+
+
+def test_batches_count_the_batches_holding_each_tasks_labels() -> None:
+    from polytask.features.batches import TensorTable
+    from polytask.features.preprocess import FeatureTensors
+
+    n = 10
+    labelled = torch.tensor([1, 0, 0, 0, 0, 0, 1, 0, 0, 1], dtype=torch.bool)
+    table = TensorTable(
+        FeatureTensors(torch.zeros(n, 1), torch.zeros(n, 0, dtype=torch.long)),
+        [torch.zeros(n), torch.zeros(n)],
+        [labelled, torch.ones(n, dtype=torch.bool)],
+    )
+    sizes = [len(b) for b in table.batches(3, shuffle=False)]
+    assert sizes == [3, 3, 4]  # a one-row tail joins the batch before it
+    assert table.batches_with_labels == [2, 3]  # rows 0 | none | 6, 9

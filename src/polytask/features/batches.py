@@ -7,7 +7,7 @@ of those tensors, all made in one ``split`` per tensor, which costs next to noth
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -26,6 +26,13 @@ class Batch:
         return self.numeric.shape[0]
 
 
+def _batches_with_any(mask: torch.Tensor, ends: torch.Tensor) -> int:
+    """Number of batches (ending at rows ``ends``) with at least one labelled row."""
+    rows = mask if mask.ndim == 1 else mask.any(dim=1)
+    labelled_so_far = rows.cumsum(0)[ends]
+    return int((labelled_so_far.diff(prepend=labelled_so_far[:1] * 0) > 0).sum())
+
+
 @dataclass
 class TensorTable:
     """Features and encoded targets of one split, aligned by row."""
@@ -33,6 +40,8 @@ class TensorTable:
     features: FeatureTensors
     targets: list[torch.Tensor]
     masks: list[torch.Tensor]
+    #: set by each ``batches()`` pass: per task, the batches holding at least one label
+    batches_with_labels: list[int] = field(default_factory=list, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.features)
@@ -80,6 +89,12 @@ class TensorTable:
             return
         # all of an epoch's views in one call per tensor: cheaper than slicing every step
         sizes = self.batch_sizes(batch_size)
+        # how many of this epoch's batches hold at least one label of each task (for
+        # per-task mean losses): one cumulative sum per partly labelled task
+        ends = torch.tensor(sizes, device=num.device).cumsum(0) - 1
+        self.batches_with_labels = [
+            len(sizes) if m is None else _batches_with_any(m, ends) for m in masks
+        ]
         views = [x.split(sizes) for x in (num, cat, *targets)]
         mask_views = [None if m is None else m.split(sizes) for m in masks]
         for i, (x, c, *ys) in enumerate(zip(*views, strict=True)):

@@ -180,8 +180,12 @@ class Trainer:
                         torch._foreach_add_(running, [loss.detach() for loss in losses])
                         if due():
                             bar.step(i, epoch, self._fmt(torch.stack(running) / i))
-                    totals = torch.stack(running)
-                    train_loss = dict(zip(self.names, (totals / steps).tolist(), strict=True))
+                    # each task's mean over the batches that had its labels (others add 0)
+                    present = torch.tensor(
+                        train.batches_with_labels, dtype=torch.float32, device=device
+                    ).clamp_min(1)
+                    totals = torch.stack(running) / present
+                    train_loss = dict(zip(self.names, totals.tolist(), strict=True))
                     self._check_finite(train_loss, epoch)
                     record: dict[str, Any] = {
                         "epoch": epoch,
@@ -214,7 +218,7 @@ class Trainer:
                         hist_file.write(json.dumps(record) + "\n")
                         hist_file.flush()
                     if self.verbose:
-                        bar.step(steps, epoch, self._fmt(totals / steps))
+                        bar.step(steps, epoch, self._fmt(totals))
                         bar.log(self._summary(record))
                     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                         scheduler.step(monitor)
