@@ -263,3 +263,28 @@ def test_batches_count_the_batches_holding_each_tasks_labels() -> None:
     sizes = [len(b) for b in table.batches(3, shuffle=False)]
     assert sizes == [3, 3, 4]  # a one-row tail joins the batch before it
     assert table.batches_with_labels == [2, 3]  # rows 0 | none | 6, 9
+
+
+def test_balancing_flag_names_and_stale_options(tmp_path) -> None:
+    data = _csv(tmp_path, make_table(80))
+    base = [
+        "train",
+        "--data",
+        data,
+        "--task",
+        "y_reg:regression",
+        "--task",
+        "y_bin:binary",
+        *FAST_TRAIN,
+    ]
+    assert_user_error(
+        call_cli([*base, "--out", tmp_path / "a", "--balancing", "pcgard"]), "did you mean 'pcgrad'"
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("balancing: {method: cagrad, c: 0.4}\n")
+    stale = call_cli([*base, "--out", tmp_path / "b", "--config", config, "--balancing", "ew"])
+    assert_user_error(stale, "unknown key 'c'")
+    ok = call_cli([*base, "--out", tmp_path / "c", "--config", config])
+    assert ok.rc == 0, ok.err
+    run = polytask.load(tmp_path / "c")
+    assert run.config.balancing.method == "cagrad" and run.config.balancing.options == {"c": 0.4}

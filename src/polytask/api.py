@@ -177,6 +177,8 @@ def train_run(
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
+    b = cfg.balancing
+    balancer = get_balancer(b.method, **b.options)  # a bad method fails before any work
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         run_dir.check_can_create(out_path, overwrite)  # fail before any work
@@ -224,8 +226,6 @@ def train_run(
 
     torch.manual_seed(seed)
     net = build_net(cfg, pre, tasks)
-    b = cfg.balancing
-    balancer = get_balancer(b.method, **b.options)
     train_table = _table(tasks, pre, train)
     val_table = _table(tasks, pre, val) if val is not None and len(val) else None
 

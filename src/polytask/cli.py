@@ -101,7 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--hidden", type=_ints, metavar="W,W", help="widths of the shared layers (default 256,128)"
     )
-    t.add_argument("--balancing", metavar="NAME", help="balancing method (default ew)")
+    t.add_argument(
+        "--balancing",
+        metavar="NAME",
+        help="how task losses become one update (default ew): "
+        + ", ".join(_balancing_methods())
+        + "; options go in the config's balancing section",
+    )
     t.add_argument("--architecture", metavar="NAME", help="sharing architecture (default hard)")
     t.add_argument("--device", metavar="NAME", help="auto (default), cpu or cuda")
     t.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
@@ -153,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true")
     d.add_argument("--quiet", action="store_true")
     return p
+
+
+def _balancing_methods() -> list[str]:
+    from polytask.balancing import METHODS
+
+    return list(METHODS)
 
 
 # -- commands --------------------------------------------------------------------------------
