@@ -135,3 +135,20 @@ def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> Non
     slow(batch)
     for g, e in zip(got, _grads(net), strict=True):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_inference_heads_match_the_per_head_forward() -> None:
+    torch.manual_seed(0)
+    tasks = []
+    for i in range(4):
+        t = make_task(f"y{i}", "regression", [f"y{i}"], {})
+        t.fitted = True
+        tasks.append(t)
+    net = HardSharing(TabularEncoder(5, [], [], [8], "relu", 0.0, "none"), tasks, [], "relu")
+    x = torch.randn(7, 5)
+    cat = torch.zeros(7, 0, dtype=torch.long)
+    per_head = net.forward_list(x, cat)  # grad enabled: one head at a time
+    with torch.no_grad():
+        fused = net.forward_list(x, cat)
+    for a, b in zip(per_head, fused, strict=True):
+        torch.testing.assert_close(a.detach(), b)

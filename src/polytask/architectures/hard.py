@@ -47,4 +47,11 @@ class HardSharing(MultiTaskNet):
         return None
 
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
+        if not torch.is_grad_enabled() and len(self._head_list) > 2:
+            linear = self.linear_heads()
+            if linear is not None:  # inference: all linear heads in one matrix product
+                weight = torch.cat([h.weight for h in linear])
+                bias = torch.cat([h.bias for h in linear])
+                out = torch.addmm(bias, rep, weight.T)
+                return list(out.split([h.out_features for h in linear], dim=1))
         return [head(rep) for head in self._head_list]
