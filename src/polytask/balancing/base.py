@@ -15,6 +15,16 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 
+def seeded_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator for a stochastic method: reproducible with a seed, fresh without."""
+    gen = torch.Generator()
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(seed)
+    return gen
+
+
 class BalancerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

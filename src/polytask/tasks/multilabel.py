@@ -16,10 +16,7 @@ from pydantic import Field
 from sklearn.metrics import f1_score
 
 from polytask.tasks.base import Task, TaskOptions, safe_metric
-from polytask.values import canonical_series, missing_mask
-
-TRUE_WORDS = {"1", "true", "yes"}
-FALSE_WORDS = {"0", "false", "no"}
+from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
 
 
 class MultilabelOptions(TaskOptions):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from polytask.balancing.base import BalancerOptions, GradientBalancer
+from polytask.balancing.base import BalancerOptions, GradientBalancer, seeded_generator
 
 
 class GradDropOptions(BalancerOptions):
@@ -25,11 +25,7 @@ class GradDrop(GradientBalancer):
 
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
-        self._gen = torch.Generator()
-        if self.options.seed is not None:
-            self._gen.manual_seed(self.options.seed)
-        else:
-            self._gen.seed()
+        self._gen = seeded_generator(self.options.seed)
 
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         purity = 0.5 * (1 + matrix.sum(0) / (matrix.abs().sum(0) + 1e-12))

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from polytask.balancing.base import BalancerOptions, LossBalancer
+from polytask.balancing.base import BalancerOptions, LossBalancer, seeded_generator
 
 
 class RLWOptions(BalancerOptions):
@@ -24,11 +24,7 @@ class RandomLossWeighting(LossBalancer):
 
     def setup(self, task_names: list[str]) -> None:
         super().setup(task_names)
-        self._gen = torch.Generator()
-        if self.options.seed is None:
-            self._gen.seed()
-        else:
-            self._gen.manual_seed(self.options.seed)
+        self._gen = seeded_generator(self.options.seed)
         self._last = torch.ones(len(task_names))
 
     def draw(self) -> torch.Tensor:
