@@ -31,7 +31,7 @@ from polytask.features.preprocess import Preprocessor
 from polytask.features.splits import split_frame
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.tasks import Task
-from polytask.training import Trainer
+from polytask.training import Callback, Trainer
 
 TaskSpec = str | Mapping[str, Any]
 
@@ -169,8 +169,10 @@ def train_run(
     out: str | Path | None = None,
     overwrite: bool = False,
     verbose: bool = True,
+    callbacks: Sequence[Callback] = (),
 ) -> MultiTaskModel:
-    """Train one run from a validated config (the CLI and :func:`fit` both end here)."""
+    """Train one run from a validated config (the CLI and :func:`fit` both end here).
+    ``callbacks`` hook into the loop (see :class:`polytask.training.Callback`)."""
     if not cfg.tasks:
         raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
     names = [t.name for t in cfg.tasks]
@@ -241,6 +243,7 @@ def train_run(
             verbose=verbose,
             jacobian=b.jacobian,
             log_every=b.log_every,
+            callbacks=list(callbacks),
         )
         result = trainer.fit(train_table, val_table)
         net = trainer.net

@@ -26,6 +26,7 @@ from polytask.evaluation.scoring import higher_is_better, raw_outputs, score, ta
 from polytask.features.batches import TensorTable
 from polytask.tasks import Task
 from polytask.training.balance_log import BalanceLog
+from polytask.training.callbacks import Callback, overrides
 from polytask.training.optim import make_optimizer, make_scheduler
 from polytask.training.progress import TrainingProgress
 from polytask.training.steps import batch_losses, make_step
@@ -69,6 +70,7 @@ class Trainer:
         verbose: bool = True,
         jacobian: str = "parameters",
         log_every: int = 50,
+        callbacks: list[Callback] | None = None,
     ):
         self.net = net
         self.tasks = tasks
@@ -80,6 +82,11 @@ class Trainer:
         self.jacobian = jacobian
         self.log_every = log_every
         self.verbose = verbose and cfg.progress
+        self.callbacks: list[Callback] = list(callbacks or [])
+        #: optimiser steps taken so far in this run (set by ``fit``)
+        self.global_step = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
         self.balancer.setup(self.names)
         self._check_monitor()
         self._warned_monitor = False
@@ -136,6 +143,11 @@ class Trainer:
         train = train.to(device)
         optimizer = make_optimizer(net, cfg, self.balancer.parameters(), device)
         scheduler = make_scheduler(optimizer, cfg)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        on_batch_begin = overrides(self.callbacks, "on_batch_begin")
+        on_batch_end = overrides(self.callbacks, "on_batch_end")
+        for hook in overrides(self.callbacks, "on_train_begin"):
+            hook(self)
         generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
         params = [p for p in net.parameters() if p.requires_grad]
         opt_params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -164,6 +176,9 @@ class Trainer:
                     for i, batch in enumerate(train.batches(cfg.batch_size, generator), 1):
                         # = optimizer.zero_grad(set_to_none=True) without its per-call
                         # profiler scope, which costs more than the loop (10-30 us a step)
+                        self.global_step += 1
+                        for hook in on_batch_begin:
+                            hook(self, self.global_step, batch)
                         for p in opt_params:
                             p.grad = None
                         logging = monitor_log.due()
@@ -177,6 +192,8 @@ class Trainer:
                             after_step(self._losses_after(net, batch, loss_fns))
                         if logging:
                             monitor_log.after(step, self.balancer)
+                        for hook in on_batch_end:
+                            hook(self, self.global_step, batch)
                         torch._foreach_add_(running, [loss.detach() for loss in losses])
                         if due():
                             bar.step(i, epoch, self._fmt(torch.stack(running) / i))
@@ -213,6 +230,8 @@ class Trainer:
                         since_best += 1
                     record["best"] = improved
                     record["seconds"] = round(time.perf_counter() - t0, 4)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, record)
                     history.append(record)
                     if hist_file:
                         hist_file.write(json.dumps(record) + "\n")
@@ -232,7 +251,7 @@ class Trainer:
                 hist_file.close()
         if best_state is not None:
             net.load_state_dict(best_state)
-        return TrainResult(
+        result = TrainResult(
             best_epoch=best_epoch,
             epochs_run=len(history),
             best_monitor=best,
@@ -240,6 +259,9 @@ class Trainer:
             seconds=time.perf_counter() - started,
             history=history,
         )
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
 
     @staticmethod
     def _losses_after(net: MultiTaskNet, batch: Any, loss_fns: list[Any]) -> list[torch.Tensor]:
