@@ -8,9 +8,11 @@ from polytask.errors import PolytaskError, did_you_mean
 from polytask.tasks.base import Task, TaskOptions
 from polytask.tasks.binary import BinaryTask
 from polytask.tasks.count import CountTask
+from polytask.tasks.dense_regression import DenseRegressionTask
 from polytask.tasks.multiclass import MulticlassTask
 from polytask.tasks.multilabel import MultilabelTask
 from polytask.tasks.regression import RegressionTask
+from polytask.tasks.segmentation import SegmentationTask
 
 KINDS: dict[str, type[Task]] = {
     "regression": RegressionTask,
@@ -18,6 +20,8 @@ KINDS: dict[str, type[Task]] = {
     "multiclass": MulticlassTask,
     "multilabel": MultilabelTask,
     "count": CountTask,
+    "segmentation": SegmentationTask,
+    "dense_regression": DenseRegressionTask,
 }
 
 

@@ -33,6 +33,9 @@ class Task(ABC):
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     #: metric names used for Δm and model comparison, with True where higher is better
     headline: ClassVar[dict[str, bool]]
+    #: True for per-pixel tasks: the head is a decoder that restores the input resolution,
+    #: outputs are (N, output_size, H, W) and targets and masks (N, H, W)
+    dense: ClassVar[bool] = False
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
         self.name = name
@@ -104,7 +107,10 @@ class Task(ABC):
         """Raw outputs -> prediction columns keyed by column name (``TASK``, ``TASK_proba``)."""
 
     def n_labelled(self, mask: np.ndarray) -> int:
-        return int(mask.any(axis=1).sum()) if mask.ndim == 2 else int(mask.sum())
+        """Rows with at least one label (a row of a multilabel or dense task counts once)."""
+        if mask.ndim == 1:
+            return int(mask.sum())
+        return int(mask.reshape(mask.shape[0], -1).any(axis=1).sum())
 
     # -- persistence -------------------------------------------------------------------------
     @abstractmethod
