@@ -143,17 +143,22 @@ def test_feature_selection_and_type_overrides(df: pd.DataFrame) -> None:
     assert set(model.preprocessor.columns) == {"x0", "x1", "x2", "x3", "cat", "flag"}
 
 
-def test_free_text_is_skipped_and_row_ids_are_flagged(df: pd.DataFrame) -> None:
+def test_free_text_is_encoded_and_row_ids_are_flagged(df: pd.DataFrame, tmp_path) -> None:
     data = df.copy()
     data["note"] = [f"patient {i} said the pain was worse after eating lunch" for i in range(240)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = polytask.fit(data, tasks=["y_reg:regression"], **FAST)
     messages = [str(w.message) for w in caught]
-    assert any("free-text" in m and "note" in m for m in messages), messages
     assert any("'id' looks like a row id" in m for m in messages), messages
-    assert "note" not in model.preprocessor.columns
+    assert model.info["feature_types"]["note"] == "text"
+    assert "note" in model.preprocessor.columns
     assert "id" in model.preprocessor.columns  # a warning, not a silent drop
+    # the tokenizer travels with the run: a reloaded model predicts the same
+    before = model.predict(data.head(20))
+    model.save(tmp_path / "run")
+    again = polytask.load(tmp_path / "run").predict(data.head(20))
+    pd.testing.assert_frame_equal(before, again)
 
 
 def test_user_errors_raise_polytask_error(df: pd.DataFrame) -> None:

@@ -19,6 +19,7 @@ from polytask.features.splits import split_frame
 from tests.conftest import FAST_TRAIN, TrainedRun, assert_user_error
 
 RUN_FILES = {
+    "report.html",
     "config.yaml",
     "preprocessing.json",
     "model.safetensors",

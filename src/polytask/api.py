@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ import torch
 from polytask import run_dir
 from polytask.balancing import get as get_balancer
 from polytask.config import (
+    FeaturesConfig,
     ModelConfig,
     RunConfig,
     TrainingConfig,
@@ -22,16 +22,19 @@ from polytask.config import (
     parse_config,
     parse_task_spec,
 )
+from polytask.encoders.build import image_options, text_options
 from polytask.errors import PolytaskError, close_matches, did_you_mean
-from polytask.evaluation.scoring import raw_outputs, score
+from polytask.evaluation.scoring import score, split_outputs
 from polytask.features.batches import TensorTable
 from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
 from polytask.features.splits import split_frame
 from polytask.model import MultiTaskModel, build_net, build_tasks
+from polytask.multi_source import prepare_sources
 from polytask.tasks import Task
-from polytask.training import Callback, Trainer
+from polytask.training import Callback, Trainer, distributed, tracking
+from polytask.training import staging as run_staging
 
 TaskSpec = str | Mapping[str, Any]
 
@@ -82,6 +85,8 @@ def build_config(
             data.setdefault("model", {})[key] = value
         elif key in ("features", "drop"):
             data.setdefault("features", {})["include" if key == "features" else key] = list(value)
+        elif key == "tracking":
+            data["tracking"] = dict(value)
         else:
             known = [
                 *TrainingConfig.model_fields,
@@ -89,12 +94,13 @@ def build_config(
                 "balancing",
                 "features",
                 "drop",
+                "tracking",
             ]
             raise PolytaskError(f"unknown option '{key}'{did_you_mean(key, known)}")
     return parse_config(data)
 
 
-def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+def require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
     for name in names:
         if name not in df.columns:
             near = close_matches(name, df.columns)
@@ -102,15 +108,16 @@ def _require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
             raise PolytaskError(f"{what} column '{name}' is not in the data{hint}")
 
 
-def _feature_types(cfg: RunConfig, train: pd.DataFrame, label_cols: set[str]) -> dict[str, str]:
-    fc = cfg.features
+def _feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str]) -> dict[str, str]:
     overrides = {
         **dict.fromkeys(fc.numeric, "numeric"),
         **dict.fromkeys(fc.categorical, "categorical"),
         **dict.fromkeys(fc.boolean, "boolean"),
+        **dict.fromkeys(fc.text, "text"),
+        **dict.fromkeys(fc.image, "image"),
     }
     named = list(fc.include or []) + list(fc.drop) + list(overrides)
-    _require_columns(train, named, "feature")
+    require_columns(train, named, "feature")
     clash = label_cols & set(fc.include or [])
     if clash:
         raise PolytaskError(
@@ -123,12 +130,8 @@ def _feature_types(cfg: RunConfig, train: pd.DataFrame, label_cols: set[str]) ->
     )
     columns = [c for c in columns if c not in fc.drop]
     types: dict[str, str] = {}
-    skipped_text = []
     for col in columns:
         kind = overrides.get(col) or infer_type(train[col])
-        if kind == "text":
-            skipped_text.append(col)
-            continue
         if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
             warnings.warn(
                 f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
@@ -137,13 +140,6 @@ def _feature_types(cfg: RunConfig, train: pd.DataFrame, label_cols: set[str]) ->
                 stacklevel=3,
             )
         types[col] = kind
-    if skipped_text:
-        warnings.warn(
-            f"free-text column(s) {', '.join(skipped_text)} are not used as features (text "
-            "encoders are not available in this version); declare them categorical to use them",
-            UserWarning,
-            stacklevel=3,
-        )
     if not types:
         raise PolytaskError(
             "no feature columns are left to learn from; the data needs columns besides the "
@@ -161,30 +157,16 @@ def _table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> TensorTabl
     return TensorTable(pre.transform(df), targets, masks)
 
 
-def train_run(
+def _prepare_single(
     cfg: RunConfig,
-    data: pd.DataFrame | None = None,
-    validation: pd.DataFrame | None = None,
-    test: pd.DataFrame | None = None,
-    out: str | Path | None = None,
-    overwrite: bool = False,
-    verbose: bool = True,
-    callbacks: Sequence[Callback] = (),
-) -> MultiTaskModel:
-    """Train one run from a validated config (the CLI and :func:`fit` both end here).
-    ``callbacks`` hook into the loop (see :class:`polytask.training.Callback`)."""
-    if not cfg.tasks:
-        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
-    names = [t.name for t in cfg.tasks]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
-    b = cfg.balancing
-    balancer = get_balancer(b.method, **b.options)  # a bad method fails before any work
-    out_path = Path(out) if out is not None else None
-    if out_path is not None:
-        run_dir.check_can_create(out_path, overwrite)  # fail before any work
-
+    tasks: list[Task],
+    data: pd.DataFrame | None,
+    validation: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+) -> tuple[Preprocessor, dict[str, TensorTable | None], dict[str, int], dict[str, str], tuple]:
+    """Read and split the data, fit the tasks and the preprocessing on the training rows;
+    returns the preprocessor, each split's table, row counts, feature types and the
+    frames read (for the run's data fingerprint)."""
     if data is None:
         if not cfg.data.path:
             raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
@@ -193,23 +175,19 @@ def train_run(
         validation = read_table(cfg.data.validation)
     if test is None and cfg.data.test:
         test = read_table(cfg.data.test)
-
-    tasks = build_tasks(cfg)
     label_cols = {c for t in tasks for c in t.columns}
-    _require_columns(data, [c for t in tasks for c in t.columns], "label")
-    seed = cfg.training.seed
+    require_columns(data, [c for t in tasks for c in t.columns], "label")
     train, val_split, test_split = split_frame(
         data,
         cfg.data.validation_fraction,
         cfg.data.test_fraction,
-        seed,
+        cfg.training.seed,
         draw_validation=validation is None,
         draw_test=test is None,
     )
     val = validation if validation is not None else val_split
     tst = test if test is not None else test_split
-
-    types = _feature_types(cfg, train, label_cols)
+    types = _feature_types(cfg.features, train, label_cols)
     for t in tasks:
         t.fit(t.labels_of(train))
     fc = cfg.features
@@ -220,19 +198,81 @@ def train_run(
         fc.min_category_count,
         fc.embedding_dim,
         fc.max_embedding_dim,
+        text_options=text_options(cfg.model),
     )
     for name, frame in (("validation", val), ("test", tst)):
         if frame is not None:
             pre.check_columns(frame)
-            _require_columns(frame, sorted(label_cols), f"{name} label")
+            require_columns(frame, sorted(label_cols), f"{name} label")
+    tables = {
+        "train": _table(tasks, pre, train),
+        "validation": _table(tasks, pre, val) if val is not None and len(val) else None,
+        "test": _table(tasks, pre, tst) if tst is not None and len(tst) else None,
+    }
+    rows = {
+        "train": len(train),
+        "validation": 0 if val is None else len(val),
+        "test": 0 if tst is None else len(tst),
+    }
+    return pre, tables, rows, types, (data, validation, test)
 
-    torch.manual_seed(seed)
+
+def train_run(
+    cfg: RunConfig,
+    data: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    verbose: bool = True,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = False,
+) -> MultiTaskModel:
+    """Train one run from a validated config (the CLI and :func:`fit` both end here).
+    ``callbacks`` hook into the loop (see :class:`polytask.training.Callback`). With
+    ``out`` the run trains in ``out.partial`` with checkpoints; ``resume=True`` continues
+    from its last checkpoint (see :func:`resume`). Under torchrun it trains in several
+    processes (see :mod:`polytask.training.distributed`)."""
+    if not cfg.tasks:
+        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
+    names = [t.name for t in cfg.tasks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
+    b = cfg.balancing
+    balancer = get_balancer(b.method, **b.options)  # a bad method fails before any work
+    text_options(cfg.model)  # and so do bad encoder options
+    image_options(cfg.model)
+    tracking.check_available(cfg.tracking)  # so does a missing tracking package
+    out_path = Path(out) if out is not None else None
+    ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
+    stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
+
+    tasks = build_tasks(cfg)
+    if cfg.multi_source:
+        if data is not None or validation is not None or test is not None:
+            raise PolytaskError("a config with sources reads each source's data itself")
+        if ctx is not None:
+            raise PolytaskError(
+                "a multi-source model trains in one process; run it without torchrun"
+            )
+        prepared = prepare_sources(cfg, tasks, _feature_types)
+        pre: Preprocessor | list[Preprocessor] = prepared.preprocessors
+        tables: dict[str, Any] = dict(prepared.tables)
+        rows: dict[str, Any] = prepared.rows
+        types: dict[str, Any] = prepared.feature_types
+        frames: tuple[Any, ...] = ()
+    else:
+        pre, tables, rows, types, frames = _prepare_single(cfg, tasks, data, validation, test)
+    torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, pre, tasks)
-    train_table = _table(tasks, pre, train)
-    val_table = _table(tasks, pre, val) if val is not None and len(val) else None
+    train_table = tables["train"]
+    val_table = tables["validation"] if tables.get("validation") is not None else None
+    if val_table is not None and not len(val_table):
+        val_table = None
 
-    staging = run_dir.staging_dir(out_path) if out_path else contextlib.nullcontext(None)
-    with staging as tmp:
+    fingerprint = run_staging.data_fingerprint(*frames) if out_path else None
+    with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         history_path = tmp / run_dir.HISTORY if tmp is not None else None
         trainer = Trainer(
             net,
@@ -244,24 +284,21 @@ def train_run(
             jacobian=b.jacobian,
             log_every=b.log_every,
             callbacks=list(callbacks),
+            distributed=ctx,
         )
-        result = trainer.fit(train_table, val_table)
+        result = trainer.fit(train_table, val_table, stage.checkpointer, stage.resume_state)
         net = trainer.net
         device = trainer.device
         metrics: dict[str, Any] = {}
-        for split, frame in (("train", train), ("validation", val), ("test", tst)):
-            if frame is None or not len(frame):
+        for split, table in tables.items():
+            if table is None or not len(table):
                 continue
-            table = train_table if split == "train" else _table(tasks, pre, frame)
-            outs = raw_outputs(net, table.features, cfg.training.eval_batch_size, device)
-            metrics[split] = score(tasks, outs, table.targets, table.masks)
+            outs, targets, masks = split_outputs(net, table, cfg.training.eval_batch_size, device)
+            metrics[split] = score(tasks, outs, targets, masks)
+        tracking.log_final(callbacks, metrics, result.best_epoch)
         info = {
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "rows": {
-                "train": len(train),
-                "validation": 0 if val is None else len(val),
-                "test": 0 if tst is None else len(tst),
-            },
+            "rows": rows,
             "feature_types": types,
             "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run,
@@ -275,8 +312,53 @@ def train_run(
                 model._write(tmp)
             except OSError as err:
                 raise run_dir._write_error(out_path, err) from None
-            run_dir.publish(tmp, out_path, overwrite)
+            stage.publish(tmp)
     return model
+
+
+def resume(
+    out: str | Path,
+    config: RunConfig | None = None,
+    data: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    overwrite: bool = False,
+    verbose: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> MultiTaskModel:
+    """Continue the unfinished run ``out`` (trained in ``out.partial``) from its last
+    checkpoint, with the config it was started with; a ``config`` given here must not
+    differ from it. The data files of the config are read again (relative paths from the
+    folder the run started in); frames given here replace them and must hold the same
+    rows. Resuming a finished run is an error."""
+    final = run_dir.run_of_partial(Path(out))
+    saved, info = run_staging.saved_config(final)
+    if config is not None:
+        conflicts = run_staging.config_conflicts(saved, config)
+        if conflicts:
+            more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+            raise PolytaskError(
+                f"a resumed run keeps its saved config, but {conflicts[0]}{more}; drop the "
+                "flags that change it, or start a new run"
+            )
+    started_in = Path(info.get("cwd") or ".")
+
+    def frame(given: pd.DataFrame | None, path: str | None) -> pd.DataFrame | None:
+        if given is not None or not path:
+            return given
+        return read_table(Path(path) if Path(path).is_absolute() else started_in / path)
+
+    return train_run(
+        saved,
+        frame(data, saved.data.path),
+        frame(validation, saved.data.validation),
+        frame(test, saved.data.test),
+        out=final,
+        overwrite=overwrite or bool(info.get("overwrite")),
+        verbose=verbose,
+        callbacks=callbacks,
+        resume=True,
+    )
 
 
 def fit(

@@ -21,11 +21,14 @@ EXAMPLES = """examples:
   polytask train --config run.yaml --epochs 50 --out runs/patients
   polytask evaluate runs/patients --data new_patients.csv --json
   polytask predict runs/patients --data new_patients.csv --output predictions.csv --keep id
+  polytask serve runs/patients --port 8000
+  polytask export runs/patients --format onnx --output model.onnx
 """
 
 TASK_HELP = (
     "a task as COLUMN:KIND[:OPTION=VALUE...]; KIND is regression, binary, multiclass, "
-    "multilabel (labels separated by '|') or count; repeat for each task. Examples: "
+    "multilabel (labels separated by '|'), count, segmentation or dense_regression (the "
+    "column holds paths to mask/map files); repeat for each task. Examples: "
     "hospdead:binary, outcome:binary:positive=died, slos:regression:transform=log1p"
 )
 
@@ -66,7 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", metavar="FILE", help="YAML config (the full form; see README)")
     t.add_argument("--data", metavar="FILE", help="training data, CSV or Parquet")
     t.add_argument("--task", metavar="SPEC", action="append", help=TASK_HELP)
-    t.add_argument("--out", metavar="RUN_DIR", required=True, help="run directory to create")
+    t.add_argument("--out", metavar="RUN_DIR", help="run directory to create (required)")
+    t.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last checkpoint (in RUN_DIR.partial), "
+        "with its saved config",
+    )
     t.add_argument("--validation", metavar="FILE", help="explicit validation data")
     t.add_argument("--test", metavar="FILE", help="explicit test data")
     t.add_argument(
@@ -87,6 +96,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="COLS",
         type=_csv,
         help="treat these columns as numeric (overrides inference)",
+    )
+    t.add_argument(
+        "--text",
+        metavar="COLS",
+        type=_csv,
+        help="free-text columns, tokenized and encoded (model.text sets the encoder)",
+    )
+    t.add_argument(
+        "--image",
+        metavar="COLS",
+        type=_csv,
+        help="image columns: paths (relative to the data file) to .png/.jpg/.npy files",
     )
     t.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (default 100)")
     t.add_argument("--batch-size", type=int, metavar="N", help="batch size (default 256)")
@@ -112,6 +133,25 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", metavar="NAME", help="auto (default), cpu or cuda")
     t.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
     t.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
+    t.add_argument(
+        "--affinity-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="measure task affinity (TAG lookahead) every N steps into the history and the "
+        "report (training.affinity_every; default 0: off)",
+    )
+    t.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report.html")
+    t.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="log per-epoch task metrics and balancer weights to TensorBoard files in DIR",
+    )
+    t.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="log the run to MLflow, e.g. sqlite:///mlflow.db or file:./mlruns",
+    )
 
     e = sub.add_parser(
         "evaluate",
@@ -158,7 +198,126 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-baseline", action="store_true", help="skip the gradient-boosting baseline")
     d.add_argument("--overwrite", action="store_true")
     d.add_argument("--quiet", action="store_true")
+    _compare_parser(sub)
+    _report_parser(sub)
+    _serve_parser(sub)
+    _export_parser(sub)
     return p
+
+
+def _share_flags(
+    source: argparse.ArgumentParser, target: argparse.ArgumentParser, skip: set[str]
+) -> None:
+    """Give ``target`` the flags of ``source`` except ``skip`` (by dest): one definition for
+    both, as argparse's ``parents=`` does, but after ``source`` is complete."""
+    for action in source._actions:
+        if action.option_strings and action.dest not in skip and action.dest != "help":
+            target._add_action(action)
+
+
+def _compare_parser(sub: Any) -> None:
+    from polytask.architectures import ARCHITECTURES
+
+    c = sub.add_parser(
+        "compare",
+        help="does sharing help? single-task baselines vs multi-task variants",
+        description="Train one single-task model per task and each multi-task variant "
+        "(--methods x --architectures) over --seeds seeds with the same encoder, budget and "
+        "splits; print per-task test metrics (mean ± std), Δm% against the single-task "
+        "models, mean rank, time per epoch and parameters, and a verdict per task for the "
+        "variant chosen on validation. Writes results.md/.csv/.json and report.html to "
+        "--out; rerunning resumes, keeping finished runs. Takes the train flags.",
+    )
+    _share_flags(
+        sub.choices["train"],
+        c,
+        skip={"out", "overwrite", "balancing", "architecture", "affinity_every", "resume"},
+    )
+    c.set_defaults(balancing=None, architecture=None)
+    c.add_argument(
+        "--out", metavar="DIR", required=True, help="comparison folder to create or resume"
+    )
+    c.add_argument(
+        "--methods",
+        type=_csv,
+        metavar="M,M",
+        help="balancing methods to compare (default: the config's, ew); e.g. ew,uw,famo,upgrad",
+    )
+    c.add_argument(
+        "--architectures",
+        type=_csv,
+        metavar="A,A",
+        help=f"architectures to compare (default: the config's, hard): {', '.join(ARCHITECTURES)}",
+    )
+    c.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="seeds per model (default 3); seed s draws split and initialisation s",
+    )
+    c.add_argument(
+        "--affinity-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="measure task affinity every N steps in the multi-task runs (default 10; 0: off)",
+    )
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace finished runs in --out whose config differs (otherwise an error)",
+    )
+
+
+def _report_parser(sub: Any) -> None:
+    r = sub.add_parser(
+        "report",
+        help="write an HTML report of a run or a comparison",
+        description="Write one self-contained HTML file (plots embedded) and the plots as PNG "
+        "files beside it: metrics, learning curves, task weights, gradient conflict, task "
+        "affinity, and for a comparison the table and verdicts.",
+    )
+    r.add_argument("source", metavar="RUN_OR_COMPARE_DIR")
+    r.add_argument(
+        "--output",
+        metavar="FILE",
+        help="the HTML file (default: DIR/report.html; plots go to FILE's name + _plots/)",
+    )
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+
+
+def _serve_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "serve",
+        help="serve predictions over HTTP (POST /predict)",
+        description='Serve a run over HTTP: POST /predict with {"records": [...]}, GET '
+        "/health, GET /metadata, API docs at /docs. Needs pip install 'polytask[serve]'.",
+    )
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    s.add_argument(
+        "--max-rows", type=int, metavar="N", help="most records per request (default 10000)"
+    )
+    s.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="torch threads per request (default 1)"
+    )
+
+
+def _export_parser(sub: Any) -> None:
+    x = sub.add_parser(
+        "export",
+        help="export a run as an ONNX graph plus its preprocessing as JSON",
+        description="Write one ONNX graph (inputs numeric and categorical, one output per "
+        "task) and FILE's name + .preprocessing.json, which says how to build the inputs "
+        "from raw records and decode the outputs (docs/onnx.md). Needs pip install "
+        "'polytask[export]'.",
+    )
+    x.add_argument("run", metavar="RUN_DIR")
+    x.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
+    x.add_argument("--output", metavar="FILE", required=True, help="the .onnx file to write")
+    x.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def _balancing_methods() -> list[str]:
@@ -171,10 +330,82 @@ def _balancing_methods() -> list[str]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from polytask.api import build_config, train_run
+    from polytask.api import resume, train_run
+    from polytask.evaluation.affinity import TaskAffinity
+    from polytask.training.distributed import is_main_process
+
+    if a.resume:
+        a.out = _resume_out(a)
+        cfg = _train_only_flags(a, _train_config(a, base=_saved_config(a.out)))
+        every = cfg.training.affinity_every
+        callbacks = [TaskAffinity(every)] if every else []
+        model = resume(a.out, cfg, overwrite=a.overwrite, verbose=not a.quiet, callbacks=callbacks)
+    else:
+        if not a.out:
+            raise PolytaskError("train needs --out RUN_DIR (where to save the run)")
+        cfg = _train_only_flags(a, _train_config(a))
+        every = cfg.training.affinity_every
+        callbacks = [TaskAffinity(every)] if every else []
+        model = train_run(
+            cfg, out=a.out, overwrite=a.overwrite, verbose=not a.quiet, callbacks=callbacks
+        )
+    if not is_main_process():  # torchrun: process 0 reports
+        return 0
+    _print_metrics(
+        model.metrics.get("test") or model.metrics.get("validation") or {},
+        "test" if "test" in model.metrics else "validation",
+    )
+    if cfg.training.report:  # the HTML file only: the run stays a flat folder of files
+        _report_or_warn(a.out, plots=False)
+    print(f"saved run to {a.out}")
+    return 0
+
+
+def _train_only_flags(a: argparse.Namespace, cfg: Any) -> Any:
+    if a.affinity_every is not None:
+        cfg.training.affinity_every = a.affinity_every
+    if a.no_report:
+        cfg.training.report = False
+    return cfg
+
+
+def _report_or_warn(folder: str, plots: bool = True) -> None:
+    """The report is extra: the run (or comparison) is saved even if writing it fails."""
+    from polytask.evaluation.report import write_report
+
+    try:
+        write_report(folder, plots=plots)
+    except (PolytaskError, OSError, ValueError) as err:
+        warnings.warn(
+            f"the report could not be written ({err}); try: polytask report {folder}",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _resume_out(a: argparse.Namespace) -> str:
+    """--resume RUN_DIR (or RUN_DIR.partial); a different --out is an error."""
+    from polytask.run_dir import run_of_partial
+
+    out = run_of_partial(Path(a.resume))
+    if a.out and Path(a.out) != out:
+        raise PolytaskError(f"--out '{a.out}' and --resume '{a.resume}' name different runs")
+    return str(out)
+
+
+def _saved_config(out: str) -> Any:
+    from polytask.training.staging import saved_config
+
+    return saved_config(Path(out))[0]
+
+
+def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
+    """The run config from --config (or ``base``) and the train flags (train and compare
+    share them)."""
+    from polytask.api import build_config
 
     cfg = build_config(
-        a.config,
+        a.config or base,
         a.task,
         epochs=a.epochs,
         batch_size=a.batch_size,
@@ -204,12 +435,39 @@ def cmd_train(a: argparse.Namespace) -> int:
         fc.categorical = [*fc.categorical, *a.categorical]
     if a.numeric:
         fc.numeric = [*fc.numeric, *a.numeric]
-    model = train_run(cfg, out=a.out, overwrite=a.overwrite, verbose=not a.quiet)
-    _print_metrics(
-        model.metrics.get("test") or model.metrics.get("validation") or {},
-        "test" if "test" in model.metrics else "validation",
-    )
-    print(f"saved run to {a.out}")
+    if a.text:
+        fc.text = [*fc.text, *a.text]
+    if a.image:
+        fc.image = [*fc.image, *a.image]
+    if a.tensorboard:
+        cfg.tracking.tensorboard = a.tensorboard
+    if a.mlflow:
+        old = cfg.tracking.mlflow
+        cfg.tracking.mlflow = {**(old.model_dump() if old else {}), "uri": a.mlflow}
+    return cfg
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from polytask.evaluation.compare import compare, make_spec
+    from polytask.evaluation.tables import print_table
+
+    spec = make_spec(_train_config(a), a.methods, a.architectures, a.seeds, a.affinity_every)
+    progress = None if a.quiet else Console(stderr=True, highlight=False).print
+    comparison = compare(spec, a.out, overwrite=a.overwrite, progress=progress, report=False)
+    print_table(comparison)
+    if not a.no_report:
+        _report_or_warn(a.out)
+    print(f"saved the comparison to {a.out} (results.md, results.csv, results.json, report.html)")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from polytask.evaluation.report import write_report
+
+    path = write_report(a.source, a.output, overwrite=a.overwrite)
+    print(f"wrote {path}")
     return 0
 
 
@@ -237,10 +495,45 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if out.exists() and not a.overwrite:
         raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
     model = load(a.run)
+    dense = [t.name for t in model.tasks if t.dense]
+    arrays_out = out.with_suffix(".npz")
+    if dense and arrays_out.exists() and not a.overwrite:
+        raise PolytaskError(
+            f"output file '{arrays_out}' (per-pixel predictions) already exists; pass "
+            "--overwrite to replace it"
+        )
     preds = model.predict(a.data, keep=a.keep)
+    if dense:
+        import numpy as np
+
+        arrays = {name: np.stack(preds.pop(name).to_list()) for name in dense}
+        _write_atomic(arrays_out, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
+        print(f"wrote per-pixel predictions of {', '.join(dense)} to {arrays_out}", file=sys.stderr)
     _write_table_atomic(preds, out)
     print(f"wrote {len(preds)} rows to {out}", file=sys.stderr)
     return 0
+
+
+def _write_atomic(out: Path, write: Any, suffix: str = "") -> None:
+    """``write(tmp_path)`` then rename onto ``out``; a failure leaves ``out`` untouched."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+        os.close(fd)
+    except OSError as err:
+        raise PolytaskError(
+            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
+        ) from None
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    except OSError as err:
+        raise PolytaskError(
+            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
+        ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write_table_atomic(df: Any, out: Path) -> None:
@@ -270,6 +563,30 @@ def _write_table_atomic(df: Any, out: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from polytask.serving.server import serve
+
+    serve(a.run, host=a.host, port=a.port, max_rows=a.max_rows, threads=a.threads)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from polytask.serving.onnx_export import export_onnx
+
+    result = export_onnx(a.run, a.output, overwrite=a.overwrite)
+    check = (
+        f"onnxruntime matches PyTorch within {result.max_error:.1e} (relative)"
+        if result.max_error is not None
+        else "not checked (onnxruntime is not installed)"
+    )
+    print(
+        f"wrote {result.graph} (ONNX opset {result.opset}, {result.exporter} exporter) and "
+        f"{result.spec}; {check}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
@@ -307,6 +624,8 @@ def _print_metrics(result: dict[str, dict[str, Any]], split: str) -> None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "demo": cmd_demo}
+COMMANDS.update(compare=cmd_compare, report=cmd_report)
+COMMANDS.update(serve=cmd_serve, export=cmd_export)
 
 
 def _one_line_warnings() -> None:
@@ -322,11 +641,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except PolytaskError as err:
-        print(f"error: {err}", file=sys.stderr)
+        line = str(err).replace("\r", "\\r").replace("\n", "\\n")  # a name can't break it
+        print(f"error: {line}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # training saves a checkpoint first and says so
+        print(str(err) or "interrupted", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
 
 
 if __name__ == "__main__":

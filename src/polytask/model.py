@@ -17,8 +17,9 @@ import polytask
 from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.config import RunConfig, load_yaml, parse_config
-from polytask.encoders import TabularEncoder
-from polytask.errors import PolytaskError, close_matches
+from polytask.encoders.build import build_encoder
+from polytask.encoders.sources import SourceRouter
+from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.evaluation.scoring import raw_outputs, score
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
@@ -29,22 +30,41 @@ def build_tasks(cfg: RunConfig) -> list[Task]:
     return [make_task(t.name, t.kind, t.label_columns, t.options) for t in cfg.tasks]
 
 
-def build_net(cfg: RunConfig, pre: Preprocessor, tasks: list[Task]) -> MultiTaskNet:
+def build_net(
+    cfg: RunConfig, pre: Preprocessor | list[Preprocessor], tasks: list[Task]
+) -> MultiTaskNet:
+    """The network for fitted preprocessing; a list of preprocessors (one per source)
+    builds a multi-source network (:class:`polytask.encoders.sources.SourceRouter`)."""
     m = cfg.model
-    encoder = TabularEncoder(
-        numeric_width=pre.numeric_width,
-        cardinalities=[c.cardinality for c in pre.categorical],
-        embedding_dims=[c.dim for c in pre.categorical],
-        hidden=m.hidden,
-        activation=m.activation,
-        dropout=m.dropout,
-        norm=m.norm,
-    )
     cls = architecture_class(m.architecture)
     from polytask.config import validate_options
 
     options = validate_options(cls.Options, m.options, where=f"architecture '{m.architecture}'")
-    return cls(encoder, tasks, m.head_hidden, m.activation, m.dropout, options=options)
+    # an architecture that builds its own shared layers gets the encoder without hidden
+    # layers, plus the widths and norm to build them with
+    own = cls.builds_shared_layers
+    hidden = [] if own else list(m.hidden)
+    if isinstance(pre, list):
+        by_name = {t.name: t for t in tasks}
+        encoders = []
+        for source, p in zip(cfg.sources, pre, strict=True):
+            mine = [by_name[t.name] for t in source.tasks]
+            if any(t.dense for t in mine):
+                raise PolytaskError(
+                    f"source '{source.name}': per-pixel tasks need a model of their own; "
+                    "they cannot share layers with other sources yet"
+                )
+            encoders.append(build_encoder(m, p, mine, []))
+        width = m.hidden[0] if m.hidden else 64
+        encoder = SourceRouter(encoders, width, hidden[1:], m.activation, m.dropout, m.norm)
+    else:
+        encoder = build_encoder(m, pre, tasks, hidden, getattr(cls, "needs_spatial", False))
+    if getattr(encoder, "spatial", False) and own:
+        raise PolytaskError(
+            f"architecture '{m.architecture}' does not take per-pixel tasks; use 'hard'"
+        )
+    layers = {"hidden": list(m.hidden), "norm": m.norm} if own else {}
+    return cls(encoder, tasks, m.head_hidden, m.activation, m.dropout, options=options, **layers)
 
 
 def _as_frame(data: pd.DataFrame | str | Path, what: str = "data") -> pd.DataFrame:
@@ -59,7 +79,7 @@ class MultiTaskModel:
     def __init__(
         self,
         config: RunConfig,
-        preprocessor: Preprocessor,
+        preprocessor: Preprocessor | list[Preprocessor],
         tasks: list[Task],
         net: MultiTaskNet,
         metrics: dict[str, Any] | None = None,
@@ -67,7 +87,10 @@ class MultiTaskModel:
         info: dict[str, Any] | None = None,
     ):
         self.config = config
-        self.preprocessor = preprocessor
+        #: one per data source (a single one unless the config has ``sources``)
+        self.preprocessors = preprocessor if isinstance(preprocessor, list) else [preprocessor]
+        #: the source names of a multi-source model, else None
+        self.sources = [s.name for s in config.sources] if config.sources else None
         self.tasks = tasks
         self.net = net.eval()
         self.metrics: dict[str, Any] = metrics or {}
@@ -78,28 +101,89 @@ class MultiTaskModel:
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The fitted feature preprocessing (of a single-source model)."""
+        if self.sources is not None:
+            raise PolytaskError(
+                f"this model has several data sources ({', '.join(self.sources)}), each with "
+                "its own features; this operation supports single-source models only"
+            )
+        return self.preprocessors[0]
+
     def __repr__(self) -> str:
         tasks = ", ".join(t.describe() for t in self.tasks)
-        return f"MultiTaskModel(tasks=[{tasks}], features={len(self.preprocessor.columns)})"
+        n = sum(len(p.columns) for p in self.preprocessors)
+        return f"MultiTaskModel(tasks=[{tasks}], features={n})"
 
     # -- prediction ------------------------------------------------------------------------
     def _device(self) -> torch.device:
         return next(self.net.parameters()).device
 
-    def predict_raw(self, data: pd.DataFrame | str | Path) -> list[np.ndarray]:
+    def source_of(self, df: pd.DataFrame, source: str | None = None) -> int | None:
+        """Which source's features ``df`` holds: the one named, else the only source whose
+        feature columns are all in ``df``. None for a single-source model."""
+        if self.sources is None:
+            if source is not None:
+                raise PolytaskError(f"source='{source}' given, but the model has one data source")
+            return None
+        if source is not None:
+            if source not in self.sources:
+                raise PolytaskError(
+                    f"unknown source '{source}'{did_you_mean(source, self.sources)}; the "
+                    f"model's sources are {', '.join(self.sources)}"
+                )
+            return self.sources.index(source)
+        fits = [
+            i for i, p in enumerate(self.preprocessors) if all(c in df.columns for c in p.columns)
+        ]
+        if len(fits) == 1:
+            return fits[0]
+        if not fits:
+            raise PolytaskError(
+                "the data holds the features of none of the model's sources ("
+                + "; ".join(
+                    f"{n}: {', '.join(p.columns[:4])}"
+                    for n, p in zip(self.sources, self.preprocessors, strict=True)
+                )
+                + "); check the columns"
+            )
+        names = ", ".join(self.sources[i] for i in fits)
+        raise PolytaskError(f"the data fits several sources ({names}); say which with source=")
+
+    def source_tasks(self, source: int | None) -> list[Task]:
+        """The tasks a source's rows are predicted and scored for (all, with one source)."""
+        if source is None:
+            return list(self.tasks)
+        own = {t.name for t in self.config.sources[source].tasks}
+        return [t for t in self.tasks if t.name in own]
+
+    def predict_raw(
+        self, data: pd.DataFrame | str | Path, source: str | None = None
+    ) -> list[np.ndarray]:
         """Raw network outputs (logits, standardised values) per task, in task order."""
         df = _as_frame(data)
-        feats = self.preprocessor.transform(df)
-        outs = raw_outputs(self.net, feats, self.config.training.eval_batch_size, self._device())
+        s = self.source_of(df, source)
+        pre = self.preprocessors[s or 0]
+        lead = () if s is None else (torch.tensor(s, device=self._device()),)
+        feats = pre.transform(df)
+        bs = self.config.training.eval_batch_size
+        outs = raw_outputs(self.net, feats, bs, self._device(), lead)
         return [o.numpy() for o in outs]
 
     def predict(
-        self, data: pd.DataFrame | str | Path, keep: list[str] | None = None
+        self,
+        data: pd.DataFrame | str | Path,
+        keep: list[str] | None = None,
+        source: str | None = None,
     ) -> pd.DataFrame:
         """One row per input row, in input order: each task's prediction in the label's own
         values or units, probabilities as ``TASK_proba`` / ``TASK_proba_CLASS``, and the
         input columns named in ``keep`` (as ``COL_input`` where a prediction column has
-        the same name, e.g. when keeping a task's label)."""
+        the same name, e.g. when keeping a task's label). A per-pixel task's column holds
+        one H x W array per row (``np.stack(df[TASK])`` gives the N x H x W block).
+        A multi-source model predicts the tasks of the source whose features ``data``
+        holds (or of ``source``)."""
         df = _as_frame(data)
         keep = list(keep or [])
         for col in keep:
@@ -107,10 +191,16 @@ class MultiTaskModel:
                 near = close_matches(col, df.columns)
                 hint = f" (close: {', '.join(near)})" if near else ""
                 raise PolytaskError(f"--keep column '{col}' is not in the data{hint}")
-        outs = self.predict_raw(df)
+        s = self.source_of(df, source)
+        outs = self.predict_raw(df, None if s is None else self.sources[s])  # type: ignore[index]
         predicted: dict[str, Any] = {}
+        own = self.source_tasks(s)
         for task, out in zip(self.tasks, outs, strict=True):
-            predicted.update(task.decode(out))
+            if task not in own:
+                continue
+            for name, values in task.decode(out).items():
+                # per-pixel predictions: one H x W array per row
+                predicted[name] = list(values) if values.ndim > 1 else values
         # kept input columns come first; one named like a prediction column gets "_input"
         columns: dict[str, Any] = {
             (f"{c}_input" if c in predicted else c): df[c].to_numpy() for c in keep
@@ -118,15 +208,20 @@ class MultiTaskModel:
         columns.update(predicted)
         return pd.DataFrame(columns, index=pd.RangeIndex(len(df)))
 
-    def evaluate(self, data: pd.DataFrame | str | Path) -> dict[str, dict[str, Any]]:
+    def evaluate(
+        self, data: pd.DataFrame | str | Path, source: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         """``{task: {metric: value, ..., "n": labelled_rows}}`` for every task whose label
-        column(s) are in ``data``; undefined metrics are None."""
+        column(s) are in ``data`` (of a multi-source model: every task of the data's
+        source); undefined metrics are None."""
         df = _as_frame(data)
-        present = [t for t in self.tasks if all(c in df.columns for c in t.columns)]
+        s = self.source_of(df, source)
+        own = self.source_tasks(s)
+        present = [t for t in own if all(c in df.columns for c in t.columns)]
         if not present:
             return {}
         index = [self.tasks.index(t) for t in present]
-        outs = self.predict_raw(df)
+        outs = self.predict_raw(df, None if s is None else self.sources[s])  # type: ignore[index]
         targets, masks = [], []
         for t in present:
             y, m = t.encode(t.labels_of(df))
@@ -142,7 +237,16 @@ class MultiTaskModel:
         run_dir.write_json(
             folder / run_dir.PREPROCESSING,
             {
-                "features": self.preprocessor.to_dict(),
+                **(
+                    {"features": self.preprocessors[0].to_dict()}
+                    if self.sources is None
+                    else {
+                        "sources": [
+                            {"name": n, "features": p.to_dict()}
+                            for n, p in zip(self.sources, self.preprocessors, strict=True)
+                        ]
+                    }
+                ),
                 "tasks": [
                     {"name": t.name, "kind": t.kind, "columns": t.columns, "state": t.state()}
                     for t in self.tasks
@@ -188,7 +292,11 @@ class MultiTaskModel:
         prep = run_dir.read_json(folder / run_dir.PREPROCESSING)
         tasks = build_tasks(cfg)
         try:
-            pre = Preprocessor.from_dict(prep["features"])
+            pre: Preprocessor | list[Preprocessor] = (
+                [Preprocessor.from_dict(src["features"]) for src in prep["sources"]]
+                if "sources" in prep
+                else Preprocessor.from_dict(prep["features"])
+            )
             states = {t["name"]: t["state"] for t in prep["tasks"]}
             for t in tasks:
                 t.load_state(states[t.name])

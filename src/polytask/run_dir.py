@@ -9,6 +9,11 @@ Layout::
       metrics.json         {split: {task: {metric: value, "n": rows}}}
       history.jsonl        one JSON object per epoch
       run.json             versions, timings, row counts, feature types
+
+A run is trained in ``RUN.partial/`` beside it (config.yaml and partial.json from the
+start, the history as it grows, and ``checkpoint/``) and renamed to ``RUN`` only once it
+is complete, so an interrupted run never looks finished: ``load`` refuses ``RUN.partial``
+and ``polytask train --resume RUN`` continues it from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ METRICS = "metrics.json"
 HISTORY = "history.jsonl"
 INFO = "run.json"
 REQUIRED = (CONFIG, PREPROCESSING, WEIGHTS)
+#: an unfinished run lives in RUN + this suffix
+PARTIAL_SUFFIX = ".partial"
+#: in RUN.partial: what the run needs to be resumed (and the mark of a polytask run)
+PARTIAL_INFO = "partial.json"
+#: in RUN.partial: the training checkpoint folder
+CHECKPOINT = "checkpoint"
+_LOCK = ".lock"
 
 
 def check_can_create(path: Path, overwrite: bool) -> None:
@@ -139,6 +151,16 @@ def read_json(path: Path) -> Any:
 
 
 def check_run(path: Path) -> None:
+    if is_partial(path):
+        raise PolytaskError(
+            f"'{path}' is an unfinished run; continue it with polytask train --resume "
+            f"{run_of_partial(path)}"
+        )
+    if not path.is_dir() and is_partial(partial_path(path)):
+        raise PolytaskError(
+            f"run '{path}' did not finish (its checkpoint is in '{partial_path(path)}'); "
+            f"continue it with polytask train --resume {path}"
+        )
     if not path.is_dir():
         raise PolytaskError(f"run directory '{path}' does not exist; pass the --out of a train run")
     missing = [f for f in REQUIRED if not (path / f).is_file()]
@@ -147,3 +169,121 @@ def check_run(path: Path) -> None:
             f"'{path}' is not a complete polytask run (missing {', '.join(missing)}); "
             "pass the --out folder of a finished train run"
         )
+
+
+# -- unfinished runs: RUN.partial -----------------------------------------------------------
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(final.name + PARTIAL_SUFFIX)
+
+
+def run_of_partial(path: Path) -> Path:
+    """RUN for RUN.partial (and RUN for RUN)."""
+    if path.name.endswith(PARTIAL_SUFFIX) and len(path.name) > len(PARTIAL_SUFFIX):
+        return path.with_name(path.name[: -len(PARTIAL_SUFFIX)])
+    return path
+
+
+def is_partial(path: Path) -> bool:
+    return (path / PARTIAL_INFO).is_file()
+
+
+def has_checkpoint(partial: Path) -> bool:
+    return (partial / CHECKPOINT / "checkpoint.json").is_file()
+
+
+def check_no_partial(final: Path, overwrite: bool) -> None:
+    """Before a new run: an unfinished run of the same RUN_DIR is resumed, not silently
+    replaced (with ``overwrite`` it is removed)."""
+    partial = partial_path(final)
+    if not partial.exists():
+        return
+    if not is_partial(partial):
+        raise PolytaskError(
+            f"'{partial}' exists and is not an unfinished polytask run (a run is trained "
+            f"in RUN_DIR{PARTIAL_SUFFIX}); move it away or choose another --out"
+        )
+    if not overwrite:
+        raise PolytaskError(
+            f"an unfinished run of '{final}' is in '{partial}'; continue it with polytask "
+            f"train --resume {final}, or pass --overwrite to start over"
+        )
+    with _locked(partial):
+        shutil.rmtree(partial)
+
+
+def find_partial(final: Path) -> Path:
+    """The unfinished run to resume for RUN_DIR (clear errors when there is none)."""
+    partial = partial_path(final)
+    if is_partial(partial):
+        return partial
+    if final.is_dir() and all((final / f).is_file() for f in REQUIRED):
+        raise PolytaskError(
+            f"run '{final}' already finished, there is nothing to resume; train a new run "
+            "with --out (or the same --out with --overwrite to replace it)"
+        )
+    raise PolytaskError(
+        f"there is no unfinished run of '{final}' to resume (no '{partial}'); start one "
+        f"with polytask train --out {final}"
+    )
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (released when the process ends, even by
+    SIGKILL), so two processes never train the same run."""
+    try:
+        import fcntl
+    except ImportError:  # no file locks (Windows): no guard
+        yield
+        return
+    try:
+        fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise _write_error(folder, err) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PolytaskError(
+                f"'{folder}' is being trained by another process; wait for it to end or "
+                "stop it first"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def partial_dir(final: Path, info: dict[str, Any] | None) -> Iterator[Path]:
+    """The folder RUN.partial a run trains in, locked while in use: created with
+    ``info`` (a new run), or an existing one (``info=None``, resuming). If the block fails
+    before the first checkpoint, the folder is removed (there is nothing to resume);
+    with a checkpoint it stays for ``--resume``."""
+    partial = partial_path(final)
+    if info is not None:
+        try:
+            partial.mkdir(parents=True)
+            write_json(partial / PARTIAL_INFO, info)
+        except FileExistsError:
+            check_no_partial(final, overwrite=False)  # raises: resume it or --overwrite
+            raise
+        except OSError as err:
+            raise _write_error(final, err) from None
+    with _locked(partial):
+        try:
+            yield partial
+        except BaseException:
+            if partial.is_dir() and not has_checkpoint(partial):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+
+def publish_partial(partial: Path, final: Path, overwrite: bool) -> None:
+    """Move a finished RUN.partial to RUN (atomically, see :func:`publish`) and drop what
+    only resuming needed (the checkpoint, partial.json)."""
+    publish(partial, final, overwrite)
+    shutil.rmtree(final / CHECKPOINT, ignore_errors=True)
+    for name in (PARTIAL_INFO, _LOCK):
+        (final / name).unlink(missing_ok=True)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from polytask.architectures.base import ArchitectureOptions, MultiTaskNet
+from polytask.architectures.cgc import CGC
+from polytask.architectures.cross_stitch import CrossStitch
 from polytask.architectures.hard import HardSharing
+from polytask.architectures.mmoe import MMoE
+from polytask.architectures.mtan import MTAN
+from polytask.architectures.ple import PLE
 from polytask.errors import PolytaskError, did_you_mean
 
 ARCHITECTURES: dict[str, type[MultiTaskNet]] = {
     "hard": HardSharing,
+    "mmoe": MMoE,
+    "cgc": CGC,
+    "ple": PLE,
+    "cross_stitch": CrossStitch,
+    "mtan": MTAN,
 }
 
 

@@ -8,6 +8,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from polytask.encoders.mlp import mlp
+from polytask.errors import PolytaskError
 from polytask.tasks import Task
 
 
@@ -16,15 +18,28 @@ class ArchitectureOptions(BaseModel):
 
 
 class MultiTaskNet(nn.Module):
-    """Base of every architecture: ``forward(numeric, categorical) -> {task: output}``.
+    """Base of every architecture: ``forward(numeric, categorical, *extra) -> {task: output}``.
 
     ``representation`` and ``heads_forward`` split the forward pass at the shared
-    representation, which gradient-level balancing uses."""
+    representation, which gradient-level balancing uses. The split must be truthful:
+    task t's output is ``head_modules()[t](rep)``, the head modules share no parameter,
+    and every other parameter reaches the tasks only through ``rep``; then the per-task
+    gradients the Jacobian engine takes (at ``rep`` and at ``shared_parameters()``) are
+    each task's own gradients."""
 
     Options: ClassVar[type[ArchitectureOptions]] = ArchitectureOptions
+    #: False: the encoder comes with the shared hidden layers (``model.hidden``) and the
+    #: architecture adds heads. True: the architecture builds its own shared layers
+    #: (experts, task columns) from ``model.hidden``; it gets the encoder without hidden
+    #: layers (for tables: the categorical embeddings joined to the numeric features; an
+    #: image or text encoder would pass its backbone's feature vector) and the keyword
+    #: arguments ``hidden`` and ``norm``.
+    builds_shared_layers: ClassVar[bool] = False
     task_names: list[str]
 
-    def representation(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+    def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The shared representation from the positional inputs: ``(numeric,
+        categorical, *text_and_image_columns)`` (see ``FeatureTensors.inputs``)."""
         raise NotImplementedError
 
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
@@ -44,12 +59,31 @@ class MultiTaskNet(nn.Module):
         head_ids = {id(p) for h in self.head_modules() for p in h.parameters()}
         return [p for p in self.parameters() if id(p) not in head_ids]
 
-    def forward_list(self, numeric: torch.Tensor, categorical: torch.Tensor) -> list[torch.Tensor]:
+    def forward_list(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Outputs in task order (the trainer's hot path)."""
-        return self.heads_forward(self.representation(numeric, categorical))
+        return self.heads_forward(self.representation(*inputs))
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.task_names, self.forward_list(numeric, categorical), strict=True))
+    def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.task_names, self.forward_list(*inputs), strict=True))
+
+
+def task_head(
+    in_features: int, head_hidden: list[int], activation: str, dropout: float, task: Task
+) -> nn.Sequential:
+    """A task's tower: ``head_hidden`` layers, then a linear layer to the task's output,
+    its bias started at the task's base rate."""
+    body = mlp(in_features, head_hidden, activation, dropout)
+    last = nn.Linear(head_hidden[-1] if head_hidden else in_features, task.output_size)
+    head = nn.Sequential(*body, last)
+    init_head_bias(head, task)
+    return head
+
+
+def dense_needs_image(task: Task) -> PolytaskError:
+    return PolytaskError(
+        f"task '{task.name}' ({task.kind}) predicts per pixel: it needs one image column as "
+        "the only feature (--features IMAGE_COLUMN) and architecture 'hard'"
+    )
 
 
 def init_head_bias(head: nn.Module, task: Task) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polytask.architectures.base import MultiTaskNet, init_head_bias
+from polytask.architectures.base import MultiTaskNet, dense_needs_image, init_head_bias
+from polytask.encoders.cnn import ConvDecoder, GridPool
 from polytask.encoders.mlp import mlp
 from polytask.tasks import Task
 
@@ -25,17 +26,27 @@ class HardSharing(MultiTaskNet):
         self.task_names = [t.name for t in tasks]
         width = encoder.out_features
         heads = {}
+        spatial = getattr(encoder, "spatial", False)
         for task in tasks:
-            body = mlp(width, head_hidden, activation, dropout)
-            last = nn.Linear(head_hidden[-1] if head_hidden else width, task.output_size)
-            head = nn.Sequential(*body, last)
+            if task.dense:
+                if not spatial:
+                    raise dense_needs_image(task)
+                heads[task.name] = ConvDecoder(
+                    width, task.output_size, encoder.strides, encoder.size, activation
+                )
+                continue
+            pool = [GridPool(encoder.pool)] if spatial else []
+            n_in = width * encoder.pool**2 if spatial else width
+            body = mlp(n_in, head_hidden, activation, dropout)
+            last = nn.Linear(head_hidden[-1] if head_hidden else n_in, task.output_size)
+            head = nn.Sequential(*pool, *body, last)
             init_head_bias(head, task)
             heads[task.name] = head
         self.heads = nn.ModuleDict(heads)
         self._head_list = [self.heads[n] for n in self.task_names]
 
-    def representation(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        return self.encoder(numeric, categorical)
+    def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(*inputs)
 
     def head_modules(self) -> list[nn.Module]:
         return list(self._head_list)

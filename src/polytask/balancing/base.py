@@ -60,10 +60,22 @@ class Balancer:
         return {}
 
     def state(self) -> dict[str, Any]:
+        """The method's adaptive state as plain JSON values."""
         return {}
 
     def load_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the method carries from one step to the next, for checkpoints: nested
+        dicts/lists of JSON values and tensors (a checkpoint stores the tensors in
+        safetensors and the rest as JSON). :meth:`state` plus random generators and the
+        tensors that are not worth turning into lists."""
+        return self.state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the method then continues exactly as it would have."""
+        self.load_state(state)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options.model_dump().items())
@@ -176,3 +188,13 @@ class GradientBalancer(Balancer):
         if not self.task_names:
             return {str(k): v for k, v in self.last_weights.items()}
         return {self.task_names[k]: v for k, v in self.last_weights.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        last = {str(k): v for k, v in self.last_weights.items()}
+        return {**super().state_dict(), "last_weights": last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        last = state.pop("last_weights", {})
+        self.last_weights = {int(k): float(v) for k, v in last.items()}
+        super().load_state_dict(state)

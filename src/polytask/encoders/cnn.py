@@ -27,6 +27,9 @@ class ImageEncoderOptions(BaseModel):
     stride: int = Field(2, ge=1, le=4)
     kernel_size: int = Field(3, ge=1, le=9)
     norm: str = Field("batch", pattern="^(batch|none)$")
+    #: per-image tasks read the feature map averaged onto a pool x pool grid and
+    #: flattened; 1 is a global mean (position-blind), more keeps where things are
+    pool: int = Field(4, ge=1, le=16)
 
 
 def _conv_block(
@@ -42,33 +45,95 @@ def _conv_block(
 
 
 class ConvEncoder(nn.Module):
-    """(N, C, H, W) images -> (N, widths[-1], H / s, W / s) feature map."""
+    """(N, C, H, W) images -> (N, widths[-1], H / s, W / s) feature map, as one stage
+    per width (an architecture such as MTAN reads every stage's output)."""
 
     def __init__(self, in_channels: int, options: ImageEncoderOptions, activation: str = "relu"):
         super().__init__()
-        layers: list[nn.Module] = []
+        stages: list[nn.Module] = []
         c = in_channels
         for i, width in enumerate(options.widths):
+            layers: list[nn.Module] = []
             for j in range(options.depth):
                 stride = options.stride if (i > 0 and j == 0) else 1
                 layers += _conv_block(
                     c, width, options.kernel_size, stride, activation, options.norm
                 )
                 c = width
-        self.body = nn.Sequential(*layers)
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.widths = list(options.widths)
         self.out_channels = c
         #: resolution steps the decoder has to undo, one per strided stage
         self.strides = [options.stride] * (len(options.widths) - 1) if options.stride > 1 else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.body(images)
+        x = images
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def stage_outputs(self, images: torch.Tensor) -> list[torch.Tensor]:
+        outs, x = [], images
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return outs
 
 
-class GlobalPool(nn.Module):
-    """(N, C, h, w) -> (N, C): mean over positions, for per-image heads."""
+class ImageVector(nn.Module):
+    """An image column as one vector per image: the conv stack, then a pooled grid."""
+
+    def __init__(self, in_channels: int, options: ImageEncoderOptions, activation: str = "relu"):
+        super().__init__()
+        self.conv = ConvEncoder(in_channels, options, activation)
+        self.pool = GridPool(options.pool)
+        self.out_features = self.conv.out_channels * options.pool**2
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.conv(images))
+
+
+class SpatialImageEncoder(nn.Module):
+    """The encoder of models with per-pixel tasks: one image column -> its feature map
+    (N, C, h, w), which stays the shared representation so dense heads can decode it.
+    Takes the network's positional inputs and ignores the (empty) table inputs."""
+
+    spatial = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        size: tuple[int, int],
+        options: ImageEncoderOptions,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.conv = ConvEncoder(in_channels, options, activation)
+        self.out_features = self.conv.out_channels
+        self.strides = self.conv.strides
+        self.size = size
+        #: what a per-image head reads: the map pooled onto this grid
+        self.pool = options.pool
+
+    def forward(
+        self, numeric: torch.Tensor, categorical: torch.Tensor, images: torch.Tensor
+    ) -> torch.Tensor:
+        return self.conv(images)
+
+
+class GridPool(nn.Module):
+    """(N, C, h, w) -> (N, C * size²): the map averaged onto a size x size grid, flattened
+    (size 1 is the global mean)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3))
+        if self.size == 1:
+            return x.mean(dim=(2, 3))
+        return F.adaptive_avg_pool2d(x, self.size).flatten(1)
 
 
 class ConvDecoder(nn.Module):

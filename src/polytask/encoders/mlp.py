@@ -40,7 +40,11 @@ def mlp(
 
 
 class TabularEncoder(nn.Module):
-    """(numeric (N, D), categorical codes (N, C)) -> representation (N, out_features)."""
+    """(numeric (N, D), categorical codes (N, C), *extra inputs) -> (N, out_features).
+
+    Categorical codes go through embeddings; each extra input (a text or image column)
+    through its own module from ``extra``, which maps it to a vector of that module's
+    ``out_features``. Everything is joined, then the MLP trunk (``hidden``) runs."""
 
     def __init__(
         self,
@@ -51,19 +55,25 @@ class TabularEncoder(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         norm: str = "none",
+        extra: Sequence[nn.Module] = (),
     ):
         super().__init__()
+        self.extra = nn.ModuleList(extra)
         self.embeddings = nn.ModuleList(
             nn.Embedding(card, dim) for card, dim in zip(cardinalities, embedding_dims, strict=True)
         )
         in_features = numeric_width + sum(embedding_dims)
+        in_features += sum(int(m.out_features) for m in self.extra)
         self.trunk = mlp(in_features, hidden, activation, dropout, norm)
         self.out_features = hidden[-1] if hidden else in_features
         self._has_cat = len(self.embeddings) > 0
 
-    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
-        if self._has_cat:
+    def forward(
+        self, numeric: torch.Tensor, categorical: torch.Tensor, *extra: torch.Tensor
+    ) -> torch.Tensor:
+        if self._has_cat or extra:
             parts = [numeric] + [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
+            parts += [module(x) for module, x in zip(self.extra, extra, strict=True)]
             x = torch.cat(parts, dim=1)
         else:
             x = numeric

@@ -16,21 +16,58 @@ LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "log_loss"})
 
 @torch.inference_mode()
 def raw_outputs(
-    net: MultiTaskNet, features: FeatureTensors, batch_size: int, device: torch.device
+    net: MultiTaskNet,
+    features: FeatureTensors,
+    batch_size: int,
+    device: torch.device,
+    lead: tuple[torch.Tensor, ...] = (),
 ) -> list[torch.Tensor]:
-    """Outputs of every task over all rows, in task order, on the CPU."""
+    """Outputs of every task over all rows, in task order, on the CPU. ``lead`` inputs
+    go before the features' own (a multi-source network's source index)."""
     was_training = net.training
     net.eval()
     chunks: list[list[torch.Tensor]] = []
     n = len(features)
     for s in range(0, n, batch_size):
-        num = features.numeric[s : s + batch_size].to(device, non_blocking=True)
-        cat = features.categorical[s : s + batch_size].to(device, non_blocking=True)
-        chunks.append([o.float().cpu() for o in net.forward_list(num, cat)])
+        inputs = [x.to(device, non_blocking=True) for x in features.rows(s, s + batch_size)]
+        chunks.append([o.float().cpu() for o in net.forward_list(*lead, *inputs)])
     net.train(was_training)
     if not chunks:
         return []
     return [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+
+
+def split_outputs(
+    net: MultiTaskNet, table: Any, batch_size: int, device: torch.device
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """``(outputs, targets, masks)`` per task over a split: a ``TensorTable``, or a
+    ``MultiSourceTable`` where each task is run and scored on its own source's rows."""
+    from polytask.features.sources import MultiSourceTable
+
+    if not isinstance(table, MultiSourceTable):
+        outs = raw_outputs(net, table.features, batch_size, device)
+        return outs, list(table.targets), list(table.masks)
+    n_tasks = len(table.tables[0].targets)
+    outs: list[Any] = [None] * n_tasks
+    targets: list[Any] = [None] * n_tasks
+    masks: list[Any] = [None] * n_tasks
+    for s, (part, own) in enumerate(zip(table.tables, table.task_index, strict=True)):
+        lead = (torch.tensor(s, device=device),)
+        if len(part):
+            source_outs = raw_outputs(net, part.features, batch_size, device, lead)
+        for t in own:
+            targets[t], masks[t] = part.targets[t], part.masks[t]
+            if len(part):
+                outs[t] = source_outs[t]
+            else:  # no rows of this source in the split
+                outs[t] = torch.zeros((0, *net_output_shape(part, t)))
+    return outs, targets, masks
+
+
+def net_output_shape(part: Any, t: int) -> tuple[int, ...]:
+    """A placeholder output shape for an empty split (scores come out None, n 0)."""
+    target = part.targets[t]
+    return (1,) if target.ndim == 1 else tuple(target.shape[1:])
 
 
 def task_losses(

@@ -21,14 +21,21 @@ class Batch:
     targets: list[torch.Tensor]
     #: per task: bool mask of labelled rows, or None when every row is labelled
     masks: list[torch.Tensor | None]
+    #: text and image inputs, in the preprocessor's order
+    extra: tuple[torch.Tensor, ...] = ()
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
 
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The network's positional inputs: ``net.forward_list(*batch.inputs)``."""
+        return (self.numeric, self.categorical, *self.extra)
+
 
 def _batches_with_any(mask: torch.Tensor, ends: torch.Tensor) -> int:
     """Number of batches (ending at rows ``ends``) with at least one labelled row."""
-    rows = mask if mask.ndim == 1 else mask.any(dim=1)
+    rows = mask if mask.ndim == 1 else mask.reshape(mask.shape[0], -1).any(dim=1)
     labelled_so_far = rows.cumsum(0)[ends]
     return int((labelled_so_far.diff(prepend=labelled_so_far[:1] * 0) > 0).sum())
 
@@ -47,8 +54,13 @@ class TensorTable:
         return len(self.features)
 
     def to(self, device: torch.device) -> TensorTable:
+        f = self.features
         return TensorTable(
-            FeatureTensors(self.features.numeric.to(device), self.features.categorical.to(device)),
+            FeatureTensors(
+                f.numeric.to(device),
+                f.categorical.to(device),
+                {k: v.to(device) for k, v in f.extra.items()},
+            ),
             [t.to(device) for t in self.targets],
             [m.to(device) for m in self.masks],
         )
@@ -76,11 +88,13 @@ class TensorTable:
         labelled gets ``mask=None`` (the loss's fast path)."""
         n = len(self)
         num, cat = self.features.numeric, self.features.categorical
+        extra = list(self.features.extra.values())
         targets, masks = self.targets, list(self.masks)
         full = [bool(m.all()) for m in masks] if drop_full_masks else [False] * len(masks)
         if shuffle:
             perm = torch.randperm(n, generator=generator).to(num.device)
             num, cat = num[perm], cat[perm]
+            extra = [x[perm] for x in extra]
             targets = [t[perm] for t in targets]
             masks = [None if f else m[perm] for m, f in zip(masks, full, strict=True)]
         else:
@@ -96,6 +110,13 @@ class TensorTable:
             len(sizes) if m is None else _batches_with_any(m, ends) for m in masks
         ]
         views = [x.split(sizes) for x in (num, cat, *targets)]
+        extra_views = [x.split(sizes) for x in extra]
         mask_views = [None if m is None else m.split(sizes) for m in masks]
         for i, (x, c, *ys) in enumerate(zip(*views, strict=True)):
-            yield Batch(x, c, ys, [None if m is None else m[i] for m in mask_views])
+            yield Batch(
+                x,
+                c,
+                ys,
+                [None if m is None else m[i] for m in mask_views],
+                tuple(e[i] for e in extra_views),
+            )

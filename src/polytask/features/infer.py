@@ -1,4 +1,4 @@
-"""Inferring feature types from a table: numeric, categorical, boolean or free text."""
+"""Inferring feature types from a table: numeric, categorical, boolean, free text or image."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from polytask.features.arrays import looks_like_array_paths
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, is_text_dtype, missing_mask
 
-FeatureType = Literal["numeric", "categorical", "boolean", "text"]
+FeatureType = Literal["numeric", "categorical", "boolean", "text", "image"]
 
 #: a text column is free text when most values are distinct and long, with spaces
 TEXT_MIN_MEAN_LENGTH = 30
@@ -22,7 +23,9 @@ def infer_type(values: pd.Series) -> FeatureType:
     if pd.api.types.is_numeric_dtype(values.dtype):
         return "numeric"
     if not is_text_dtype(values.dtype) and not isinstance(values.dtype, pd.CategoricalDtype):
-        return "categorical"
+        return "image" if looks_like_array_paths(values) else "categorical"
+    if looks_like_array_paths(values):
+        return "image"
     miss = missing_mask(values)
     present = values[~miss]
     if present.empty:

@@ -1,4 +1,5 @@
-"""Fitted preprocessing: raw table columns -> a float matrix and a category-code matrix.
+"""Fitted preprocessing: raw table columns -> a float matrix, a category-code matrix and,
+for text and image columns, one tensor per column (token ids, or images N x C x H x W).
 
 Numeric columns get median imputation, a missing indicator (where training had gaps) and
 standardisation; booleans become 0/1 the same way; categorical columns get a vocabulary
@@ -16,10 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from polytask.encoders.text import TextOptions
 from polytask.errors import PolytaskError, close_matches
+from polytask.features.arrays import base_dir, image_tensor_layout, load_arrays
+from polytask.features.text import TextColumn
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
 
 UNKNOWN, MISSING = 0, 1
+#: standardised numeric values are clipped to +-this, so an absurd outlier at prediction
+#: time (1e300 where training saw 1e3) can't overflow float32 into inf and NaN outputs
+MAX_STANDARDISED = 1e6
 
 
 @dataclass
@@ -44,12 +51,37 @@ class CategoricalColumn:
 
 
 @dataclass
+class ImageColumn:
+    name: str
+    #: the raw array shape of one image: (H, W) or (H, W, C)
+    shape: list[int]
+    #: per-channel mean and std of the [0, 1]-scaled training images
+    mean: list[float]
+    std: list[float]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2] if len(self.shape) == 3 else 1
+
+
+@dataclass
 class FeatureTensors:
     numeric: torch.Tensor  # (N, D) float32
     categorical: torch.Tensor  # (N, C) int64
+    #: text columns (token ids (N, L) or sentence embeddings (N, E)), then image columns
+    #: (N, C, H, W), by column name in the preprocessor's order
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The network's positional inputs: ``net(*features.inputs)``."""
+        return (self.numeric, self.categorical, *self.extra.values())
+
+    def rows(self, start: int, stop: int) -> tuple[torch.Tensor, ...]:
+        return tuple(x[start:stop] for x in self.inputs)
 
 
 def embedding_dim(cardinality: int, cap: int) -> int:
@@ -104,6 +136,44 @@ def _parse_boolean(values: pd.Series, name: str) -> np.ndarray:
     return arr
 
 
+def _fit_image(values: pd.Series, root: Any) -> ImageColumn:
+    arrays, present = load_arrays(values, root)
+    if arrays.ndim not in (3, 4) or (arrays.ndim == 4 and arrays.shape[-1] > 4):
+        raise PolytaskError(
+            f"image column '{values.name}' holds arrays of shape {arrays.shape[1:]}; an "
+            "image is H x W or H x W x C with at most 4 channels"
+        )
+    x = image_tensor_layout(arrays[present])
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    std = x.std(axis=(0, 2, 3), dtype=np.float64)
+    return ImageColumn(
+        name=str(values.name),
+        shape=[int(d) for d in arrays.shape[1:]],
+        mean=[float(m) for m in mean],
+        std=[float(v) if v > 1e-6 else 1.0 for v in std],
+    )
+
+
+def _image_tensor(col: ImageColumn, values: pd.Series, root: Any) -> np.ndarray:
+    arrays, present = load_arrays(values, root, shape=tuple(col.shape))
+    x = image_tensor_layout(arrays)
+    mean = np.asarray(col.mean, dtype=np.float32)[None, :, None, None]
+    std = np.asarray(col.std, dtype=np.float32)[None, :, None, None]
+    x = (x - mean) / std
+    x[~present] = 0.0  # a missing image is the average image
+    return x
+
+
+def _overflows(values: pd.Series) -> bool:
+    try:
+        values.to_numpy(dtype=np.float64, na_value=np.nan)
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
 def _holds_containers(values: pd.Series) -> bool:
     return bool(values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any())
 
@@ -112,6 +182,8 @@ def _holds_containers(values: pd.Series) -> bool:
 class Preprocessor:
     numeric: list[NumericColumn] = field(default_factory=list)
     categorical: list[CategoricalColumn] = field(default_factory=list)
+    text: list[TextColumn] = field(default_factory=list)
+    images: list[ImageColumn] = field(default_factory=list)
 
     # -- fitting ---------------------------------------------------------------------------
     @classmethod
@@ -123,11 +195,20 @@ class Preprocessor:
         min_category_count: int = 1,
         embedding_dim_fixed: int | None = None,
         max_embedding_dim: int = 16,
+        text_options: TextOptions | None = None,
     ) -> Preprocessor:
         numeric: list[NumericColumn] = []
         categorical: list[CategoricalColumn] = []
+        text: list[TextColumn] = []
+        images: list[ImageColumn] = []
         for name, kind in types.items():
             values = df[name]
+            if kind == "text":
+                text.append(TextColumn.fit(name, values, text_options or TextOptions()))
+                continue
+            if kind == "image":
+                images.append(_fit_image(values, base_dir(df)))
+                continue
             if kind in ("numeric", "boolean"):
                 arr = (
                     _parse_numeric(values, name)
@@ -166,16 +247,16 @@ class Preprocessor:
                 categorical.append(CategoricalColumn(name=name, vocab=vocab, dim=dim))
             else:
                 raise PolytaskError(f"feature column '{name}': unsupported type '{kind}'")
-        if not numeric and not categorical:
+        if not (numeric or categorical or text or images):
             raise PolytaskError(
                 "no feature columns are left to learn from; check --features / --drop"
             )
-        return cls(numeric=numeric, categorical=categorical)
+        return cls(numeric=numeric, categorical=categorical, text=text, images=images)
 
     # -- applying --------------------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
-        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+        return [c.name for c in (*self.numeric, *self.categorical, *self.text, *self.images)]
 
     @property
     def numeric_width(self) -> int:
@@ -197,6 +278,12 @@ class Preprocessor:
         self.check_columns(df)
         try:
             return self._transform(df)
+        except OverflowError:
+            bad = next((c.name for c in self.numeric if _overflows(df[c.name])), None)
+            where = f"feature column '{bad}'" if bad else "a numeric feature column"
+            raise PolytaskError(
+                f"{where} holds a number too large for a float; fix or rescale those values"
+            ) from None
         except (TypeError, ValueError) as err:
             if isinstance(err, PolytaskError):
                 raise
@@ -215,7 +302,8 @@ class Preprocessor:
             parse = _parse_numeric if col.kind == "numeric" else _parse_boolean
             arr = parse(df[col.name], col.name)
             miss = np.isnan(arr)
-            num[:, i] = (np.where(miss, col.median, arr) - col.mean) / col.std
+            z = (np.where(miss, col.median, arr) - col.mean) / col.std
+            num[:, i] = np.clip(z, -MAX_STANDARDISED, MAX_STANDARDISED)
             if col.indicator:
                 num[:, j] = miss
                 j += 1
@@ -228,13 +316,20 @@ class Preprocessor:
             codes = keys.map(index).fillna(UNKNOWN).to_numpy(dtype=np.int64, copy=True)
             codes[miss] = MISSING
             cat[:, i] = codes
-        return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat))
+        extra: dict[str, torch.Tensor] = {}
+        for tcol in self.text:
+            extra[tcol.name] = torch.from_numpy(tcol.transform(df[tcol.name]))
+        for icol in self.images:
+            extra[icol.name] = torch.from_numpy(_image_tensor(icol, df[icol.name], base_dir(df)))
+        return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat), extra)
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "numeric": [asdict(c) for c in self.numeric],
             "categorical": [asdict(c) for c in self.categorical],
+            "text": [c.to_dict() for c in self.text],
+            "images": [asdict(c) for c in self.images],
         }
 
     @classmethod
@@ -242,4 +337,6 @@ class Preprocessor:
         return cls(
             numeric=[NumericColumn(**c) for c in data["numeric"]],
             categorical=[CategoricalColumn(**c) for c in data["categorical"]],
+            text=[TextColumn.from_dict(c) for c in data.get("text", [])],
+            images=[ImageColumn(**c) for c in data.get("images", [])],
         )

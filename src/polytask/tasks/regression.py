@@ -64,8 +64,14 @@ class RegressionTask(Task):
             self.log = transform == "log1p"
         z = np.log1p(y) if self.log else y
         if self.options.standardize:
-            self.mean = float(z.mean())
-            std = float(z.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.mean = float(z.mean())
+                std = float(z.std())
+            if not (np.isfinite(self.mean) and np.isfinite(std)):
+                raise self._error(
+                    f"column '{labels.name}' holds labels too large to standardise (largest "
+                    f"{np.abs(y).max():.3g}); rescale them, e.g. to other units"
+                )
             self.std = std if std > 1e-12 else 1.0
         self.fitted = True
 

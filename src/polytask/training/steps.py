@@ -5,11 +5,16 @@
 :mod:`polytask.balancing.jacobian`), aggregated by the balancer at the representation or
 at the shared parameters. Both return the detached task losses and leave ``.grad`` set;
 the trainer clips and steps the optimiser.
+
+With several processes (:mod:`polytask.training.distributed`) a step gets a ``sync``
+object that turns the local losses into global ones and sums the gradient pieces across
+processes; with one process ``sync`` is None and none of that code runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +36,9 @@ from polytask.errors import PolytaskError
 from polytask.features.batches import Batch
 from polytask.tasks import Task
 
+if TYPE_CHECKING:
+    from polytask.training.distributed import StepSync
+
 LossFns = list[Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]]
 
 
@@ -47,15 +55,28 @@ def present_tasks(batch: Batch) -> list[int]:
 
 
 class LossStep:
-    def __init__(self, net: MultiTaskNet, tasks: list[Task], balancer: LossBalancer):
+    def __init__(
+        self,
+        net: MultiTaskNet,
+        tasks: list[Task],
+        balancer: LossBalancer,
+        sync: StepSync | None = None,
+    ):
         self.forward = net.forward_list
         self.loss_fns: LossFns = [t.loss for t in tasks]
         self.combine = balancer.combine
+        self.sync = sync
+        self.params = [p for p in net.parameters() if p.requires_grad]
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        outs = self.forward(batch.numeric, batch.categorical)
+        outs = self.forward(*batch.inputs)
         losses = batch_losses(self.loss_fns, outs, batch)
+        if self.sync is None:
+            self.combine(losses).backward()
+            return losses
+        losses = self.sync.losses(losses, batch)
         self.combine(losses).backward()
+        self.sync.sum_grads(self.params)
         return losses
 
 
@@ -67,10 +88,13 @@ class GradientStep:
         balancer: GradientBalancer,
         level: str,
         memory_bound: int = DEFAULT_MEMORY_BOUND,
+        sync: StepSync | None = None,
     ):
         self.net = net
         self.heads = net.head_modules()
         self.trunk = [p for p in net.shared_parameters() if p.requires_grad]
+        self.head_params = [p for h in self.heads for p in h.parameters() if p.requires_grad]
+        self.sync = sync
         if not self.trunk:
             raise PolytaskError(
                 f"balancing method '{balancer.name}' combines gradients of shared layers, but "
@@ -93,41 +117,83 @@ class GradientStep:
         self.record_cosine = False
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        rep = self.net.representation(batch.numeric, batch.categorical)
+        rep = self.net.representation(*batch.inputs)
         if self.closed_form:
             return self._closed_form(batch, rep)
 
-        split = split_forward(
-            rep, self.heads, lambda outs: batch_losses(self.loss_fns, outs, batch)
-        )
-        present = present_tasks(batch)
+        sync = self.sync
+        if sync is None:
+            split = split_forward(
+                rep, self.heads, lambda outs: batch_losses(self.loss_fns, outs, batch)
+            )
+            present = present_tasks(batch)
+        else:
+            split = split_forward(
+                rep,
+                self.heads,
+                lambda outs: sync.losses(batch_losses(self.loss_fns, outs, batch), batch),
+            )
+            present = sync.present  # tasks labelled on any process
         rep_grads = representation_gradients(split, present)  # heads' .grad are set here
         if not present:
             return split.losses
         losses = [split.losses[i].detach() for i in present]
         if self.level == "representation":
             matrix = rep_grads.reshape(len(present), -1)
-            direction = self.balancer.aggregate(matrix, present, losses)
-            rep.backward(direction.view_as(rep))
-        else:
-            blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
-            if self.balancer.needs_matrix:
-                matrix = torch.cat(blocks, dim=1)
-                write_grad(self.trunk, self.balancer.aggregate(matrix, present, losses))
-            else:  # Gramian methods: K = Σ_blocks B Bᵀ, grads c @ B, no (T, P) copy
-                gram = blocks_gramian(blocks)
-                coef = self.balancer.weigh(gram, present, losses)
-                write_blocks(
-                    self.trunk, blocks, torch.as_tensor(coef, dtype=gram.dtype, device=gram.device)
-                )
+            if sync is None:
+                direction = self.balancer.aggregate(matrix, present, losses)
                 if self.record_cosine:
-                    self.last_cosine = (present, cosine_from_gram(gram.detach()))
-                self._scale_heads(present)
-                return split.losses
-        if self.record_cosine:
-            self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+                    self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+            else:
+                direction = self._distributed_direction(rep_grads, matrix, present, losses)
+            rep.backward(direction.view_as(rep))
+            self._scale_heads(present)
+            if sync is not None:
+                sync.sum_grads(self.trunk + self.head_params)
+            return split.losses
+        blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
+        if sync is not None:
+            blocks = sync.sum_blocks(blocks)  # every process: the whole batch's Jacobian
+        if self.balancer.needs_matrix:
+            matrix = torch.cat(blocks, dim=1)
+            write_grad(self.trunk, self.balancer.aggregate(matrix, present, losses))
+            if self.record_cosine:
+                self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+        else:  # Gramian methods: K = Σ_blocks B Bᵀ, grads c @ B, no (T, P) copy
+            gram = blocks_gramian(blocks)
+            coef = self.balancer.weigh(gram, present, losses)
+            write_blocks(
+                self.trunk, blocks, torch.as_tensor(coef, dtype=gram.dtype, device=gram.device)
+            )
+            if self.record_cosine:
+                self.last_cosine = (present, cosine_from_gram(gram.detach()))
         self._scale_heads(present)
+        if sync is not None:
+            sync.sum_grads(self.head_params)
         return split.losses
+
+    def _distributed_direction(
+        self,
+        rep_grads: torch.Tensor,
+        matrix: torch.Tensor,
+        present: list[int],
+        losses: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """This process's rows of the direction the balancer picks for the whole batch:
+        from the summed Gramian, or from the gathered rows for methods that need them."""
+        assert self.sync is not None
+        if self.balancer.needs_matrix:
+            full, lo, hi = self.sync.gather_rows(rep_grads)
+            whole = full.reshape(len(present), -1)
+            direction = self.balancer.aggregate(whole, present, losses).view(full.shape[1:])
+            if self.record_cosine:
+                self.last_cosine = (present, pairwise_cosine(whole.detach()))
+            return direction[lo:hi]
+        gram = self.sync.sum_(matrix @ matrix.T)
+        coef = self.balancer.weigh(gram, present, losses)
+        if self.record_cosine:
+            self.last_cosine = (present, cosine_from_gram(gram.detach()))
+        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
 
     def _scale_heads(self, present: list[int]) -> None:
         factors = self.balancer.head_factors(present)
@@ -146,11 +212,13 @@ class GradientStep:
         for o in outs:
             o.retain_grad()
         losses = batch_losses(self.loss_fns, outs, batch)
+        if self.sync is not None:
+            losses = self.sync.losses(losses, batch)
         total = losses[0]
         for loss in losses[1:]:
             total = total + loss
         total.backward()  # every head gets its own task's gradient
-        present = present_tasks(batch)
+        present = present_tasks(batch) if self.sync is None else self.sync.present
         if not present:
             return losses
         out_grads = [
@@ -162,6 +230,8 @@ class GradientStep:
         gram, d, w = linear_head_gramian(
             out_grads, [self.linear[t].weight.detach() for t in present]
         )
+        if self.sync is not None:
+            gram = self.sync.sum_(gram)  # a sum over rows: the whole batch's Gramian
         coef = self.balancer.weigh(gram, present, [losses[t].detach() for t in present])
         sizes = [g.shape[1] for g in out_grads]
         scale = torch.repeat_interleave(
@@ -172,6 +242,8 @@ class GradientStep:
         self._scale_heads(present)
         if self.record_cosine:
             self.last_cosine = (present, cosine_from_gram(gram.detach()))
+        if self.sync is not None:
+            self.sync.sum_grads(self.trunk + self.head_params)
         return losses
 
 
@@ -184,23 +256,27 @@ def conflict_at_representation(
     was_training = net.training
     net.eval()  # a measurement: no dropout noise, no batch-norm statistics update
     with torch.no_grad():
-        rep = net.representation(batch.numeric, batch.categorical)
+        rep = net.representation(*batch.inputs)
     aliases = [rep.detach().requires_grad_() for _ in tasks]
     outs = [h(a) for h, a in zip(net.head_modules(), aliases, strict=True)]
     present = present_tasks(batch)
+    net.train(was_training)
+    if not present:  # no task is labelled in this batch: nothing to compare
+        return present, torch.zeros(0, 0)
     losses = [loss_fns[i](outs[i], batch.targets[i], batch.masks[i]) for i in present]
     grads = torch.autograd.grad(losses, [aliases[i] for i in present], allow_unused=True)
-    net.train(was_training)
     rows = [(g if g is not None else torch.zeros_like(rep)).reshape(-1) for g in grads]
-    if not rows:
-        return present, torch.zeros(0, 0)
     return present, pairwise_cosine(torch.stack(rows))
 
 
 def make_step(
-    net: MultiTaskNet, tasks: list[Task], balancer: Balancer, level: str
+    net: MultiTaskNet,
+    tasks: list[Task],
+    balancer: Balancer,
+    level: str,
+    sync: StepSync | None = None,
 ) -> LossStep | GradientStep:
     if isinstance(balancer, GradientBalancer):
-        return GradientStep(net, tasks, balancer, level)
+        return GradientStep(net, tasks, balancer, level, sync=sync)
     assert isinstance(balancer, LossBalancer)
-    return LossStep(net, tasks, balancer)
+    return LossStep(net, tasks, balancer, sync=sync)

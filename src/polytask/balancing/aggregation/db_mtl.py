@@ -9,6 +9,8 @@ average is kept over the norms only and the current gradients are scaled by it."
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -69,7 +71,7 @@ class DBMTL(GradientBalancer):
         for i, t in enumerate(tasks):
             prev = self.ema.get(t)
             if prev is not None and prev.shape == logg[i].shape:
-                cur = beta * prev + (1 - beta) * logg[i]
+                cur = beta * prev.to(logg.device) + (1 - beta) * logg[i]
             else:
                 cur = logg[i].clone()
             self.ema[t] = cur
@@ -79,3 +81,19 @@ class DBMTL(GradientBalancer):
         weights = norms.max() / norms.clamp_min(1e-12)
         self.last_weights = dict(zip(tasks, weights.tolist(), strict=True))
         return (weights[:, None] * ema).sum(0)
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "ema_norm": {str(k): v for k, v in self.ema_norm.items()}}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.ema_norm = {int(k): float(v) for k, v in state["ema_norm"].items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Also the moving averages of the (P,) task gradients (parameter level)."""
+        ema = {str(k): v for k, v in self.ema.items()}
+        return {**super().state_dict(), "ema": ema}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.ema = {int(k): v.clone() for k, v in state.get("ema", {}).items()}

@@ -5,6 +5,8 @@ It looks at single coordinates, so it needs the full (T, P) matrix."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import Field
 
@@ -37,3 +39,10 @@ class GradDrop(GradientBalancer):
         kept = (matrix * sign).clamp_(min=0).sum(0) * sign
         leak = self.options.leak
         return kept if leak == 0 else (1 - leak) * kept + leak * matrix.sum(0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "generator": self._gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._gen.set_state(state["generator"])

@@ -93,3 +93,10 @@ class GradVac(GradientBalancer):
         self.target = np.asarray(state["target"], dtype=np.float64).reshape(
             len(state["target"]), -1
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._rng.bit_generator.state = state["rng"]

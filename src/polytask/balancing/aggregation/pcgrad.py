@@ -6,6 +6,8 @@ its coefficients and need only the Gramian."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from pydantic import Field
 
@@ -38,3 +40,10 @@ class PCGrad(GradientBalancer):
             hit = (j != rows) & (sq[j] > 0) & (dot < 0)
             coef[rows[hit], j[hit]] -= dot[hit] / sq[j[hit]]
         return coef.sum(axis=0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._rng.bit_generator.state = state["rng"]

@@ -4,7 +4,7 @@ one like equal weighting's."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -42,3 +42,10 @@ class RandomLossWeighting(LossBalancer):
 
     def weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, self._last.tolist(), strict=True))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._gen.get_state(), "last": self._last}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._gen.set_state(state["generator"])
+        self._last = state["last"].clone()

@@ -1,0 +1,62 @@
+"""Multi-gate Mixture-of-Experts (Ma et al. 2018): shared experts, one softmax gate and
+one tower per task, ``y_t = tower_t(Σ_i softmax(W_t x)_i · expert_i(x))``.
+
+Gradient split: the representation is ``[x, expert_1(x), ..., expert_n(x)]`` (the input
+embedding, which the gates read, and every expert's output); each task's head is its
+gate and its tower, so the gates' parameters belong to their tasks and the experts and
+embeddings are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from pydantic import PositiveInt
+from torch import nn
+
+from polytask.architectures.base import ArchitectureOptions, task_head
+from polytask.architectures.gating import GatedHead
+from polytask.architectures.parallel_mlp import ParallelMLP
+from polytask.architectures.shared_layers import SharedLayersNet
+from polytask.tasks import Task
+
+
+class MMoEOptions(ArchitectureOptions):
+    #: number of shared experts
+    experts: PositiveInt = 8
+    #: widths of each expert's layers (default: model.hidden)
+    expert_hidden: list[PositiveInt] | None = None
+
+
+class MMoE(SharedLayersNet):
+    name = "mmoe"
+    Options = MMoEOptions
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tasks: list[Task],
+        head_hidden: list[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        options: MMoEOptions | None = None,
+        *,
+        hidden: Sequence[int] = (),
+        norm: str = "none",
+    ):
+        super().__init__()
+        opts = options or MMoEOptions()
+        widths = self.widths(opts.expert_hidden, hidden, "expert_hidden")
+        self.encoder = encoder
+        d, width = encoder.out_features, widths[-1]
+        self.experts = ParallelMLP(opts.experts, d, widths, activation, dropout, norm)
+        heads = {}
+        for task in tasks:
+            tower = task_head(width, head_hidden, activation, dropout, task)
+            heads[task.name] = GatedHead(0, d, opts.experts, width, None, tower)
+        self._set_heads(heads)
+
+    def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(*inputs)
+        return torch.cat([x, self.experts(x).flatten(1)], dim=1)

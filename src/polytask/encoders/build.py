@@ -1,0 +1,73 @@
+"""The encoder for a fitted preprocessor: table, text and image inputs to one representation.
+
+Without per-pixel tasks every input becomes a vector (numeric features, categorical
+embeddings, one text encoder per text column, one conv stack + global mean per image
+column), joined and passed through the shared MLP. With per-pixel tasks the single image
+column's feature map stays the representation, so dense heads can decode it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from polytask.config import ModelConfig, validate_options
+from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
+from polytask.encoders.mlp import TabularEncoder
+from polytask.encoders.text import TextOptions, text_encoder
+from polytask.errors import PolytaskError
+from polytask.features.preprocess import Preprocessor
+from polytask.tasks import Task
+
+
+def text_options(m: ModelConfig) -> TextOptions:
+    return validate_options(TextOptions, m.text, where="model.text")
+
+
+def image_options(m: ModelConfig) -> ImageEncoderOptions:
+    return validate_options(ImageEncoderOptions, m.image, where="model.image")
+
+
+def build_encoder(
+    m: ModelConfig,
+    pre: Preprocessor,
+    tasks: Sequence[Task],
+    hidden: Sequence[int],
+    spatial: bool = False,
+) -> nn.Module:
+    """``spatial``: keep the image's feature map as the representation (architectures
+    such as MTAN ask for it; per-pixel tasks always get it)."""
+    images = image_options(m)
+    dense = [t for t in tasks if t.dense]
+    if dense or spatial:
+        others = [c.name for c in (*pre.numeric, *pre.categorical, *pre.text)]
+        if len(pre.images) != 1 or others:
+            found = (
+                f"it has {len(pre.images)} image columns"
+                if len(pre.images) != 1
+                else f"it also has {', '.join(others[:3])}"
+            )
+            who = (
+                f"task '{dense[0].name}' ({dense[0].kind}) predicts per pixel and needs"
+                if dense
+                else f"architecture '{m.architecture}' needs"
+            )
+            raise PolytaskError(
+                f"{who} one image column as the only feature, but {found}; choose it with "
+                "--features IMAGE_COLUMN"
+            )
+        col = pre.images[0]
+        return SpatialImageEncoder(col.channels, (col.shape[0], col.shape[1]), images, m.activation)
+    extra: list[nn.Module] = [text_encoder(c.vocab_size, c.options, c.dim) for c in pre.text]
+    extra += [ImageVector(c.channels, images, m.activation) for c in pre.images]
+    return TabularEncoder(
+        numeric_width=pre.numeric_width,
+        cardinalities=[c.cardinality for c in pre.categorical],
+        embedding_dims=[c.dim for c in pre.categorical],
+        hidden=hidden,
+        activation=m.activation,
+        dropout=m.dropout,
+        norm=m.norm,
+        extra=extra,
+    )

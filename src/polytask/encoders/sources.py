@@ -1,0 +1,40 @@
+"""The encoder of a multi-source model: each source's inputs through that source's own
+encoder and first layer, then shared layers for all. Its first input is the source index
+(see :class:`polytask.features.sources.SourceBatch`), so every architecture works on top
+of it unchanged."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from polytask.encoders.mlp import ACTIVATIONS, mlp
+
+
+class SourceRouter(nn.Module):
+    """(source, *that source's inputs) -> (N, out_features)."""
+
+    def __init__(
+        self,
+        encoders: Sequence[nn.Module],
+        width: int,
+        hidden: Sequence[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ):
+        super().__init__()
+        self.encoders = nn.ModuleList(encoders)
+        # each source's own first layer maps its features to the shared width
+        self.adapters = nn.ModuleList(
+            mlp(int(e.out_features), [width], activation, dropout, norm) for e in encoders
+        )
+        self.trunk = mlp(width, hidden, activation, dropout, norm)
+        self.out_features = hidden[-1] if hidden else width
+        assert activation in ACTIVATIONS
+
+    def forward(self, source: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        s = int(source)
+        return self.trunk(self.adapters[s](self.encoders[s](*inputs)))

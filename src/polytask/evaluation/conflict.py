@@ -1,0 +1,120 @@
+"""Gradient conflict over training, per pair of tasks.
+
+The trainer logs each epoch's mean pairwise cosine similarity of the task gradients
+under ``record["cosine"]`` as ``{"a~b": value}`` (see ``training/balance_log.py``). Per
+pair this module gives the mean over epochs, the share of epochs with a negative cosine
+(the gradients pull the shared layers apart), and the trend: the least-squares slope of
+the cosine against training progress (0 at the first logged epoch, 1 at the last), i.e.
+how much the cosine changed over training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+PAIR_SEPARATOR = "~"
+
+
+@dataclass(frozen=True)
+class PairConflict:
+    a: str
+    b: str
+    mean: float
+    #: share of logged epochs whose mean cosine was below 0
+    negative_share: float
+    #: change of the cosine from the start to the end of training (least-squares slope)
+    trend: float
+    epochs: int
+
+    @property
+    def pair(self) -> str:
+        return f"{self.a}{PAIR_SEPARATOR}{self.b}"
+
+    @property
+    def label(self) -> str:
+        if self.mean < 0:
+            return "conflicting"
+        if self.negative_share >= 0.25:
+            return "often conflicting"
+        return "aligned" if self.mean > 0.1 else "near orthogonal"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "pair": self.pair, "label": self.label}
+
+
+def cosine_series(history: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per pair, its epoch-mean cosines in epoch order (epochs without a value skipped)."""
+    out: dict[str, list[float]] = {}
+    for record in history:
+        for pair, value in (record.get("cosine") or {}).items():
+            if value is not None:
+                out.setdefault(pair, []).append(float(value))
+    return out
+
+
+def _trend(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    x = np.linspace(0.0, 1.0, len(values))
+    return float(np.polyfit(x, np.asarray(values), 1)[0])
+
+
+def summarise(history: list[dict[str, Any]]) -> list[PairConflict]:
+    """One summary per logged pair, in the order pairs first appear."""
+    result = []
+    for pair, values in cosine_series(history).items():
+        a, _, b = pair.partition(PAIR_SEPARATOR)
+        arr = np.asarray(values)
+        result.append(
+            PairConflict(
+                a=a,
+                b=b,
+                mean=float(arr.mean()),
+                negative_share=float((arr < 0).mean()),
+                trend=_trend(values),
+                epochs=len(values),
+            )
+        )
+    return result
+
+
+def cosine_matrix(names: list[str], summary: list[PairConflict]) -> np.ndarray:
+    """Symmetric (T, T) matrix of mean cosines, 1 on the diagonal, NaN for unlogged pairs."""
+    index = {n: i for i, n in enumerate(names)}
+    m = np.full((len(names), len(names)), np.nan)
+    np.fill_diagonal(m, 1.0)
+    for s in summary:
+        if s.a in index and s.b in index:
+            m[index[s.a], index[s.b]] = m[index[s.b], index[s.a]] = s.mean
+    return m
+
+
+def summarise_many(histories: list[list[dict[str, Any]]]) -> list[PairConflict]:
+    """One summary per pair over several runs (seeds) of the same model: the mean and the
+    share of negative epochs over all their epochs, the mean of their trends."""
+    per_run = [summarise(h) for h in histories]
+    series = [cosine_series(h) for h in histories]
+    order: list[str] = []
+    for run in per_run:
+        for s in run:
+            if s.pair not in order:
+                order.append(s.pair)
+    result = []
+    for pair in order:
+        values = np.concatenate([np.asarray(s[pair]) for s in series if pair in s])
+        trends = [s.trend for run in per_run for s in run if s.pair == pair]
+        a, _, b = pair.partition(PAIR_SEPARATOR)
+        result.append(
+            PairConflict(
+                a=a,
+                b=b,
+                mean=float(values.mean()),
+                negative_share=float((values < 0).mean()),
+                trend=float(np.mean(trends)),
+                epochs=len(values),
+            )
+        )
+    return result

@@ -1,0 +1,261 @@
+"""The HTTP app: ``POST /predict``, ``GET /health``, ``GET /metadata`` over a trained run.
+
+Every client error is a 4xx whose ``detail`` is a list of ``{"loc", "msg", "type"}``
+naming the record and feature (``["body", "records", 3, "age"]``): a malformed body, a
+missing feature key, a value of the wrong type or out of range, too many records are
+422; a body larger than ``max_body_bytes`` is 413. Prediction is a plain ``def``
+endpoint, so FastAPI runs it in its thread pool, off the event loop.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from polytask.serving.extras import missing_extra
+
+try:
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ImportError as err:
+    raise missing_extra("serve", err) from None
+
+from pydantic import BaseModel
+
+import polytask
+from polytask.errors import PolytaskError
+from polytask.features.preprocess import Preprocessor
+from polytask.model import MultiTaskModel
+from polytask.serving.metadata import Health, Metadata, model_metadata
+from polytask.serving.payload import (
+    json_records,
+    prediction_model,
+    records_frame,
+    request_model,
+)
+from polytask.serving.tabular import check_tabular
+
+DEFAULT_MAX_ROWS = 10_000
+DEFAULT_MAX_BODY_BYTES = 16 * 2**20
+#: error messages are cut to this many characters (a bad value may be a megabyte of text)
+MAX_MESSAGE = 300
+#: at most this many errors are listed (a batch of bad records could list millions)
+MAX_ERRORS = 20
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: list[ErrorItem]
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped (a lone surrogate in an echoed key
+    cannot break the encoding) and no NaN."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def error_response(status: int, items: list[dict[str, Any]]) -> SafeJSONResponse:
+    detail = [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": _short(str(e.get("msg", ""))),
+            "type": str(e.get("type", "value_error")),
+        }
+        for e in items[:MAX_ERRORS]
+    ]
+    if len(items) > MAX_ERRORS:
+        detail.append(
+            {"loc": ["body"], "msg": f"and {len(items) - MAX_ERRORS} more", "type": "more_errors"}
+        )
+    return SafeJSONResponse({"detail": detail}, status_code=status)
+
+
+def _explain(error: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic's error, with a plainer message for a feature missing from a record."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "missing" and len(loc) == 4 and loc[:2] == ("body", "records"):
+        return {
+            "loc": loc,
+            "msg": f"feature '{loc[3]}' is missing from record {loc[2]}; every record needs "
+            "every feature the model was trained on (null for a missing value)",
+            "type": "missing_feature",
+        }
+    return error
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413)
+
+
+def _too_large_item(limit: int) -> dict[str, Any]:
+    return {
+        "loc": ["body"],
+        "msg": f"the request body is larger than this server's limit of {limit} bytes; "
+        "send fewer records per request",
+        "type": "body_too_large",
+    }
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes`` (by Content-Length up front, or
+    while a chunked body streams in)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(413, [_too_large_item(self.max_bytes)])
+            response.headers["connection"] = "close"
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _first_bad_row(single: Preprocessor, column: Any) -> int:
+    """The first row whose value ``single`` (one column) refuses: the shortest failing
+    prefix, by bisection (slicing keeps the dtype, so a value parses alike in any prefix)."""
+    lo, hi = 1, len(column)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        try:
+            single.transform(column.iloc[:mid])
+        except PolytaskError:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo - 1
+
+
+def locate_bad_value(pre: Preprocessor, frame: Any) -> dict[str, Any] | None:
+    """The record and feature behind a conversion error of ``pre.transform(frame)``."""
+    for col in pre.numeric:
+        single = Preprocessor(numeric=[col])
+        column = frame[[col.name]]
+        try:
+            single.transform(column)
+        except PolytaskError:
+            row = _first_bad_row(single, column)
+            value = column.iloc[row, 0]
+            accepts = (
+                "a number, numeric text or null"
+                if col.kind == "numeric"
+                else "true/false, yes/no, 1/0 or null"
+            )
+            return {
+                "loc": ["body", "records", row, col.name],
+                "msg": f"{col.kind} feature '{col.name}' cannot take {value!r}; send {accepts}",
+                "type": f"{col.kind}_value",
+            }
+    return None
+
+
+def create_app(
+    model_or_run_dir: MultiTaskModel | str | Path,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """A FastAPI app serving one model (a :class:`MultiTaskModel` or a run directory)."""
+    if max_rows < 1 or max_body_bytes < 1:
+        raise PolytaskError("max_rows and max_body_bytes must be at least 1")
+    model = (
+        model_or_run_dir
+        if isinstance(model_or_run_dir, MultiTaskModel)
+        else polytask.load(model_or_run_dir)
+    )
+    check_tabular(model, "serve")
+    pre = model.preprocessor
+    request_type = request_model(pre, max_rows)
+    response_type = prediction_model(model.tasks)
+    metadata = model_metadata(model, max_rows, max_body_bytes)
+    errors: dict[int | str, dict[str, Any]] = {
+        413: {"model": ErrorResponse, "description": "the body is larger than max_body_bytes"},
+        422: {
+            "model": ErrorResponse,
+            "description": "a malformed body, a missing feature, a value of the wrong type, "
+            "or too many records; loc names the record and feature",
+        },
+    }
+
+    app = FastAPI(
+        title="polytask",
+        version=polytask.__version__,
+        description="Predictions for every task of one multi-task model: "
+        + ", ".join(t.describe() for t in model.tasks),
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
+        return error_response(422, [_explain(e) for e in exc.errors()])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 400:  # FastAPI: a body it cannot parse (bad UTF-8, too deep)
+            item = {
+                "loc": ["body"],
+                "msg": "the body cannot be parsed as JSON; send UTF-8 JSON text",
+                "type": "json_invalid",
+            }
+            return error_response(422, [item])
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge) -> SafeJSONResponse:
+        return error_response(413, [_too_large_item(max_body_bytes)])
+
+    @app.get("/health", response_model=Health, summary="the server is up")
+    def health() -> Health:
+        return Health(status="ok")
+
+    @app.get("/metadata", response_model=Metadata, summary="tasks, outputs, features")
+    def get_metadata() -> Metadata:
+        return metadata
+
+    @app.post(
+        "/predict",
+        response_model=response_type,
+        responses=errors,
+        summary="predict every task for each record",
+    )
+    def predict(body: request_type) -> Any:  # type: ignore[valid-type]
+        frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
+        try:
+            predictions = model.predict(frame)
+        except PolytaskError as err:
+            where = locate_bad_value(pre, frame)
+            return error_response(422, [where or {"loc": ["body", "records"], "msg": str(err)}])
+        return SafeJSONResponse({"predictions": json_records(predictions)})
+
+    return app

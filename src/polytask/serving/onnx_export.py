@@ -1,0 +1,347 @@
+"""``polytask export``: the network as one ONNX graph, its preprocessing as JSON beside it.
+
+The graph takes the preprocessed arrays (``numeric`` float32 N x D, ``categorical`` int64
+N x C; an input whose width would be 0 is left out) and has one output per task, named
+after the task, holding the raw outputs ``MultiTaskModel.predict_raw`` gives (logits,
+standardised values, log rates). ``FILE.preprocessing.json`` says how to turn a raw
+record into those arrays and each output into the columns ``predict`` writes; its
+format is specified in docs/onnx.md and implemented in numpy by
+:mod:`polytask.serving.onnx_decode`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import polytask
+from polytask.errors import PolytaskError
+from polytask.features.preprocess import MISSING, UNKNOWN, Preprocessor
+from polytask.model import MultiTaskModel
+from polytask.serving.extras import missing_extra
+from polytask.serving.tabular import check_tabular
+from polytask.tasks import Task
+from polytask.values import FALSE_WORDS, TRUE_WORDS
+
+SPEC_FORMAT = "polytask-onnx-preprocessing"
+SPEC_VERSION = 1
+#: rows of random inputs on which onnxruntime is checked against PyTorch after export
+CHECK_ROWS = 64
+#: |onnx - torch| <= CHECK_TOLERANCE * max(1, |torch|) on those rows, else export fails
+CHECK_TOLERANCE = 1e-4
+INPUT_NAMES = ("numeric", "categorical")
+
+
+@dataclass
+class ExportResult:
+    graph: Path
+    spec: Path
+    exporter: str  # "dynamo" (torch.export) or "torchscript" (the fallback)
+    opset: int
+    #: largest |onnx - torch| / max(1, |torch|) over CHECK_ROWS random rows (None:
+    #: onnxruntime is not installed, nothing was checked)
+    max_error: float | None
+
+
+def spec_path(graph: str | Path) -> Path:
+    """Where the preprocessing JSON of ``graph`` goes: ``model.onnx`` ->
+    ``model.preprocessing.json``."""
+    return Path(graph).with_suffix(".preprocessing.json")
+
+
+def output_names(tasks: list[Task]) -> list[str]:
+    """Graph output names: each task's name with characters other than letters, digits
+    and ``_`` replaced by ``_``; made unique, and never an input's name."""
+    names: list[str] = []
+    for t in tasks:
+        base = re.sub(r"\W", "_", t.name, flags=re.ASCII) or "task"
+        if base[0].isdigit():
+            base = f"t_{base}"
+        name, k = base, 2
+        while name in names or name in INPUT_NAMES:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
+# -- the graph ---------------------------------------------------------------------------------
+
+
+class _Graph(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def outputs(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.net.forward_list(numeric, categorical))
+
+
+class _Both(_Graph):
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.outputs(numeric, categorical)
+
+
+class _NumericOnly(_Graph):
+    def forward(self, numeric: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        empty = torch.zeros((numeric.shape[0], 0), dtype=torch.int64)
+        return self.outputs(numeric, empty)
+
+
+class _CategoricalOnly(_Graph):
+    def forward(self, categorical: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        empty = torch.zeros((categorical.shape[0], 0), dtype=torch.float32)
+        return self.outputs(empty, categorical)
+
+
+def _random_inputs(pre: Preprocessor, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs the graph can take: standard-normal numeric values, valid category codes."""
+    rng = np.random.default_rng(seed)
+    inputs: dict[str, np.ndarray] = {}
+    if pre.numeric_width:
+        inputs["numeric"] = rng.standard_normal((rows, pre.numeric_width)).astype(np.float32)
+    if pre.categorical:
+        inputs["categorical"] = np.stack(
+            [rng.integers(0, c.cardinality, rows) for c in pre.categorical], axis=1
+        ).astype(np.int64)
+    return inputs
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters' progress lines and warnings (e.g. torchvision not installed) off."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _export(graph: _Graph, example: dict[str, np.ndarray], outputs: list[str], path: Path) -> str:
+    """Write the graph to ``path`` with the dynamo exporter, or the TorchScript one where
+    dynamo fails; returns which one wrote it."""
+    names = list(example)
+    args = tuple(torch.from_numpy(example[n]) for n in names)
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                graph,
+                args,
+                input_names=names,
+                output_names=outputs,
+                dynamic_shapes={n: {0: batch} for n in names},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            program.save(str(path))
+        return "dynamo"
+    except ImportError as err:
+        raise missing_extra("export", err) from None
+    except Exception as dynamo_error:  # the exporter raises many types; try the old one
+        try:
+            with _quiet():
+                torch.onnx.export(
+                    graph,
+                    args,
+                    str(path),
+                    input_names=names,
+                    output_names=outputs,
+                    dynamic_axes={n: {0: "batch"} for n in (*names, *outputs)},
+                    dynamo=False,
+                )
+        except Exception as err:
+            raise PolytaskError(
+                f"ONNX export failed ({type(dynamo_error).__name__}: "
+                f"{str(dynamo_error).splitlines()[0] if str(dynamo_error) else ''}; then "
+                f"{type(err).__name__}); please report it"
+            ) from None
+        return "torchscript"
+
+
+# -- the preprocessing spec --------------------------------------------------------------------
+
+
+def _task_spec(task: Task, output: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "task": task.name,
+        "kind": task.kind,
+        "output": output,
+        "width": task.output_size,
+        "columns": list(task.decode(np.zeros((1, task.output_size), dtype=np.float32))),
+    }
+    opts: Any = task.options
+    state = task.state()
+    if task.kind == "binary":
+        entry.update(
+            negative=state["classes"][0], positive=state["classes"][1], threshold=opts.threshold
+        )
+    elif task.kind == "multiclass":
+        entry.update(classes=state["classes"])
+    elif task.kind == "multilabel":
+        entry.update(
+            classes=state["classes"],
+            threshold=opts.threshold,
+            separator=opts.sep,
+            indicator_columns=len(task.columns) > 1,
+        )
+    elif task.kind == "regression":
+        entry.update(mean=state["mean"], std=state["std"], log1p=state["log"])
+    return entry
+
+
+def preprocessing_spec(
+    model: MultiTaskModel, graph_name: str, exporter: str, opset: int, outputs: list[str]
+) -> dict[str, Any]:
+    """The JSON written beside the graph (docs/onnx.md specifies every key)."""
+    pre = model.preprocessor
+    indicator = len(pre.numeric)
+    numeric = []
+    for j, col in enumerate(pre.numeric):
+        numeric.append(
+            {
+                "name": col.name,
+                "type": col.kind,
+                "column": j,
+                "median": col.median,
+                "mean": col.mean,
+                "std": col.std,
+                "indicator_column": indicator if col.indicator else None,
+            }
+        )
+        indicator += col.indicator
+    inputs = []
+    if pre.numeric_width:
+        inputs.append({"name": "numeric", "dtype": "float32", "shape": ["N", pre.numeric_width]})
+    if pre.categorical:
+        inputs.append(
+            {"name": "categorical", "dtype": "int64", "shape": ["N", len(pre.categorical)]}
+        )
+    return {
+        "format": SPEC_FORMAT,
+        "version": SPEC_VERSION,
+        "polytask_version": polytask.__version__,
+        "graph": graph_name,
+        "exporter": exporter,
+        "opset": opset,
+        "inputs": inputs,
+        "numeric": {"width": pre.numeric_width, "features": numeric},
+        "boolean_words": {"true": sorted(TRUE_WORDS), "false": sorted(FALSE_WORDS)},
+        "categorical": {
+            "unknown_code": UNKNOWN,
+            "missing_code": MISSING,
+            "first_code": 2,
+            "features": [
+                {"name": c.name, "column": i, "categories": list(c.vocab)}
+                for i, c in enumerate(pre.categorical)
+            ],
+        },
+        "outputs": [_task_spec(t, o) for t, o in zip(model.tasks, outputs, strict=True)],
+    }
+
+
+# -- checking and writing ----------------------------------------------------------------------
+
+
+def _check_against_torch(
+    path: Path, graph: _Graph, pre: Preprocessor, outputs: list[str]
+) -> float | None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    inputs = _random_inputs(pre, CHECK_ROWS, seed=1)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(outputs, inputs)
+    num = torch.from_numpy(inputs.get("numeric", np.zeros((CHECK_ROWS, 0), np.float32)))
+    cat = torch.from_numpy(inputs.get("categorical", np.zeros((CHECK_ROWS, 0), np.int64)))
+    with torch.inference_mode():
+        want = [o.numpy() for o in graph.outputs(num, cat)]
+    worst = 0.0
+    for g, w in zip(got, want, strict=True):
+        if g.shape != w.shape:
+            raise PolytaskError(f"ONNX export is wrong (output shape {g.shape} != {w.shape})")
+        worst = max(worst, float(np.max(np.abs(g - w) / np.maximum(1.0, np.abs(w)), initial=0)))
+    if not worst <= CHECK_TOLERANCE:
+        raise PolytaskError(
+            f"ONNX export does not match PyTorch (relative error {worst:.2g} > "
+            f"{CHECK_TOLERANCE}); please report it"
+        )
+    return worst
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def export_onnx(
+    model: MultiTaskModel | str | Path, path: str | Path, overwrite: bool = False
+) -> ExportResult:
+    """Write ``model`` (or the run at that path) as an ONNX graph at ``path`` and its
+    preprocessing at :func:`spec_path`; neither file is replaced unless ``overwrite``.
+    onnxruntime, where installed, is checked against PyTorch before anything is written."""
+    target = Path(path)
+    if target.suffix.lower() != ".onnx":
+        raise PolytaskError(f"--output '{target}' must end in .onnx")
+    spec_file = spec_path(target)
+    for f in (target, spec_file):
+        if f.exists() and not overwrite:
+            raise PolytaskError(f"'{f}' already exists; pass --overwrite to replace it")
+        if f.is_dir():
+            raise PolytaskError(f"'{f}' is a folder; choose another --output")
+    try:
+        import onnx  # noqa: F401  (the dynamo exporter needs onnx and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise missing_extra("export", err) from None
+    if not isinstance(model, MultiTaskModel):
+        model = polytask.load(model)
+    check_tabular(model, "export", text=False)
+    outputs = output_names(model.tasks)
+    pre = model.preprocessor
+    graph_type = (
+        _Both
+        if pre.numeric_width and pre.categorical
+        else _NumericOnly
+        if pre.numeric_width
+        else _CategoricalOnly
+    )
+    graph = graph_type(copy.deepcopy(model.net).cpu()).eval()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
+            tmp_graph = Path(tmp) / target.name
+            exporter = _export(graph, _random_inputs(pre, 2), outputs, tmp_graph)
+            max_error = _check_against_torch(tmp_graph, graph, pre, outputs)
+            opset = _opset(tmp_graph)
+            spec = preprocessing_spec(model, target.name, exporter, opset, outputs)
+            tmp_spec = Path(tmp) / spec_file.name
+            tmp_spec.write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n", "utf-8")
+            os.replace(tmp_graph, target)
+            os.replace(tmp_spec, spec_file)
+    except OSError as err:
+        raise PolytaskError(
+            f"cannot write '{target}' ({err.strerror or err}); choose a writable --output"
+        ) from None
+    return ExportResult(target, spec_file, exporter, opset, max_error)
