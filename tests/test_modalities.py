@@ -248,3 +248,55 @@ def test_mtan_attends_per_task_and_works_with_gradient_balancers():
     with pytest.raises(PolytaskError, match="mtan"):
         data = reviews(30)
         polytask.fit(data, ["sentiment:multiclass"], architecture="mtan", epochs=1, **FAST)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "data", "tasks", "config"),
+    [
+        ("hard", "images", ["quadrant:multiclass", "mask:segmentation", "side:regression"], {}),
+        ("mtan", "images", ["quadrant:multiclass", "mask:segmentation", "side:regression"], {}),
+        ("hard", "text", ["sentiment:multiclass", "topic:multiclass"], {"encoder": "lstm"}),
+        ("mmoe", "text", ["sentiment:multiclass", "topic:multiclass"], {"encoder": "transformer"}),
+    ],
+)
+def test_every_parameter_learns_and_the_model_round_trips(
+    architecture, data, tasks, config, tmp_path
+):
+
+    if data == "images":
+        frame = squares(64, seed=6).drop(columns="big")
+        cfg = {"model": {"image": {"widths": [8, 16]}, "architecture": architecture}}
+    else:
+        frame = reviews(64)
+        cfg = {
+            "model": {
+                "text": {
+                    **config,
+                    "hidden": 16,
+                    "embedding_dim": 16,
+                    "heads": 2,
+                    "min_frequency": 1,
+                },
+                "architecture": architecture,
+                "hidden": [16],
+            }
+        }
+    model = polytask.fit(frame, tasks, config=cfg, epochs=1, **FAST)
+    net = model.net.train()
+    x = model.preprocessor.transform(frame.head(32))
+    outs = net.forward_list(*x.inputs)
+    assert [o.shape[0] for o in outs] == [32] * len(tasks)
+    sum(o.float().square().mean() for o in outs).backward()
+    # every parameter gets a gradient (padding embeddings aside, which stay 0 by design)
+    silent = [
+        n
+        for n, p in net.named_parameters()
+        if p.grad is None or (p.grad.abs().sum() == 0 and "embedding" not in n)
+    ]
+    assert not silent, silent
+    model.save(tmp_path / "run")
+    again = polytask.load(tmp_path / "run")
+    before, after = model.predict_raw(frame.head(16)), again.predict_raw(frame.head(16))
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert again.evaluate(frame.head(16)).keys() == model.evaluate(frame.head(16)).keys()

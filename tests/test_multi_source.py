@@ -125,3 +125,16 @@ def test_source_config_errors(sources):
     cfg["sources"][2]["tasks"][0]["name"] = "efect"
     with pytest.raises(PolytaskError, match="label column 'efect'"):
         polytask.fit(config=cfg)
+
+
+def test_compare_runs_single_source_baselines_for_a_multi_source_config(sources, tmp_path):
+    from polytask.config import parse_config
+    from polytask.evaluation.compare import compare, make_spec
+
+    cfg = parse_config(config(sources, epochs=2))
+    spec = make_spec(cfg, ["ew"], ["hard"], 1, 0)
+    result = compare(spec, tmp_path / "cmp", report=False)
+    text = (tmp_path / "cmp" / "results.md").read_text()
+    for task in ("died", "quadrant", "effect"):
+        assert task in text
+    assert result is not None

@@ -179,6 +179,17 @@ def variant_config(
         data["model"]["options"] = {}
     if variant.kind == "multi" and variant.architecture in (architecture_options or {}):
         data["model"]["options"] = dict(architecture_options[variant.architecture])
+    if variant.kind == "single" and data["sources"]:
+        # the task's own source alone, with that task only
+        source = next(
+            src for src in data["sources"] if any(t["name"] == variant.task for t in src["tasks"])
+        )
+        source["tasks"] = [t for t in source["tasks"] if t["name"] == variant.task]
+        data["sources"], data["tasks"] = [source], []
+        monitor = data["training"]["monitor"]
+        if monitor != "loss" and monitor.partition(".")[0] != variant.task:
+            data["training"]["monitor"] = "loss"
+        return parse_config(data)
     if variant.kind == "single":
         keep = [t for t in data["tasks"] if t["name"] == variant.task]
         others = [c for t in base.tasks if t.name != variant.task for c in t.label_columns]
@@ -285,7 +296,10 @@ def run_comparison(
     out = Path(out)
     check_out(out, spec, overwrite)
     cfg = spec.config
-    if data is None:
+    if cfg.sources:  # every source reads its own data
+        if data is not None:
+            raise PolytaskError("a config with sources reads each source's data itself")
+    elif data is None:
         if not cfg.data.path:
             raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
         data = read_table(cfg.data.path)
