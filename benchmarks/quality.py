@@ -1,4 +1,5 @@
-"""Does sharing help? ``polytask compare`` on SUPPORT2 and on the MMoE synthetic tasks.
+"""Does sharing help? ``polytask compare`` on SUPPORT2, the MMoE synthetic tasks, the
+Multi-Fashion images and the drug reviews.
 
 For each data set: one single-task model per task and each multi-task variant (balancing
 methods x architectures), over several seeds (seed s draws the split and the
@@ -19,6 +20,10 @@ Data sets:
   correlation p (``--correlation``, default 0.5), ``--rows`` rows (default 10,000, 7,000
   to train: few enough that one task alone does not learn its function well), a smaller
   model (hidden 64-32, no dropout, at most 60 epochs).
+
+* ``fashion``: ``examples/fashion``'s model on ``--fashion-rows`` Multi-Fashion training
+  images (built from Debian's dataset-fashion-mnist), ``--fashion-epochs`` epochs;
+* ``reviews``: ``examples/reviews``'s model (a small transformer text encoder).
 
 MMoE runs with 4 experts of one 64-wide layer (``ARCHITECTURE_OPTIONS``), near the size
 of the hard-sharing trunk.
@@ -42,6 +47,7 @@ from polytask.evaluation.compare import compare, make_spec
 from polytask.evaluation.comparison import Comparison
 from polytask.evaluation.delta_m import FORMULA
 from polytask.evaluation.tables import print_table
+from polytask.features.io import read_table
 
 
 def _support2(args: argparse.Namespace) -> tuple[Any, Any, str]:
@@ -68,7 +74,45 @@ def _synthetic(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return cfg, df, what
 
 
-DATASETS = {"support2": _support2, "synthetic": _synthetic}
+def _example_config(name: str, data: dict[str, str], **training: Any) -> Any:
+    from polytask.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "examples" / name / "config.yaml").to_dict()
+    cfg["data"].update(data)
+    cfg["training"].update(progress=False, **training)
+    return build_config(cfg)
+
+
+def _fashion(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    from polytask.datasets.multi_fashion import build
+
+    folder = Path(args.out) / "data" / "fashion"
+    if not (folder / "test.npz").is_file():
+        build(folder, n_train=args.fashion_rows, n_test=2000)
+    cfg = _example_config(
+        "fashion", {"path": None, "test": str(folder / "test.npz")}, epochs=args.fashion_epochs
+    )
+    what = f"Multi-Fashion ({args.fashion_rows:,} training images; left, right, mask, left_visible)"
+    return cfg, read_table(folder / "train.npz"), what
+
+
+def _reviews(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    from polytask.datasets.drug_reviews import prepare
+
+    folder = Path(args.out) / "data" / "reviews"
+    if not (folder / "test.csv").is_file():
+        prepare(folder)
+    cfg = _example_config("reviews", {"path": None, "test": str(folder / "test.csv")})
+    what = "drug reviews (600 train, 379 test; rating, condition, usefulCount)"
+    return cfg, read_table(folder / "train.csv"), what
+
+
+DATASETS = {
+    "support2": _support2,
+    "synthetic": _synthetic,
+    "fashion": _fashion,
+    "reviews": _reviews,
+}
 
 #: MMoE at a size near the hard-sharing trunk's (its default, 8 experts of model.hidden,
 #: is 8 times the trunk): 4 experts of one 64-wide layer
@@ -163,6 +207,8 @@ def main() -> None:
         default=[64, 32],
         help="synthetic model widths",
     )
+    ap.add_argument("--fashion-rows", type=int, default=4000, help="Multi-Fashion train rows")
+    ap.add_argument("--fashion-epochs", type=int, default=4, help="Multi-Fashion epochs")
     ap.add_argument("--affinity-every", type=int, default=10)
     ap.add_argument("--out", default="runs/quality")
     ap.add_argument("--overwrite", action="store_true", help="redo runs whose config changed")

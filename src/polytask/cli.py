@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--config", metavar="FILE", help="YAML config (the full form; see README)")
-    t.add_argument("--data", metavar="FILE", help="training data, CSV or Parquet")
+    t.add_argument(
+        "--data", metavar="FILE", help="training data: CSV, Parquet or .npz (arrays, e.g. images)"
+    )
     t.add_argument("--task", metavar="SPEC", action="append", help=TASK_HELP)
     t.add_argument("--out", metavar="RUN_DIR", help="run directory to create (required)")
     t.add_argument(
@@ -159,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Score each task whose label column is in the data.",
     )
     e.add_argument("run", metavar="RUN_DIR")
-    e.add_argument("--data", metavar="FILE", required=True, help="CSV or Parquet with labels")
+    e.add_argument("--data", metavar="FILE", required=True, help="CSV, Parquet or .npz with labels")
     e.add_argument(
         "--json",
         action="store_true",
@@ -173,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
         "prediction and probabilities. The format follows --output's suffix.",
     )
     pr.add_argument("run", metavar="RUN_DIR")
-    pr.add_argument("--data", metavar="FILE", required=True, help="CSV or Parquet to predict")
+    pr.add_argument("--data", metavar="FILE", required=True, help="CSV, Parquet or .npz to predict")
     pr.add_argument("--output", metavar="FILE", required=True, help="a .csv or .parquet file")
     pr.add_argument(
         "--keep",

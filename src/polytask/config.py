@@ -73,7 +73,7 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    #: the data file (CSV or Parquet); the splits not given below are drawn from it
+    #: the data file (CSV, Parquet or .npz); the splits not given below are drawn from it
     path: str | None = None
     validation: str | None = None
     test: str | None = None

@@ -1,4 +1,4 @@
-"""Reading tables from CSV or Parquet with errors that say what went wrong."""
+"""Reading tables from CSV, Parquet or .npz with errors that say what went wrong."""
 
 from __future__ import annotations
 
