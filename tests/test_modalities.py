@@ -300,3 +300,13 @@ def test_every_parameter_learns_and_the_model_round_trips(
     for a, b in zip(before, after, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert again.evaluate(frame.head(16)).keys() == model.evaluate(frame.head(16)).keys()
+
+
+def test_fortunes_corpus_loads_offline_when_installed():
+    from polytask.datasets.fortunes import FORTUNES_DIR, GROUPS, load_fortunes
+
+    if not (FORTUNES_DIR / "computers").is_file():
+        pytest.skip("Debian's fortunes package is not installed (apt-get install fortunes)")
+    df = load_fortunes()
+    assert len(df) > 5000 and set(df["topic"]) == set(GROUPS)
+    assert df["text"].str.len().min() >= 20 and df["group"].nunique() == 4
