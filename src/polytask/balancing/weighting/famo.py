@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -34,42 +35,53 @@ class FAMO(LossBalancer):
     def setup(self, task_names: list[str]) -> None:
         super().setup(task_names)
         t = len(task_names)
-        self.logits = torch.zeros(t, dtype=torch.float64)
-        # Adam moments of the logits (β = 0.9, 0.999), kept by hand: 20 numbers do not
-        # need an optimiser object's per-step overhead
-        self._m = torch.zeros(t, dtype=torch.float64)
-        self._v = torch.zeros(t, dtype=torch.float64)
+        # the logits and their Adam moments (β = 0.9, 0.999) are 20-odd numbers: numpy
+        # updates them in about a microsecond an operation, torch in several
+        self.logits = np.zeros(t)
+        self._m = np.zeros(t)
+        self._v = np.zeros(t)
         self._step = 0
+        self._z = torch.full((t,), 1.0 / t)  # softmax(ξ), refreshed after each update
         self._prev: torch.Tensor | None = None
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
-        stacked = torch.stack(losses) - self.options.min_loss
-        present = (stacked.detach() > 0).to(stacked.dtype)
-        safe = torch.where(present > 0, stacked, torch.ones_like(stacked))
-        z = torch.softmax(self.logits, 0).to(stacked) * present
-        c = 1.0 / (z / safe.detach()).sum().clamp_min(1e-12)
-        self._prev = safe.detach()
-        self._present = present
-        return (c * z * torch.log(safe)).sum()
+        stacked = torch.stack(losses)
+        if self.options.min_loss:
+            stacked = stacked - self.options.min_loss
+        present = stacked.detach() > 0  # absent tasks (no labels) take no part
+        safe = torch.where(present, stacked, 1.0)
+        z = self._z.to(stacked.device) * present
+        c = (z / safe.detach()).sum().clamp_min(1e-12).reciprocal()
+        self._prev, self._present = safe.detach(), present
+        return (z * torch.log(safe)).sum() * c
 
     def after_step(self, new_losses: list[torch.Tensor]) -> None:
         if self._prev is None:
             return
-        new = (torch.stack(new_losses) - self.options.min_loss).clamp_min(1e-12)
-        delta = ((torch.log(self._prev) - torch.log(new)) * self._present).cpu().double()
-        z = torch.softmax(self.logits, 0)
+        new = torch.stack(new_losses)
+        if self.options.min_loss:
+            new = new - self.options.min_loss
+        # L_t / L_t⁺, 1 for absent tasks; one read-back of T numbers
+        ratio = torch.where(self._present, self._prev / new.clamp_min(1e-12), 1.0)
+        delta = np.log(ratio.cpu().numpy().astype(np.float64))  # log L_t - log L_t⁺
+        e = np.exp(self.logits - self.logits.max())
+        z = e / e.sum()
         grad = z * (delta - (z * delta).sum())  # J_softmax(ξ)ᵀ δ
-        grad = grad + self.options.gamma * self.logits  # Adam's (coupled) weight decay
+        grad += self.options.gamma * self.logits  # Adam's (coupled) weight decay
         self._step += 1
-        self._m.mul_(0.9).add_(grad, alpha=0.1)
-        self._v.mul_(0.999).addcmul_(grad, grad, value=0.001)
+        self._m = 0.9 * self._m + 0.1 * grad
+        self._v = 0.999 * self._v + 0.001 * grad * grad
         m_hat = self._m / (1 - 0.9**self._step)
         v_hat = self._v / (1 - 0.999**self._step)
-        self.logits -= self.options.lr * m_hat / (v_hat.sqrt() + 1e-8)
+        self.logits = self.logits - self.options.lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        e = np.exp(self.logits - self.logits.max())
+        self._z = torch.from_numpy((e / e.sum()).astype(np.float32))
 
     def weights(self) -> dict[str, float]:
-        z = torch.softmax(self.logits, 0).tolist()
-        return dict(zip(self.task_names, z, strict=True))
+        return dict(zip(self.task_names, self._z.tolist(), strict=True))
 
     def state(self) -> dict[str, Any]:
         return {
@@ -80,7 +92,8 @@ class FAMO(LossBalancer):
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.logits = torch.tensor(state["logits"], dtype=torch.float64)
-        self._m = torch.tensor(state["m"], dtype=torch.float64)
-        self._v = torch.tensor(state["v"], dtype=torch.float64)
+        self.logits = np.asarray(state["logits"], dtype=np.float64)
+        self._m = np.asarray(state["m"], dtype=np.float64)
+        self._v = np.asarray(state["v"], dtype=np.float64)
         self._step = int(state["step"])
+        self._refresh()
