@@ -22,10 +22,11 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 import polytask
-from polytask.api import _table, build_config
+from polytask.api import build_config
 from polytask.balancing import get as get_balancer
 from polytask.features.preprocess import Preprocessor
 from polytask.model import build_net, build_tasks
+from polytask.prepare import task_table as _table
 from polytask.training import Trainer, distributed
 from tests.conftest import make_table
 

@@ -119,37 +119,15 @@ def test_images_from_files_through_the_command_line(tmp_path):
         cwd=tmp_path.parent,
     )
     assert train.returncode == 0, train.stderr
-    pred = subprocess.run(
-        [
-            *run,
-            "predict",
-            str(tmp_path / "run"),
-            "--data",
-            str(tmp_path / "data.csv"),
-            "--output",
-            str(tmp_path / "pred.csv"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    predict = [*run, "predict", str(tmp_path / "run"), "--data", str(tmp_path / "data.csv")]
+    predict += ["--output", str(tmp_path / "pred.csv")]
+    pred = subprocess.run(predict, capture_output=True, text=True)
     assert pred.returncode == 0, pred.stderr
     table = pd.read_csv(tmp_path / "pred.csv")
     assert list(table.columns) == ["side"] and len(table) == 120
     arrays = np.load(tmp_path / "pred.npz")
     assert arrays["mask"].shape == (120, 16, 16)
-    again = subprocess.run(
-        [
-            *run,
-            "predict",
-            str(tmp_path / "run"),
-            "--data",
-            str(tmp_path / "data.csv"),
-            "--output",
-            str(tmp_path / "pred.csv"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    again = subprocess.run(predict, capture_output=True, text=True)
     assert again.returncode == 2 and "already exists" in again.stderr
 
 

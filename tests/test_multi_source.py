@@ -87,8 +87,12 @@ def test_three_inputs_three_tasks_learn_together_and_round_trip(sources, tmp_pat
 
 def test_gradient_balancers_treat_other_sources_tasks_as_absent(sources):
     for method in ("pcgrad", "uw"):
-        model = polytask.fit(config={**config(sources, epochs=2), "balancing": {"method": method}})
-        assert all(np.isfinite(v) for v in model.history[-1]["train"]["loss"].values())
+        model = polytask.fit(config={**config(sources, epochs=4), "balancing": {"method": method}})
+        test = model.metrics["test"]
+        # every task learns although two of three sit out each step
+        assert test["died"]["auroc"] > 0.85, (method, test)
+        assert test["quadrant"]["accuracy"] > 0.4, (method, test)
+        assert test["effect"]["r2"] > 0.3, (method, test)  # the mean scores 0
 
 
 def test_sampler_weights_and_draws():
@@ -134,7 +138,21 @@ def test_compare_runs_single_source_baselines_for_a_multi_source_config(sources,
     cfg = parse_config(config(sources, epochs=2))
     spec = make_spec(cfg, ["ew"], ["hard"], 1, 0)
     result = compare(spec, tmp_path / "cmp", report=False)
-    text = (tmp_path / "cmp" / "results.md").read_text()
-    for task in ("died", "quadrant", "effect"):
-        assert task in text
     assert result is not None
+    import json
+
+    rows = {
+        r["kind"]: r for r in json.loads((tmp_path / "cmp" / "results.json").read_text())["rows"]
+    }
+    single, multi = rows["single"], rows["multi"]
+    assert single["seeds"] == [0] and multi["seeds"] == [0]
+    # each single-task model ran on its own source and is scored on its own task
+    higher = {"died.auroc": True, "quadrant.accuracy": True, "effect.mae": False}
+    terms = {}
+    for key, up in higher.items():
+        task, metric = key.split(".")
+        stl, mtl = single["test"][task][metric]["mean"], multi["test"][task][metric]["mean"]
+        assert np.isfinite(stl) and stl != 0
+        terms[key] = (-1 if up else 1) * (mtl - stl) / stl * 100
+    assert multi["delta_m_terms"] == pytest.approx(terms)
+    assert multi["delta_m"] == pytest.approx(np.mean(list(terms.values())))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import torch
 from polytask import run_dir
 from polytask.balancing import get as get_balancer
 from polytask.config import (
-    FeaturesConfig,
     ModelConfig,
     RunConfig,
     TrainingConfig,
@@ -23,15 +21,14 @@ from polytask.config import (
     parse_task_spec,
 )
 from polytask.encoders.build import image_options, text_options
-from polytask.errors import PolytaskError, close_matches, did_you_mean
+from polytask.errors import PolytaskError, did_you_mean
 from polytask.evaluation.scoring import score, split_outputs
 from polytask.features.batches import TensorTable
-from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
-from polytask.features.splits import split_frame
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
+from polytask.prepare import fit_source, read_frames, task_table
 from polytask.tasks import Task
 from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
@@ -100,63 +97,6 @@ def build_config(
     return parse_config(data)
 
 
-def require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
-    for name in names:
-        if name not in df.columns:
-            near = close_matches(name, df.columns)
-            hint = f"; close matches: {', '.join(repr(n) for n in near)}" if near else ""
-            raise PolytaskError(f"{what} column '{name}' is not in the data{hint}")
-
-
-def _feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str]) -> dict[str, str]:
-    overrides = {
-        **dict.fromkeys(fc.numeric, "numeric"),
-        **dict.fromkeys(fc.categorical, "categorical"),
-        **dict.fromkeys(fc.boolean, "boolean"),
-        **dict.fromkeys(fc.text, "text"),
-        **dict.fromkeys(fc.image, "image"),
-    }
-    named = list(fc.include or []) + list(fc.drop) + list(overrides)
-    require_columns(train, named, "feature")
-    clash = label_cols & set(fc.include or [])
-    if clash:
-        raise PolytaskError(
-            f"column '{sorted(clash)[0]}' is a task's label and cannot also be a feature"
-        )
-    columns = (
-        fc.include
-        if fc.include is not None
-        else [c for c in train.columns if c not in label_cols and c not in fc.drop]
-    )
-    columns = [c for c in columns if c not in fc.drop]
-    types: dict[str, str] = {}
-    for col in columns:
-        kind = overrides.get(col) or infer_type(train[col])
-        if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
-            warnings.warn(
-                f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
-                f"if it is one, leave it out with --drop {col}",
-                UserWarning,
-                stacklevel=3,
-            )
-        types[col] = kind
-    if not types:
-        raise PolytaskError(
-            "no feature columns are left to learn from; the data needs columns besides the "
-            "labels (check --features / --drop)"
-        )
-    return types
-
-
-def _table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> TensorTable:
-    targets, masks = [], []
-    for t in tasks:
-        y, m = t.encode(t.labels_of(df))
-        targets.append(y)
-        masks.append(m)
-    return TensorTable(pre.transform(df), targets, masks)
-
-
 def _prepare_single(
     cfg: RunConfig,
     tasks: list[Task],
@@ -167,54 +107,14 @@ def _prepare_single(
     """Read and split the data, fit the tasks and the preprocessing on the training rows;
     returns the preprocessor, each split's table, row counts, feature types and the
     frames read (for the run's data fingerprint)."""
-    if data is None:
-        if not cfg.data.path:
-            raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
-        data = read_table(cfg.data.path)
-    if validation is None and cfg.data.validation:
-        validation = read_table(cfg.data.validation)
-    if test is None and cfg.data.test:
-        test = read_table(cfg.data.test)
-    label_cols = {c for t in tasks for c in t.columns}
-    require_columns(data, [c for t in tasks for c in t.columns], "label")
-    train, val_split, test_split = split_frame(
-        data,
-        cfg.data.validation_fraction,
-        cfg.data.test_fraction,
-        cfg.training.seed,
-        draw_validation=validation is None,
-        draw_test=test is None,
-    )
-    val = validation if validation is not None else val_split
-    tst = test if test is not None else test_split
-    types = _feature_types(cfg.features, train, label_cols)
-    for t in tasks:
-        t.fit(t.labels_of(train))
-    fc = cfg.features
-    pre = Preprocessor.fit(
-        train,
-        types,
-        fc.max_categories,
-        fc.min_category_count,
-        fc.embedding_dim,
-        fc.max_embedding_dim,
-        text_options=text_options(cfg.model),
-    )
-    for name, frame in (("validation", val), ("test", tst)):
-        if frame is not None:
-            pre.check_columns(frame)
-            require_columns(frame, sorted(label_cols), f"{name} label")
+    frames = read_frames(cfg.data, data, validation, test)
+    fitted = fit_source(cfg.model, cfg.data, cfg.features, tasks, frames, cfg.training.seed)
+    pre = fitted.preprocessor
     tables = {
-        "train": _table(tasks, pre, train),
-        "validation": _table(tasks, pre, val) if val is not None and len(val) else None,
-        "test": _table(tasks, pre, tst) if tst is not None and len(tst) else None,
+        split: task_table(tasks, pre, frame) if frame is not None and len(frame) else None
+        for split, frame in fitted.frames.items()
     }
-    rows = {
-        "train": len(train),
-        "validation": 0 if val is None else len(val),
-        "test": 0 if tst is None else len(tst),
-    }
-    return pre, tables, rows, types, (data, validation, test)
+    return pre, tables, fitted.rows, fitted.feature_types, frames
 
 
 def train_run(
@@ -256,12 +156,12 @@ def train_run(
             raise PolytaskError(
                 "a multi-source model trains in one process; run it without torchrun"
             )
-        prepared = prepare_sources(cfg, tasks, _feature_types)
+        prepared = prepare_sources(cfg, tasks)
         pre: Preprocessor | list[Preprocessor] = prepared.preprocessors
         tables: dict[str, Any] = dict(prepared.tables)
         rows: dict[str, Any] = prepared.rows
         types: dict[str, Any] = prepared.feature_types
-        frames: tuple[Any, ...] = ()
+        frames: tuple[Any, ...] = prepared.frames
     else:
         pre, tables, rows, types, frames = _prepare_single(cfg, tasks, data, validation, test)
     torch.manual_seed(cfg.training.seed)

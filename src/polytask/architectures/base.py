@@ -42,12 +42,18 @@ class MultiTaskNet(nn.Module):
         categorical, *text_and_image_columns)`` (see ``FeatureTensors.inputs``)."""
         raise NotImplementedError
 
+    def _set_heads(self, heads: dict[str, nn.Module]) -> None:
+        """Register one head per task, in task order (the keys are the task names)."""
+        self.task_names = list(heads)
+        self.heads = nn.ModuleDict(heads)
+        self._head_list = [self.heads[n] for n in self.task_names]
+
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
-        raise NotImplementedError
+        return [head(rep) for head in self._head_list]
 
     def head_modules(self) -> list[nn.Module]:
         """Each task's head, in task order: ``heads_forward(rep)[t] == head_modules()[t](rep)``."""
-        raise NotImplementedError
+        return list(self._head_list)
 
     def linear_heads(self) -> list[nn.Linear] | None:
         """Each head's only layer when every head is one linear layer on the shared

@@ -23,7 +23,6 @@ class HardSharing(MultiTaskNet):
     ):
         super().__init__()
         self.encoder = encoder
-        self.task_names = [t.name for t in tasks]
         width = encoder.out_features
         heads = {}
         spatial = getattr(encoder, "spatial", False)
@@ -42,14 +41,10 @@ class HardSharing(MultiTaskNet):
             head = nn.Sequential(*pool, *body, last)
             init_head_bias(head, task)
             heads[task.name] = head
-        self.heads = nn.ModuleDict(heads)
-        self._head_list = [self.heads[n] for n in self.task_names]
+        self._set_heads(heads)
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(*inputs)
-
-    def head_modules(self) -> list[nn.Module]:
-        return list(self._head_list)
 
     def linear_heads(self) -> list[nn.Linear] | None:
         layers = [list(h.children()) for h in self._head_list]
@@ -65,4 +60,4 @@ class HardSharing(MultiTaskNet):
                 bias = torch.cat([h.bias for h in linear])
                 out = torch.addmm(bias, rep, weight.T)
                 return list(out.split([h.out_features for h in linear], dim=1))
-        return [head(rep) for head in self._head_list]
+        return super().heads_forward(rep)

@@ -105,7 +105,6 @@ class MTAN(MultiTaskNet):
                 "as the only feature (--features IMAGE_COLUMN)"
             )
         self.encoder = encoder
-        self.task_names = [t.name for t in tasks]
         conv = encoder.conv
         first = next(m for m in conv.modules() if isinstance(m, nn.Conv2d))
         with torch.no_grad():
@@ -129,15 +128,8 @@ class MTAN(MultiTaskNet):
                     task_head(pooled, head_hidden, activation, dropout, task),
                 )
             heads[task.name] = TaskAttention(shapes, stride, tower, activation)  # type: ignore[arg-type]
-        self.heads = nn.ModuleDict(heads)
-        self._head_list = [self.heads[n] for n in self.task_names]
+        self._set_heads(heads)
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         stages = self.encoder.conv.stage_outputs(inputs[-1])
         return torch.cat([f.flatten(1) for f in stages], dim=1)
-
-    def head_modules(self) -> list[nn.Module]:
-        return list(self._head_list)
-
-    def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
-        return [head(rep) for head in self._head_list]

@@ -291,7 +291,7 @@ def run_comparison(
     the result records (finished, skipped and failed)."""
     from polytask.api import train_run
     from polytask.evaluation.affinity import TaskAffinity
-    from polytask.features.io import read_table
+    from polytask.prepare import read_frames
 
     out = Path(out)
     check_out(out, spec, overwrite)
@@ -299,14 +299,8 @@ def run_comparison(
     if cfg.sources:  # every source reads its own data
         if data is not None:
             raise PolytaskError("a config with sources reads each source's data itself")
-    elif data is None:
-        if not cfg.data.path:
-            raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
-        data = read_table(cfg.data.path)
-    if validation is None and cfg.data.validation:
-        validation = read_table(cfg.data.validation)
-    if test is None and cfg.data.test:
-        test = read_table(cfg.data.test)
+    else:
+        data, validation, test = read_frames(cfg.data, data, validation, test)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SPEC, spec.to_dict())
 

@@ -1,0 +1,160 @@
+"""One data source from files to fitted preprocessing: read its data, split it, find the
+feature types, fit the tasks and the preprocessing on the training rows, and turn each
+split into tensors. A single-source run does this once; a multi-source run
+(:mod:`polytask.multi_source`) once per source."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import pandas as pd
+
+from polytask.config import DataConfig, FeaturesConfig, ModelConfig
+from polytask.encoders.build import text_options
+from polytask.errors import PolytaskError, close_matches
+from polytask.features.batches import TensorTable
+from polytask.features.infer import infer_type, looks_like_row_id
+from polytask.features.io import read_table
+from polytask.features.preprocess import Preprocessor
+from polytask.features.splits import split_frame
+from polytask.tasks import Task
+
+SPLITS = ("train", "validation", "test")
+
+
+def require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+    for name in names:
+        if name not in df.columns:
+            near = close_matches(name, df.columns)
+            hint = f"; close matches: {', '.join(repr(n) for n in near)}" if near else ""
+            raise PolytaskError(f"{what} column '{name}' is not in the data{hint}")
+
+
+def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str]) -> dict[str, str]:
+    """Each feature column's type: the config's overrides, else inferred from training."""
+    overrides = {
+        **dict.fromkeys(fc.numeric, "numeric"),
+        **dict.fromkeys(fc.categorical, "categorical"),
+        **dict.fromkeys(fc.boolean, "boolean"),
+        **dict.fromkeys(fc.text, "text"),
+        **dict.fromkeys(fc.image, "image"),
+    }
+    named = list(fc.include or []) + list(fc.drop) + list(overrides)
+    require_columns(train, named, "feature")
+    clash = label_cols & set(fc.include or [])
+    if clash:
+        raise PolytaskError(
+            f"column '{sorted(clash)[0]}' is a task's label and cannot also be a feature"
+        )
+    columns = (
+        fc.include
+        if fc.include is not None
+        else [c for c in train.columns if c not in label_cols and c not in fc.drop]
+    )
+    columns = [c for c in columns if c not in fc.drop]
+    types: dict[str, str] = {}
+    for col in columns:
+        kind = overrides.get(col) or infer_type(train[col])
+        if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
+            warnings.warn(
+                f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
+                f"if it is one, leave it out with --drop {col}",
+                UserWarning,
+                stacklevel=4,
+            )
+        types[col] = kind
+    if not types:
+        raise PolytaskError(
+            "no feature columns are left to learn from; the data needs columns besides the "
+            "labels (check --features / --drop)"
+        )
+    return types
+
+
+def read_frames(
+    dc: DataConfig,
+    data: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    source: str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """The frames given, else the files of ``dc``: (data, validation, test)."""
+    if data is None:
+        if not dc.path:
+            if source is not None:
+                raise PolytaskError(
+                    f"source '{source}' has no data.path; give each source its data file"
+                )
+            raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
+        data = read_table(dc.path)
+    if validation is None and dc.validation:
+        validation = read_table(dc.validation)
+    if test is None and dc.test:
+        test = read_table(dc.test)
+    return data, validation, test
+
+
+@dataclass
+class FittedSource:
+    preprocessor: Preprocessor
+    feature_types: dict[str, str]
+    #: the train, validation and test rows (None where a split has none)
+    frames: dict[str, pd.DataFrame | None]
+
+    @property
+    def rows(self) -> dict[str, int]:
+        return {k: 0 if f is None else len(f) for k, f in self.frames.items()}
+
+
+def fit_source(
+    model: ModelConfig,
+    dc: DataConfig,
+    fc: FeaturesConfig,
+    tasks: list[Task],
+    frames: tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None],
+    seed: int,
+    where: str = "",
+) -> FittedSource:
+    """Split ``frames`` (data, validation, test) as ``dc`` says, then fit ``tasks`` and the
+    preprocessing on the training rows; ``where`` prefixes error messages."""
+    data, validation, test = frames
+    label_cols = {c for t in tasks for c in t.columns}
+    require_columns(data, [c for t in tasks for c in t.columns], f"{where}label")
+    train, val_split, test_split = split_frame(
+        data,
+        dc.validation_fraction,
+        dc.test_fraction,
+        seed,
+        draw_validation=validation is None,
+        draw_test=test is None,
+    )
+    val = validation if validation is not None else val_split
+    tst = test if test is not None else test_split
+    types = feature_types(fc, train, label_cols)
+    for t in tasks:
+        t.fit(t.labels_of(train))
+    pre = Preprocessor.fit(
+        train,
+        types,
+        fc.max_categories,
+        fc.min_category_count,
+        fc.embedding_dim,
+        fc.max_embedding_dim,
+        text_options=text_options(model),
+    )
+    for name, frame in (("validation", val), ("test", tst)):
+        if frame is not None:
+            pre.check_columns(frame)
+            require_columns(frame, sorted(label_cols), f"{where}{name} label")
+    return FittedSource(pre, types, {"train": train, "validation": val, "test": tst})
+
+
+def task_table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> TensorTable:
+    """A split as tensors: the features and every task's encoded targets and masks."""
+    targets, masks = [], []
+    for t in tasks:
+        y, m = t.encode(t.labels_of(df))
+        targets.append(y)
+        masks.append(m)
+    return TensorTable(pre.transform(df), targets, masks)
