@@ -60,6 +60,13 @@ class MultiTaskNet(nn.Module):
         representation (then task Gramians have a closed form), else None."""
         return None
 
+    def shared_chain(self) -> nn.Sequential | None:
+        """The stack of layers whose output is the representation, when there is one (an
+        MLP trunk): parameter-level balancing then takes its per-task gradients by hand
+        (:mod:`polytask.balancing.chain_jacobian`). The engine checks at every step that
+        the chain's output is the representation, and otherwise uses autograd."""
+        return None
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters that every task's gradient flows into (everything but the heads)."""
         head_ids = {id(p) for h in self.head_modules() for p in h.parameters()}

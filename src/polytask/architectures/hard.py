@@ -46,6 +46,10 @@ class HardSharing(MultiTaskNet):
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(*inputs)
 
+    def shared_chain(self) -> nn.Sequential | None:
+        trunk = getattr(self.encoder, "trunk", None)
+        return trunk if isinstance(trunk, nn.Sequential) and len(trunk) else None
+
     def linear_heads(self) -> list[nn.Linear] | None:
         layers = [list(h.children()) for h in self._head_list]
         if all(len(ms) == 1 and isinstance(ms[0], nn.Linear) for ms in layers):

@@ -184,6 +184,19 @@ class GradientBalancer(Balancer):
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         raise NotImplementedError
 
+    def outer_direction(
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        tasks: list[int],
+        losses: torch.Tensor | list[float] | None = None,
+    ) -> torch.Tensor | None:
+        """The direction for rank-one task gradients g_t = vec(d_t w_tᵀ), d (T, N) and
+        w (T, H), without forming the (T, N·H) matrix; the trainer offers it for linear
+        one-output heads at the representation. None: this method has no such form (the
+        trainer then builds the matrix). Must equal ``aggregate`` on the formed matrix."""
+        return None
+
     def weights(self) -> dict[str, float]:
         if not self.task_names:
             return {str(k): v for k, v in self.last_weights.items()}

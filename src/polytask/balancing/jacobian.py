@@ -41,8 +41,11 @@ def split_forward(
     return SplitForward(losses_of(outs), rep, aliases)
 
 
-def representation_gradients(split: SplitForward, present: list[int]) -> torch.Tensor:
-    """Backward through the heads (their .grad filled) -> (len(present), *rep.shape)."""
+def representation_gradients(
+    split: SplitForward, present: list[int], task_dim: int = 0
+) -> torch.Tensor:
+    """Backward through the heads (their .grad filled) -> (len(present), *rep.shape), or
+    the tasks at ``task_dim``."""
     total = split.losses[0]
     for loss in split.losses[1:]:
         total = total + loss
@@ -55,7 +58,7 @@ def representation_gradients(split: SplitForward, present: list[int]) -> torch.T
             zeros = torch.zeros_like(split.rep) if zeros is None else zeros
             g = zeros
         grads.append(g)
-    return torch.stack(grads)
+    return torch.stack(grads, dim=task_dim)
 
 
 def trunk_jacobian_blocks(
@@ -63,6 +66,7 @@ def trunk_jacobian_blocks(
     params: list[torch.nn.Parameter],
     rep_grads: torch.Tensor,
     memory_bound: int = DEFAULT_MEMORY_BOUND,
+    retain_graph: bool = False,
 ) -> list[torch.Tensor]:
     """Per trunk parameter, the (T, numel) gradients of the T representation gradients,
     from batched backward passes (``is_grads_batched``) in chunks of tasks that keep
@@ -81,7 +85,7 @@ def trunk_jacobian_blocks(
             params,
             grad_outputs=part,
             is_grads_batched=True,
-            retain_graph=s + chunk < t,
+            retain_graph=retain_graph or s + chunk < t,
             allow_unused=True,
         )
         parts.append(
@@ -125,6 +129,24 @@ def write_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
         else:
             p.grad.copy_(g)
         offset += n
+
+
+def outer_rep_gradients(
+    out_grads: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    task_dim: int = 0,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The representation gradients D_t W_t of linear heads, from the gradients D_t
+    (N, k_t) at their outputs and their weights W_t (k_t, H): (T, N, H), or (N, T, H)
+    with ``task_dim=1``; written into ``out`` when given (one output per head)."""
+    if all(g.shape[1] == 1 for g in out_grads):  # one output each: outer products
+        d = torch.cat(out_grads, dim=1)  # (N, T)
+        w = torch.cat(weights)  # (T, H)
+        if task_dim == 1:
+            return torch.mul(d[:, :, None], w[None, :, :], out=out)
+        return torch.mul(d.T.contiguous()[:, :, None], w[:, None, :], out=out)
+    return torch.stack([g @ w for g, w in zip(out_grads, weights, strict=True)], dim=task_dim)
 
 
 def linear_head_gramian(

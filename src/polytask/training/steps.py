@@ -20,11 +20,13 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
+from polytask.balancing.chain_jacobian import ChainJacobian, supported
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
     blocks_gramian,
     cosine_from_gram,
     linear_head_gramian,
+    outer_rep_gradients,
     pairwise_cosine,
     representation_gradients,
     split_forward,
@@ -106,56 +108,149 @@ class GradientStep:
         self.level = level
         self.memory_bound = memory_bound
         balancer.on_level(level)
-        linear = net.linear_heads()
+        #: every head one linear layer on the representation: the heads run as one matrix
+        #: product and task t's representation gradient is D_t W_t (no per-head backward)
+        self.linear = net.linear_heads()
         #: closed-form Gramian at the representation: linear heads, a Gramian method
         self.closed_form = (
-            level == "representation" and linear is not None and not balancer.needs_matrix
+            level == "representation" and self.linear is not None and not balancer.needs_matrix
         )
-        self.linear = linear or []
+        #: parameter level over an MLP: its batched backward written out (chain_jacobian)
+        self.chain: ChainJacobian | None = None
+        chain = net.shared_chain() if level == "parameters" else None
+        if chain is not None and len(chain) and all(supported(m) for m in chain):
+            self.chain = ChainJacobian(chain, self.trunk)
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
         self.record_cosine = False
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        rep = self.net.representation(*batch.inputs)
-        if self.closed_form:
-            return self._closed_form(batch, rep)
+        tape = None if self.chain is None else self.chain.tape
+        if tape is None:
+            return self._step(batch, self.net.representation(*batch.inputs), False)
+        tape.arm()
+        try:
+            rep = self.net.representation(*batch.inputs)
+            tape.disarm()
+            return self._step(batch, rep, tape.valid_for(rep))
+        finally:
+            tape.disarm()
+            tape.records = []  # the activations go with the step
 
-        sync = self.sync
-        if sync is None:
-            split = split_forward(
-                rep, self.heads, lambda outs: batch_losses(self.loss_fns, outs, batch)
-            )
-            present = present_tasks(batch)
+    def _step(self, batch: Batch, rep: torch.Tensor, by_hand: bool) -> list[torch.Tensor]:
+        """``by_hand``: the chain Jacobian applies (its task gradients are (N, T, H))."""
+        task_dim = 1 if by_hand else 0
+        if self.linear is not None and rep.dim() == 2:
+            losses, present, out_grads = self._linear_heads(batch, rep)
+            if not present:
+                return losses
+            if self.closed_form:
+                return self._closed_form(rep, losses, present, out_grads)
+            detached = [losses[i].detach() for i in present]
+            if (
+                self.level == "representation"
+                and self.sync is None
+                and self._outer_direction(rep, present, detached, out_grads)
+            ):
+                return losses
+            weights = [self.linear[t].weight.detach() for t in present]
+            out = None
+            if by_hand and all(g.shape[1] == 1 for g in out_grads):
+                assert self.chain is not None
+                shape = (rep.shape[0], len(present), rep.shape[1])
+                out = self.chain.buffer("rep_grads", shape, rep)
+            rep_grads = outer_rep_gradients(out_grads, weights, task_dim, out)
         else:
-            split = split_forward(
-                rep,
-                self.heads,
-                lambda outs: sync.losses(batch_losses(self.loss_fns, outs, batch), batch),
-            )
-            present = sync.present  # tasks labelled on any process
-        rep_grads = representation_gradients(split, present)  # heads' .grad are set here
-        if not present:
-            return split.losses
-        losses = [split.losses[i].detach() for i in present]
+            losses, present, rep_grads = self._head_pass(batch, rep, task_dim)
+            if not present:
+                return losses
+            detached = [losses[i].detach() for i in present]
         if self.level == "representation":
-            matrix = rep_grads.reshape(len(present), -1)
-            if sync is None:
-                direction = self.balancer.aggregate(matrix, present, losses)
-                if self.record_cosine:
-                    self.last_cosine = (present, pairwise_cosine(matrix.detach()))
-            else:
-                direction = self._distributed_direction(rep_grads, matrix, present, losses)
-            rep.backward(direction.view_as(rep))
-            self._scale_heads(present)
-            if sync is not None:
-                sync.sum_grads(self.trunk + self.head_params)
-            return split.losses
-        blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
-        if sync is not None:
-            blocks = sync.sum_blocks(blocks)  # every process: the whole batch's Jacobian
+            self._at_representation(rep, rep_grads, present, detached)
+        else:
+            self._at_parameters(rep, rep_grads, present, detached, by_hand)
+        return losses
+
+    # -- the heads ---------------------------------------------------------------------------
+    def _losses(
+        self, outs: list[torch.Tensor], batch: Batch
+    ) -> tuple[list[torch.Tensor], list[int]]:
+        losses = batch_losses(self.loss_fns, outs, batch)
+        if self.sync is None:
+            return losses, present_tasks(batch)
+        return self.sync.losses(losses, batch), self.sync.present  # labelled on any process
+
+    def _head_pass(
+        self, batch: Batch, rep: torch.Tensor, task_dim: int
+    ) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
+        """Any heads: each on its own alias of the representation, one backward."""
+        split = split_forward(rep, self.heads, lambda outs: self._losses(outs, batch)[0])
+        present = present_tasks(batch) if self.sync is None else self.sync.present
+        rep_grads = representation_gradients(split, present, task_dim)  # heads' .grad set
+        return split.losses, present, rep_grads
+
+    def _linear_heads(
+        self, batch: Batch, rep: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[int], list[torch.Tensor]]:
+        """Linear heads as one product on the detached representation; one backward gives
+        every head its own task's gradient and D_t, the gradient at head t's output."""
+        assert self.linear is not None
+        linear = self.linear
+        weight = torch.cat([h.weight for h in linear]) if len(linear) > 1 else linear[0].weight
+        bias = torch.cat([h.bias for h in linear]) if len(linear) > 1 else linear[0].bias
+        out = torch.addmm(bias, rep.detach(), weight.T)
+        out.retain_grad()
+        outs = list(out.split([h.out_features for h in linear], dim=1))
+        losses, present = self._losses(outs, batch)
+        total = losses[0]
+        for loss in losses[1:]:
+            total = total + loss
+        total.backward()
+        if not present:
+            return losses, present, []
+        d = out.grad if out.grad is not None else torch.zeros_like(out)
+        grads = d.split([h.out_features for h in linear], dim=1)
+        return losses, present, [grads[t] for t in present]
+
+    # -- the two levels ----------------------------------------------------------------------
+    def _at_representation(
+        self,
+        rep: torch.Tensor,
+        rep_grads: torch.Tensor,
+        present: list[int],
+        losses: list[torch.Tensor],
+    ) -> None:
+        matrix = rep_grads.reshape(len(present), -1)
+        if self.sync is None:
+            direction = self.balancer.aggregate(matrix, present, losses)
+            if self.record_cosine:
+                self.last_cosine = (present, pairwise_cosine(matrix.detach()))
+        else:
+            direction = self._distributed_direction(rep_grads, matrix, present, losses)
+        rep.backward(direction.view_as(rep))
+        self._scale_heads(present)
+        if self.sync is not None:
+            self.sync.sum_grads(self.trunk + self.head_params)
+
+    def _at_parameters(
+        self,
+        rep: torch.Tensor,
+        rep_grads: torch.Tensor,
+        present: list[int],
+        losses: list[torch.Tensor],
+        by_hand: bool,
+    ) -> None:
+        """The (T, numel) block of every shared parameter: by hand through an MLP chain
+        (rep_grads (N, T, H)), else with autograd's batched backward (rep_grads (T, ...))."""
+        if by_hand:
+            assert self.chain is not None
+            blocks = self.chain.blocks(rep_grads)
+        else:
+            blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
+        if self.sync is not None:
+            blocks = self.sync.sum_blocks(blocks)  # every process: the whole batch's Jacobian
         if self.balancer.needs_matrix:
-            matrix = torch.cat(blocks, dim=1)
+            matrix = self.chain.matrix(blocks) if by_hand else torch.cat(blocks, dim=1)
             write_grad(self.trunk, self.balancer.aggregate(matrix, present, losses))
             if self.record_cosine:
                 self.last_cosine = (present, pairwise_cosine(matrix.detach()))
@@ -168,9 +263,8 @@ class GradientStep:
             if self.record_cosine:
                 self.last_cosine = (present, cosine_from_gram(gram.detach()))
         self._scale_heads(present)
-        if sync is not None:
-            sync.sum_grads(self.head_params)
-        return split.losses
+        if self.sync is not None:
+            self.sync.sum_grads(self.head_params)
 
     def _distributed_direction(
         self,
@@ -204,29 +298,16 @@ class GradientStep:
                 if p.grad is not None:
                     p.grad.mul_(float(f))
 
-    def _closed_form(self, batch: Batch, rep: torch.Tensor) -> list[torch.Tensor]:
-        """Linear heads at the representation: J_t = D_t W_t with D_t the gradient at the
-        head's output, so the Gramian and the combined gradient need no (T, N, H) tensor."""
-        shared = rep.detach()
-        outs = [head(shared) for head in self.heads]
-        for o in outs:
-            o.retain_grad()
-        losses = batch_losses(self.loss_fns, outs, batch)
-        if self.sync is not None:
-            losses = self.sync.losses(losses, batch)
-        total = losses[0]
-        for loss in losses[1:]:
-            total = total + loss
-        total.backward()  # every head gets its own task's gradient
-        present = present_tasks(batch) if self.sync is None else self.sync.present
-        if not present:
-            return losses
-        out_grads = [
-            outs[t].grad.reshape(outs[t].shape[0], -1)
-            if outs[t].grad is not None
-            else torch.zeros_like(outs[t]).reshape(outs[t].shape[0], -1)
-            for t in present
-        ]
+    def _closed_form(
+        self,
+        rep: torch.Tensor,
+        losses: list[torch.Tensor],
+        present: list[int],
+        out_grads: list[torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """Linear heads, Gramian method, at the representation: J_t = D_t W_t, so the
+        Gramian and the combined gradient need no (T, N, H) tensor."""
+        assert self.linear is not None
         gram, d, w = linear_head_gramian(
             out_grads, [self.linear[t].weight.detach() for t in present]
         )
@@ -245,6 +326,30 @@ class GradientStep:
         if self.sync is not None:
             self.sync.sum_grads(self.trunk + self.head_params)
         return losses
+
+    def _outer_direction(
+        self,
+        rep: torch.Tensor,
+        present: list[int],
+        losses: list[torch.Tensor],
+        out_grads: list[torch.Tensor],
+    ) -> bool:
+        """Linear one-output heads at the representation: task t's gradient is the outer
+        product d_t w_tᵀ, which methods that look at single coordinates (GradDrop) can use
+        without the (T, N, H) matrix. False when the method has no such form."""
+        assert self.linear is not None
+        if any(g.shape[1] != 1 for g in out_grads):
+            return False
+        d = torch.cat(out_grads, dim=1).T
+        w = torch.cat([self.linear[t].weight.detach() for t in present])
+        direction = self.balancer.outer_direction(d, w, present, losses)
+        if direction is None:
+            return False
+        rep.backward(direction.view_as(rep))
+        self._scale_heads(present)
+        if self.record_cosine:
+            self.last_cosine = (present, cosine_from_gram((d @ d.T) * (w @ w.T)))
+        return True
 
 
 def conflict_at_representation(

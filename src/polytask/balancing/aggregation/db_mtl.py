@@ -33,7 +33,9 @@ class DBMTL(GradientBalancer):
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
         self.step = 0
-        self.ema: dict[int, torch.Tensor] = {}
+        #: moving averages of ∇ log L_t at parameter level, one row per task index
+        self._ema: torch.Tensor | None = None
+        self._seen: list[bool] = []
         self.ema_norm: dict[int, float] = {}
         self.vector_ema = True
 
@@ -65,22 +67,36 @@ class DBMTL(GradientBalancer):
 
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         beta = self._beta()
-        losses = torch.as_tensor(self.losses, dtype=matrix.dtype, device=matrix.device)
-        logg = matrix / losses.clamp_min(1e-12)[:, None]
-        rows = []
-        for i, t in enumerate(tasks):
-            prev = self.ema.get(t)
-            if prev is not None and prev.shape == logg[i].shape:
-                cur = beta * prev.to(logg.device) + (1 - beta) * logg[i]
-            else:
-                cur = logg[i].clone()
-            self.ema[t] = cur
-            rows.append(cur)
-        ema = torch.stack(rows)
-        norms = ema.norm(dim=1)
+        inv = 1.0 / torch.as_tensor(self.losses, dtype=matrix.dtype, device=matrix.device)
+        inv = inv.clamp_max(1e12)[:, None]  # ∇ log L_t = g_t / L_t
+        ema = self._ema_rows(matrix, tasks)
+        if all(self._seen[t] for t in tasks) and tasks == list(range(ema.shape[0])):
+            rows = ema.mul_(beta).addcmul_(matrix, inv, value=1 - beta)  # in place, one pass
+        else:
+            idx = torch.as_tensor(tasks, device=matrix.device)
+            seen = torch.as_tensor([self._seen[t] for t in tasks], device=matrix.device)
+            cur = matrix * inv
+            rows = torch.where(seen[:, None], beta * ema[idx] + (1 - beta) * cur, cur)
+            ema[idx] = rows
+            for t in tasks:
+                self._seen[t] = True
+        norms = torch.linalg.vector_norm(rows, dim=1)
         weights = norms.max() / norms.clamp_min(1e-12)
         self.last_weights = dict(zip(tasks, weights.tolist(), strict=True))
-        return (weights[:, None] * ema).sum(0)
+        return weights @ rows
+
+    def _ema_rows(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+        """The (tasks seen, P) moving averages; restarted when P changes."""
+        need = max(tasks) + 1
+        ema = self._ema
+        if ema is None or ema.shape[1] != matrix.shape[1] or ema.device != matrix.device:
+            ema = matrix.new_zeros(need, matrix.shape[1])
+            self._seen = [False] * need
+        elif ema.shape[0] < need:
+            ema = torch.cat([ema, ema.new_zeros(need - ema.shape[0], ema.shape[1])])
+            self._seen += [False] * (need - len(self._seen))
+        self._ema = ema
+        return ema
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "ema_norm": {str(k): v for k, v in self.ema_norm.items()}}
@@ -91,9 +107,18 @@ class DBMTL(GradientBalancer):
 
     def state_dict(self) -> dict[str, Any]:
         """Also the moving averages of the (P,) task gradients (parameter level)."""
-        ema = {str(k): v for k, v in self.ema.items()}
+        rows, seen = self._ema, self._seen
+        ema = {} if rows is None else {str(t): rows[t].clone() for t, s in enumerate(seen) if s}
         return {**super().state_dict(), "ema": ema}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.ema = {int(k): v.clone() for k, v in state.get("ema", {}).items()}
+        saved = {int(k): v for k, v in state.get("ema", {}).items()}
+        self._ema, self._seen = None, []
+        if saved:
+            width = next(iter(saved.values())).numel()
+            self._ema = torch.zeros(max(saved) + 1, width, dtype=next(iter(saved.values())).dtype)
+            self._seen = [False] * self._ema.shape[0]
+            for t, row in saved.items():
+                self._ema[t] = row
+                self._seen[t] = True

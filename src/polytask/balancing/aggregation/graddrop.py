@@ -30,15 +30,30 @@ class GradDrop(GradientBalancer):
         self._gen = seeded_generator(self.options.seed)
 
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
-        purity = 0.5 * (1 + matrix.sum(0) / (matrix.abs().sum(0) + 1e-12))
-        u = torch.rand(purity.shape, generator=self._gen).to(matrix.device, matrix.dtype)
-        # keep positive entries where purity > u and negative ones where purity < u: with
-        # the chosen sign s = ±1 per coordinate, the kept sum is s · Σ_t max(s g_t, 0)
-        sign = (purity > u).to(matrix.dtype) * 2 - 1
+        return self._drop(matrix.sum(0), matrix.abs().sum(0), tasks)
+
+    def outer_direction(
+        self,
+        d: torch.Tensor,
+        w: torch.Tensor,
+        tasks: list[int],
+        losses: torch.Tensor | list[float] | None = None,
+    ) -> torch.Tensor:
+        """Rows g_t[n, h] = d_t[n] w_t[h]: Σ_t g_t = Dᵀ W and Σ_t |g_t| = |D|ᵀ |W|, two
+        (N, T) x (T, H) products instead of passes over a (T, N·H) matrix."""
+        return self._drop((d.T @ w).reshape(-1), (d.abs().T @ w.abs()).reshape(-1), tasks)
+
+    def _drop(self, total: torch.Tensor, l1: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+        """From the per-coordinate sums S = Σ_t g_t and A = Σ_t |g_t|: purity
+        P = ½(1 + S/A); keep the positive parts where P > u (u uniform), else the negative
+        ones. Σ_t max(g_t, 0) = (S + A)/2 and Σ_t min(g_t, 0) = (S - A)/2, so no further
+        pass over the gradients is needed."""
+        purity = 0.5 * (1 + total / (l1 + 1e-12))
+        u = torch.rand(purity.shape, generator=self._gen).to(total.device, total.dtype)
+        kept = torch.where(purity > u, total + l1, total - l1).mul_(0.5)
         self.last_weights = dict.fromkeys(tasks, float("nan"))
-        kept = (matrix * sign).clamp_(min=0).sum(0) * sign
         leak = self.options.leak
-        return kept if leak == 0 else (1 - leak) * kept + leak * matrix.sum(0)
+        return kept if leak == 0 else (1 - leak) * kept + leak * total
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "generator": self._gen.get_state()}

@@ -1,0 +1,248 @@
+"""Per-task gradients of an MLP's parameters, written out by hand.
+
+At parameter level the Jacobian engine pushes T representation gradients back through
+the shared layers. Autograd's batched backward (``is_grads_batched``, i.e. vmap over the
+backward graph) does that for any layer, but on the layers an MLP is made of it spends a
+third of its time outside the matrix products (batched ``threshold_backward``, copies of
+transposed operands, fresh multi-megabyte buffers every step). For those layers the
+batched backward is short enough to write out: with δ the (T, N, out) gradients at a
+layer's output and x its (N, in) input,
+
+- ``Linear``: weight rows δ_tᵀ x (one batched product), bias rows Σ_n δ_t, and δ W for
+  the layer below (one (T·N, out) x (out, in) product);
+- element-wise modules (activations, ``Dropout``): δ times the module's derivative,
+  which one backward of ones through the recorded forward gives (so dropout's mask and
+  every activation's exact derivative are those of the forward that ran);
+- ``LayerNorm`` and ``BatchNorm1d``: their standard backward, over features or over the
+  batch, with δ batched over tasks.
+
+:class:`ChainTape` records each module's input and output during the forward pass (a
+forward hook per module that returns at once unless the tape is armed). Parameters
+before the chain (embeddings, text and image encoders) get the gradient at the chain's
+input and go through ``is_grads_batched`` as before. The rows are written into one
+(T, P) buffer that is reused from step to step: on CPU a fresh multi-megabyte tensor
+costs page faults that take about as long as the arithmetic on it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from polytask.balancing.jacobian import trunk_jacobian_blocks
+
+#: modules whose output element i depends only on input element i (diagonal Jacobian)
+ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.ELU,
+    nn.Softplus,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Identity,
+    nn.Dropout,
+)
+
+
+def supported(module: nn.Module) -> bool:
+    """Whether :class:`ChainJacobian` knows this module's batched backward."""
+    if isinstance(module, nn.Linear):
+        return True
+    if isinstance(module, ELEMENTWISE):
+        return not getattr(module, "inplace", False)  # in place: its input is gone
+    if isinstance(module, nn.LayerNorm):
+        return len(module.normalized_shape) == 1
+    return isinstance(module, nn.BatchNorm1d)
+
+
+class ChainTape:
+    """Records the (input, output) of every module of ``chain`` in one armed forward.
+
+    The hooks stay registered for the life of the tape and return at once when it is not
+    armed, so inference and loss-level training pay a flag check per module."""
+
+    def __init__(self, chain: nn.Sequential):
+        self.modules = list(chain)
+        self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.armed = False
+        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
+
+    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if self.armed:
+            self.records.append((args[0], output))
+
+    def arm(self) -> None:
+        self.records = []
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def valid_for(self, rep: torch.Tensor) -> bool:
+        """True when the last forward ran every module once, in order, on 2-D tensors
+        (rows x features) and the chain's output is the representation itself."""
+        records = self.records
+        if len(records) != len(self.modules) or records[-1][1] is not rep:
+            return False
+        if any(x.dim() != 2 or y.dim() != 2 for x, y in records):
+            return False
+        return all(records[i][0] is records[i - 1][1] for i in range(1, len(records)))
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+class ChainJacobian:
+    """Per-task gradients of ``params`` for an MLP chain whose output is the shared
+    representation: one (T, numel) block per parameter, in the order of ``params``.
+
+    The task gradients travel as (N, T, width) tensors (rows, tasks, features), so that
+    every product is one large matrix product: δ W over N·T rows, and each weight's
+    rows δᵀ x as one (T·out, N) x (N, in) product whose result is already the (T, out,
+    in) block. All buffers are kept from step to step."""
+
+    def __init__(self, chain: nn.Sequential, params: list[nn.Parameter]):
+        self.tape = ChainTape(chain)
+        self.params = params
+        self._wanted = {id(p) for p in params}
+        in_chain = {id(p) for m in self.tape.modules for p in m.parameters(recurse=False)}
+        self.before = [p for p in params if id(p) not in in_chain]
+        # below the lowest module with a parameter of ours, δ is only needed for `before`
+        self.lowest = next(
+            (
+                i
+                for i, m in enumerate(self.tape.modules)
+                if any(id(p) in self._wanted for p in m.parameters(recurse=False))
+            ),
+            len(self.tape.modules),
+        )
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(
+        self,
+        key: str,
+        shape: tuple[int, ...],
+        like: torch.Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """A tensor of ``shape`` (``like``'s device and dtype, or ``dtype``) kept under
+        ``key`` and reused by later calls; its contents are whatever was left in it."""
+        numel = 1
+        for s in shape:
+            numel *= s
+        dtype = like.dtype if dtype is None else dtype
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < numel or buf.dtype != dtype or buf.device != like.device:
+            buf = torch.empty(numel, dtype=dtype, device=like.device)
+            self._buffers[key] = buf
+        return buf[:numel].view(shape)
+
+    def blocks(self, rep_grads: torch.Tensor) -> list[torch.Tensor]:
+        """(T, numel) blocks for the representation gradients given as (N, T, H), which
+        it may overwrite. The blocks live in buffers that the next call reuses."""
+        records = self.tape.records
+        x_in = records[0][0]
+        need_input = bool(self.before) and x_in.requires_grad
+        t = rep_grads.shape[1]
+        out: dict[int, torch.Tensor] = {}
+        delta = self._backward(rep_grads.contiguous(), out, need_input)
+        if delta is not None:
+            earlier = trunk_jacobian_blocks(
+                x_in, self.before, delta.transpose(0, 1), retain_graph=True
+            )
+            out.update((id(p), b) for p, b in zip(self.before, earlier, strict=True))
+        blocks = []
+        for p in self.params:
+            block = out.get(id(p))
+            if block is None:  # a parameter that no task reaches
+                block = self.buffer(f"zero{id(p)}", (t, p.numel()), rep_grads).zero_()
+            blocks.append(block)
+        return blocks
+
+    def matrix(self, blocks: list[torch.Tensor]) -> torch.Tensor:
+        """The blocks side by side, (T, P), in a reused buffer."""
+        t = blocks[0].shape[0]
+        width = sum(b.shape[1] for b in blocks)
+        return torch.cat(blocks, dim=1, out=self.buffer("matrix", (t, width), blocks[0]))
+
+    def _block(self, p: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
+        return self.buffer(f"block{id(p)}", (t, p.numel()), like)
+
+    def _backward(
+        self, delta: torch.Tensor, out: dict[int, torch.Tensor], need_input: bool
+    ) -> torch.Tensor | None:
+        n, t = delta.shape[0], delta.shape[1]
+        modules, records = self.tape.modules, self.tape.records
+        stop = 0 if need_input else self.lowest
+        flip = 0
+        for i in range(len(modules) - 1, stop - 1, -1):
+            module = modules[i]
+            x, y = records[i]
+            propagate = i > stop or need_input
+            if isinstance(module, nn.Linear):
+                w, b = module.weight, module.bias
+                if id(w) in self._wanted:
+                    block = self._block(w, t, delta)  # (T, out·in) = (T·out, N) x (N, in)
+                    torch.mm(delta.view(n, -1).T, x.detach(), out=block.view(-1, w.shape[1]))
+                    out[id(w)] = block
+                if b is not None and id(b) in self._wanted:
+                    out[id(b)] = torch.sum(delta, 0, out=self._block(b, t, delta))
+                if propagate:
+                    nxt = self.buffer(f"delta{flip}", (n, t, w.shape[1]), delta)
+                    torch.mm(delta.view(n * t, -1), w.detach(), out=nxt.view(n * t, -1))
+                    delta, flip = nxt, 1 - flip
+            elif isinstance(module, nn.LayerNorm | nn.BatchNorm1d):
+                delta = self._norm_backward(module, x.detach(), delta, out, propagate)
+            elif propagate:  # element-wise: δ times the derivative the recorded forward had
+                delta = delta.mul_(self._derivative(module, x, y)[:, None, :])
+        return delta if need_input else None
+
+    def _derivative(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """dy/dx of an element-wise module, (N, H): for ReLU the mask y > 0 (what its
+        backward uses), otherwise one backward of ones through the recorded forward."""
+        if isinstance(module, nn.ReLU):
+            mask = self.buffer("mask", tuple(y.shape), y, torch.bool)
+            return torch.gt(y.detach(), 0, out=mask)
+        ones = self.buffer("ones", tuple(y.shape), y)
+        ones.fill_(1.0)
+        return torch.autograd.grad(y, x, ones, retain_graph=True)[0]
+
+    def _norm_backward(
+        self,
+        module: nn.LayerNorm | nn.BatchNorm1d,
+        x: torch.Tensor,
+        delta: torch.Tensor,
+        out: dict[int, torch.Tensor],
+        propagate: bool,
+    ) -> torch.Tensor:
+        """LayerNorm normalises each row over its features (the last dim of δ), BatchNorm
+        each feature over the batch (dim 0 of δ); with g = γ δ and x̂ the normalised
+        input, dx = rstd (g - mean(g) - x̂ mean(g x̂)) over that dim. BatchNorm with running
+        statistics (eval mode) is a fixed affine map: dx = rstd g."""
+        layer = isinstance(module, nn.LayerNorm)
+        batch_stats = layer or module.training or module.running_mean is None
+        if batch_stats:
+            var, mean = torch.var_mean(x, dim=-1 if layer else 0, unbiased=False, keepdim=True)
+        else:
+            mean, var = module.running_mean, module.running_var
+        rstd = torch.rsqrt(var + module.eps)[:, None, :] if layer else torch.rsqrt(var + module.eps)
+        xhat = ((x - mean) * torch.rsqrt(var + module.eps))[:, None, :]  # (N, 1, H)
+        weight, bias = module.weight, module.bias
+        t = delta.shape[1]
+        if weight is not None and id(weight) in self._wanted:
+            out[id(weight)] = torch.sum(delta * xhat, 0, out=self._block(weight, t, delta))
+        if bias is not None and id(bias) in self._wanted:
+            out[id(bias)] = torch.sum(delta, 0, out=self._block(bias, t, delta))
+        if not propagate:
+            return delta
+        g = delta * weight.detach() if weight is not None else delta
+        if not batch_stats:
+            return g * rstd
+        dim = -1 if layer else 0
+        return rstd * (g - g.mean(dim, keepdim=True) - xhat * (g * xhat).mean(dim, keepdim=True))
