@@ -28,6 +28,7 @@ from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
 from polytask.training.steps import make_step
+from polytask.training.trainer import Trainer
 
 BATCH, IN, WIDTH = 256, 64, 256
 LOSS_LEVEL = ["ew", "weights", "uw", "dwa", "rlw", "famo"]
@@ -87,15 +88,8 @@ def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
         opt.zero_grad(set_to_none=True)
         step(batch)
         opt.step()
-        if after:
-            with torch.no_grad():
-                outs = net.forward_list(batch.numeric, batch.categorical)
-                bal.after_step(
-                    [
-                        tk.loss(o, y, None)
-                        for tk, o, y in zip(tasks, outs, batch.targets, strict=True)
-                    ]
-                )
+        if after:  # FAMO: the same batch's losses after the update, as the trainer does it
+            bal.after_step(Trainer._losses_after(net, batch, tasks))
 
     return run
 

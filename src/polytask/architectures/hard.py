@@ -42,6 +42,8 @@ class HardSharing(MultiTaskNet):
             init_head_bias(head, task)
             heads[task.name] = head
         self._set_heads(heads)
+        #: the heads when every one is a single linear layer (found once: they are fixed)
+        self._fused_heads: list[nn.Linear] = self.linear_heads() or []
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(*inputs)
@@ -57,9 +59,10 @@ class HardSharing(MultiTaskNet):
         return None
 
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
-        if not torch.is_grad_enabled() and len(self._head_list) > 2:
-            linear = self.linear_heads()
-            if linear is not None:  # inference: all linear heads in one matrix product
+        if not torch.is_grad_enabled() and len(self._head_list) > 2 and rep.dim() == 2:
+            # inference: all linear heads in one matrix product
+            linear = self._fused_heads
+            if linear:
                 weight = torch.cat([h.weight for h in linear])
                 bias = torch.cat([h.bias for h in linear])
                 out = torch.addmm(bias, rep, weight.T)

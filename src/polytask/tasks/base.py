@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,6 +86,22 @@ class Task(ABC):
         """Mean loss over every row (no mask). Kinds override this with torch's fused
         reductions, which are faster than ``elementwise_loss(...).mean()``."""
         return self.elementwise_loss(output, target).mean()
+
+    # -- several tasks of a kind at once (loss values without autograd) ------------------------
+    def group_key(self) -> Hashable | None:
+        """Tasks of one class with equal keys compute their per-row losses together, one
+        column each, with :meth:`columns_loss` (see :mod:`polytask.tasks.grouped`). None
+        (the default): this task's loss is computed on its own."""
+        return None
+
+    @classmethod
+    def columns_loss(
+        cls, tasks: list[Task], output: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-row losses of one-output tasks sharing a :meth:`group_key`: ``output`` and
+        ``target`` are (N, G), a column per task; returns (N, G) equal to each task's
+        :meth:`elementwise_loss` on its column."""
+        raise NotImplementedError
 
     def initial_bias(self) -> torch.Tensor | None:
         """A good starting bias for the head's last layer (e.g. the base rate), or None."""

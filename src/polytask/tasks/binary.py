@@ -155,6 +155,26 @@ class BinaryTask(Task):
     def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(output.squeeze(-1), target, pos_weight=self._pw)
 
+    def group_key(self) -> tuple:
+        return ("binary",)
+
+    @classmethod
+    def columns_loss(
+        cls, tasks: list[Task], output: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        weights = [t._pw if isinstance(t, BinaryTask) else None for t in tasks]
+        pos_weight = None
+        if any(w is not None for w in weights):  # one positive weight per column
+            pos_weight = torch.stack(
+                [
+                    torch.ones((), dtype=output.dtype) if w is None else w.to(output.dtype)
+                    for w in weights
+                ]
+            ).to(output.device)
+        return F.binary_cross_entropy_with_logits(
+            output, target, pos_weight=pos_weight, reduction="none"
+        )
+
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
 

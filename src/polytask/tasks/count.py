@@ -60,6 +60,15 @@ class CountTask(Task):
     def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.poisson_nll_loss(output.squeeze(-1), target, log_input=True)
 
+    def group_key(self) -> tuple:
+        return ("count",)
+
+    @classmethod
+    def columns_loss(
+        cls, tasks: list[Task], output: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        return F.poisson_nll_loss(output, target, log_input=True, reduction="none")
+
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = np.exp(output.reshape(-1)[mask].astype(np.float64))
         return RegressionTask._regression_metrics(

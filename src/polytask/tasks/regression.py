@@ -106,6 +106,19 @@ class RegressionTask(Task):
             return F.huber_loss(out, target, delta=self.options.huber_delta)
         return F.mse_loss(out, target)
 
+    def group_key(self) -> tuple:
+        return ("regression", self.options.loss, self.options.huber_delta)
+
+    @classmethod
+    def columns_loss(
+        cls, tasks: list[Task], output: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
+        options = tasks[0].options
+        assert isinstance(options, RegressionOptions)
+        if options.loss == "huber":
+            return F.huber_loss(output, target, reduction="none", delta=options.huber_delta)
+        return (output - target).square()
+
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = self._inverse(output.reshape(-1)[mask].astype(np.float64))
         true = self._inverse(target[mask].astype(np.float64))

@@ -32,6 +32,7 @@ from polytask.errors import PolytaskError
 from polytask.evaluation.scoring import higher_is_better, score, split_outputs, task_losses
 from polytask.features.batches import Batch, TensorTable
 from polytask.tasks import Task
+from polytask.tasks.grouped import grouped_losses
 from polytask.training import checkpoint
 from polytask.training.balance_log import BalanceLog
 from polytask.training.callbacks import Callback, overrides
@@ -47,7 +48,7 @@ from polytask.training.distributed import DistContext, StepSync
 from polytask.training.interrupt import TrainingInterrupted, stop_requests
 from polytask.training.optim import make_optimizer, make_scheduler
 from polytask.training.progress import TrainingProgress
-from polytask.training.steps import batch_losses, make_step
+from polytask.training.steps import make_step
 
 #: steps between checks of the task losses for NaN/inf (one host sync each)
 FINITE_CHECK_STEPS = 64
@@ -275,7 +276,7 @@ class Trainer:
                             torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
                         optimizer.step()
                         if after_step is not None:
-                            after_step(self._losses_after(net, batch, loss_fns, sync))
+                            after_step(self._losses_after(net, batch, self.tasks, sync))
                         if logging:
                             monitor_log.after(step, self.balancer)
                         for hook in on_batch_end:
@@ -521,12 +522,13 @@ class Trainer:
 
     @staticmethod
     def _losses_after(
-        net: MultiTaskNet, batch: Any, loss_fns: list[Any], sync: StepSync | None = None
+        net: MultiTaskNet, batch: Any, tasks: list[Task], sync: StepSync | None = None
     ) -> list[torch.Tensor]:
-        """The batch's task losses at the updated parameters (FAMO's extra forward)."""
+        """The batch's task losses at the updated parameters (FAMO's extra forward);
+        tasks of one kind are computed together (:mod:`polytask.tasks.grouped`)."""
         with torch.inference_mode():
             outs = net.forward_list(*batch.inputs)
-            losses = batch_losses(loss_fns, outs, batch)
+            losses = grouped_losses(tasks, outs, batch.targets, batch.masks)
             return losses if sync is None else sync.loss_values(losses, batch)
 
     def _check_finite(self, losses: dict[str, float], epoch: int) -> None:

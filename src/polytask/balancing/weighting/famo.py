@@ -45,15 +45,20 @@ class FAMO(LossBalancer):
         self._prev: torch.Tensor | None = None
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """An objective whose gradient is that of Σ_t c z_t log L_t: with c and z held
+        constant that gradient is Σ_t (c z_t / L_t) ∇L_t, so the objective is the loss sum
+        weighted by c z_t / L_t (the same gradient, fewer autograd nodes than the logs)."""
         stacked = torch.stack(losses)
+        values = stacked.detach()
         if self.options.min_loss:
-            stacked = stacked - self.options.min_loss
-        present = stacked.detach() > 0  # absent tasks (no labels) take no part
-        safe = torch.where(present, stacked, 1.0)
-        z = self._z.to(stacked.device) * present
-        c = (z / safe.detach()).sum().clamp_min(1e-12).reciprocal()
-        self._prev, self._present = safe.detach(), present
-        return (z * torch.log(safe)).sum() * c
+            values = values - self.options.min_loss
+        present = values > 0  # absent tasks (no labels) take no part
+        safe = torch.where(present, values, 1.0)
+        z = self._z.to(values.device) * present
+        scaled = z / safe
+        weights = scaled / scaled.sum().clamp_min(1e-12)  # c z_t / L_t
+        self._prev, self._present = safe, present
+        return torch.dot(stacked, weights)
 
     def after_step(self, new_losses: list[torch.Tensor]) -> None:
         if self._prev is None:
