@@ -87,16 +87,16 @@ def _reference(net: HardSharing, tasks: list, batch: Batch, seed: int) -> torch.
 
 
 def _step_matrix(
-    net: HardSharing, tasks: list, batch: Batch, seed: int
+    net: HardSharing, tasks: list, batch: Batch, seed: int, memory_bound: int = 2**28
 ) -> tuple[int, torch.Tensor]:
     """The matrix one parameter-level step hands its balancer, and how many times the
     hand-written path ran (0: autograd's batched backward did it)."""
     spy = Spy()
-    step = GradientStep(net, tasks, spy, "parameters")
+    step = GradientStep(net, tasks, spy, "parameters", memory_bound=memory_bound)
     calls = []
     if step.chain is not None:
         blocks = step.chain.blocks
-        step.chain.blocks = lambda rep_grads: calls.append(1) or blocks(rep_grads)
+        step.chain.blocks = lambda *args: calls.append(1) or blocks(*args)
     torch.manual_seed(seed)
     step(batch)
     return len(calls), spy.seen[-1]
@@ -113,6 +113,17 @@ def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str
     by_hand, matrix = _step_matrix(net, tasks, batch, seed=7)
     assert by_hand == 1
     torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=7), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_tasks_in_chunks_under_a_small_memory_bound_give_the_same_rows(norm: str) -> None:
+    torch.manual_seed(0)
+    tasks = _tasks(5)
+    net = HardSharing(TabularEncoder(7, [4], [3], [12, 8], "silu", 0.1, norm), tasks, [])
+    batch = _batch(tasks, 21, [4], missing=3)
+    by_hand, matrix = _step_matrix(net, tasks, batch, seed=3, memory_bound=1)  # 1 task a chunk
+    assert by_hand == 1
+    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=3), rtol=1e-4, atol=1e-6)
 
 
 def test_rows_match_autograd_with_head_towers_and_numeric_input_only() -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polytask.balancing.jacobian import trunk_jacobian_blocks
+from polytask.balancing.jacobian import DEFAULT_MEMORY_BOUND, trunk_jacobian_blocks
 
 #: modules whose output element i depends only on input element i (diagonal Jacobian)
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
@@ -143,27 +143,32 @@ class ChainJacobian:
             self._buffers[key] = buf
         return buf[:numel].view(shape)
 
-    def blocks(self, rep_grads: torch.Tensor) -> list[torch.Tensor]:
+    def blocks(
+        self, rep_grads: torch.Tensor, memory_bound: int = DEFAULT_MEMORY_BOUND
+    ) -> list[torch.Tensor]:
         """(T, numel) blocks for the representation gradients given as (N, T, H), which
-        it may overwrite. The blocks live in buffers that the next call reuses."""
+        it may overwrite. The blocks live in buffers that the next call reuses. When the
+        δ buffers of all T tasks would pass ``memory_bound`` bytes, tasks go in chunks."""
         records = self.tape.records
         x_in = records[0][0]
         need_input = bool(self.before) and x_in.requires_grad
-        t = rep_grads.shape[1]
-        out: dict[int, torch.Tensor] = {}
-        delta = self._backward(rep_grads.contiguous(), out, need_input)
-        if delta is not None:
-            earlier = trunk_jacobian_blocks(
-                x_in, self.before, delta.transpose(0, 1), retain_graph=True
-            )
-            out.update((id(p), b) for p, b in zip(self.before, earlier, strict=True))
-        blocks = []
-        for p in self.params:
-            block = out.get(id(p))
-            if block is None:  # a parameter that no task reaches
-                block = self.buffer(f"zero{id(p)}", (t, p.numel()), rep_grads).zero_()
-            blocks.append(block)
-        return blocks
+        n, t = rep_grads.shape[0], rep_grads.shape[1]
+        width = max(max(x.shape[1], y.shape[1]) for x, y in records)
+        per_task = n * width * rep_grads.element_size() * 3  # δ buffers and the chunk
+        chunk = max(1, min(t, memory_bound // max(per_task, 1)))
+        for lo in range(0, t, chunk):
+            part = rep_grads if chunk == t else rep_grads[:, lo : lo + chunk].contiguous()
+            delta = self._backward(part.contiguous(), t, lo, need_input)
+            if delta is not None:
+                earlier = trunk_jacobian_blocks(
+                    x_in, self.before, delta.transpose(0, 1), memory_bound, retain_graph=True
+                )
+                for p, b in zip(self.before, earlier, strict=True):
+                    self._block(p, t, b)[lo : lo + b.shape[0]].copy_(b)
+        if not need_input:  # parameters before the chain that no task reaches
+            for p in self.before:
+                self._block(p, t, rep_grads).zero_()
+        return [self._block(p, t, rep_grads) for p in self.params]
 
     def matrix(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         """The blocks side by side, (T, P), in a reused buffer."""
@@ -175,9 +180,12 @@ class ChainJacobian:
         return self.buffer(f"block{id(p)}", (t, p.numel()), like)
 
     def _backward(
-        self, delta: torch.Tensor, out: dict[int, torch.Tensor], need_input: bool
+        self, delta: torch.Tensor, t_all: int, lo: int, need_input: bool
     ) -> torch.Tensor | None:
+        """δ (N, c, out) for tasks lo .. lo + c of t_all, from the chain's output down;
+        writes those tasks' rows of every block on the way."""
         n, t = delta.shape[0], delta.shape[1]
+        rows = slice(lo, lo + t)
         modules, records = self.tape.modules, self.tape.records
         stop = 0 if need_input else self.lowest
         flip = 0
@@ -187,18 +195,17 @@ class ChainJacobian:
             propagate = i > stop or need_input
             if isinstance(module, nn.Linear):
                 w, b = module.weight, module.bias
-                if id(w) in self._wanted:
-                    block = self._block(w, t, delta)  # (T, out·in) = (T·out, N) x (N, in)
+                if id(w) in self._wanted:  # (T, out·in) rows = (T·out, N) x (N, in)
+                    block = self._block(w, t_all, delta)[rows]
                     torch.mm(delta.view(n, -1).T, x.detach(), out=block.view(-1, w.shape[1]))
-                    out[id(w)] = block
                 if b is not None and id(b) in self._wanted:
-                    out[id(b)] = torch.sum(delta, 0, out=self._block(b, t, delta))
+                    torch.sum(delta, 0, out=self._block(b, t_all, delta)[rows])
                 if propagate:
                     nxt = self.buffer(f"delta{flip}", (n, t, w.shape[1]), delta)
                     torch.mm(delta.view(n * t, -1), w.detach(), out=nxt.view(n * t, -1))
                     delta, flip = nxt, 1 - flip
             elif isinstance(module, nn.LayerNorm | nn.BatchNorm1d):
-                delta = self._norm_backward(module, x.detach(), delta, out, propagate)
+                delta = self._norm_backward(module, x.detach(), delta, t_all, rows, propagate)
             elif propagate:  # element-wise: δ times the derivative the recorded forward had
                 delta = delta.mul_(self._derivative(module, x, y)[:, None, :])
         return delta if need_input else None
@@ -207,8 +214,7 @@ class ChainJacobian:
         """dy/dx of an element-wise module, (N, H): for ReLU the mask y > 0 (what its
         backward uses), otherwise one backward of ones through the recorded forward."""
         if isinstance(module, nn.ReLU):
-            mask = self.buffer("mask", tuple(y.shape), y, torch.bool)
-            return torch.gt(y.detach(), 0, out=mask)
+            return torch.gt(y.detach(), 0, out=self.buffer("mask", tuple(y.shape), y))
         ones = self.buffer("ones", tuple(y.shape), y)
         ones.fill_(1.0)
         return torch.autograd.grad(y, x, ones, retain_graph=True)[0]
@@ -218,7 +224,8 @@ class ChainJacobian:
         module: nn.LayerNorm | nn.BatchNorm1d,
         x: torch.Tensor,
         delta: torch.Tensor,
-        out: dict[int, torch.Tensor],
+        t_all: int,
+        rows: slice,
         propagate: bool,
     ) -> torch.Tensor:
         """LayerNorm normalises each row over its features (the last dim of δ), BatchNorm
@@ -234,11 +241,10 @@ class ChainJacobian:
         rstd = torch.rsqrt(var + module.eps)[:, None, :] if layer else torch.rsqrt(var + module.eps)
         xhat = ((x - mean) * torch.rsqrt(var + module.eps))[:, None, :]  # (N, 1, H)
         weight, bias = module.weight, module.bias
-        t = delta.shape[1]
         if weight is not None and id(weight) in self._wanted:
-            out[id(weight)] = torch.sum(delta * xhat, 0, out=self._block(weight, t, delta))
+            torch.sum(delta * xhat, 0, out=self._block(weight, t_all, delta)[rows])
         if bias is not None and id(bias) in self._wanted:
-            out[id(bias)] = torch.sum(delta, 0, out=self._block(bias, t, delta))
+            torch.sum(delta, 0, out=self._block(bias, t_all, delta)[rows])
         if not propagate:
             return delta
         g = delta * weight.detach() if weight is not None else delta

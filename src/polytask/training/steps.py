@@ -244,7 +244,7 @@ class GradientStep:
         (rep_grads (N, T, H)), else with autograd's batched backward (rep_grads (T, ...))."""
         if by_hand:
             assert self.chain is not None
-            blocks = self.chain.blocks(rep_grads)
+            blocks = self.chain.blocks(rep_grads, self.memory_bound)
         else:
             blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
         if self.sync is not None:

@@ -57,18 +57,22 @@ class FAMO(LossBalancer):
         z = self._z.to(values.device) * present
         scaled = z / safe
         weights = scaled / scaled.sum().clamp_min(1e-12)  # c z_t / L_t
-        self._prev, self._present = safe, present
+        self._prev = torch.where(present, values, torch.nan)  # NaN: sat this step out
         return torch.dot(stacked, weights)
 
     def after_step(self, new_losses: list[torch.Tensor]) -> None:
         if self._prev is None:
             return
-        new = torch.stack(new_losses)
+        # one read-back of 2T numbers: the losses before (NaN for absent tasks) and after
+        both = torch.stack((self._prev, torch.stack(new_losses))).cpu().numpy()
+        prev, new = both.astype(np.float64)
         if self.options.min_loss:
             new = new - self.options.min_loss
-        # L_t / L_t⁺, 1 for absent tasks; one read-back of T numbers
-        ratio = torch.where(self._present, self._prev / new.clamp_min(1e-12), 1.0)
-        delta = np.log(ratio.cpu().numpy().astype(np.float64))  # log L_t - log L_t⁺
+        absent = np.isnan(prev)
+        # log L_t - log L_t⁺, 0 for absent tasks
+        delta = np.log(np.where(absent, 1.0, prev)) - np.log(
+            np.where(absent, 1.0, np.maximum(new, 1e-12))
+        )
         e = np.exp(self.logits - self.logits.max())
         z = e / e.sum()
         grad = z * (delta - (z * delta).sum())  # J_softmax(ξ)ᵀ δ
