@@ -3,9 +3,10 @@
 Model (as in the issue): shared trunk 64 -> 256 -> 256 (ReLU), T heads 256 -> 1, MSE,
 batch 256, fused AdamW everywhere. For T in {2, 5, 10, 20}: milliseconds per full step
 (forward, gradients, balancing, optimiser step) for each method at parameter and at
-representation level, next to a plain PyTorch step (summed loss) and a naive loop of T
-separate ``autograd.grad`` calls (each from its own task's loss), all interleaved in
-one run. Run alone:
+representation level, next to a plain PyTorch step (summed loss), a naive loop of T
+separate ``autograd.grad`` calls (each from its own task's loss) and, when torchjd is
+installed, torchjd's UPGrad through ``mtl_backward``, all interleaved in one run. Run
+alone:
 
     python benchmarks/step_cost.py [--tasks 2,5,10,20] [--repeats 5] [--steps 30]
 """
@@ -143,6 +144,34 @@ def naive_runner(t: int) -> Callable[[], None]:
     return run
 
 
+def torchjd_runner(t: int) -> Callable[[], None] | None:
+    """torchjd's UPGrad at parameter level (``mtl_backward`` + ``jac_to_grad``), when
+    torchjd is installed (it is not a dependency of polytask)."""
+    try:
+        from torchjd.aggregation import UPGrad
+        from torchjd.autojac import jac_to_grad, mtl_backward
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
+    heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
+    tp = list(trunk.parameters())
+    opt = torch.optim.AdamW([*tp, *heads.parameters()], lr=1e-4, fused=True)
+    x = torch.randn(BATCH, IN)
+    ys = [torch.randn(BATCH) for _ in range(t)]
+    aggregator = UPGrad()
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        h = trunk(x)
+        losses = [((hd(h).squeeze(-1) - y) ** 2).mean() for hd, y in zip(heads, ys, strict=True)]
+        mtl_backward(losses, features=h)
+        jac_to_grad(tp, aggregator=aggregator)
+        opt.step()
+
+    return run
+
+
 def time_ms(run: Callable[[], None], steps: int) -> float:
     run()  # warm-up
     t0 = time.perf_counter()
@@ -172,6 +201,9 @@ def main() -> None:
             "plain PyTorch (summed loss)": plain_runner(t),
             "naive T x autograd.grad": naive_runner(t),
         }
+        jd = torchjd_runner(t)
+        if jd is not None:
+            runners["torchjd UPGrad (mtl_backward)"] = jd
         for name in LOSS_LEVEL:
             if not wanted or name in wanted or name == "ew":
                 runners[name] = make_runner(name, t, "parameters")
