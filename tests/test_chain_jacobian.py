@@ -206,6 +206,9 @@ def test_tape_records_only_when_armed_and_releases_activations() -> None:
     assert step.chain.tape.records == []
     step(batch)
     assert step.chain.tape.records == [] and not step.chain.tape.armed
+    step.close()  # the trainer does this after training: no hook stays on the model
+    assert all(not m._forward_hooks for m in net.modules())
+    step(batch)  # still works, through autograd's batched backward
 
 
 def test_supported_layers() -> None:

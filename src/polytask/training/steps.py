@@ -81,6 +81,9 @@ class LossStep:
         self.sync.sum_grads(self.params)
         return losses
 
+    def close(self) -> None:
+        """Nothing to release (see :meth:`GradientStep.close`)."""
+
 
 class GradientStep:
     def __init__(
@@ -123,6 +126,12 @@ class GradientStep:
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
         self.record_cosine = False
+
+    def close(self) -> None:
+        """Remove the forward hooks the chain Jacobian put on the model (after training)."""
+        if self.chain is not None:
+            self.chain.tape.remove()
+            self.chain = None
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         tape = None if self.chain is None else self.chain.tape

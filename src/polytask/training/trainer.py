@@ -377,6 +377,7 @@ class Trainer:
         finally:
             if hist_file:
                 hist_file.close()
+            step.close()  # the model keeps no hook of the training step
         if self._best_state is not None:
             net.load_state_dict(self._best_state)
         result = TrainResult(

@@ -45,7 +45,7 @@ class GradVac(GradientBalancer):
         for r in range(t):
             j = order[:, r]
             gc = coef @ gram  # row i: g_i' · g_k for every k
-            norm_i = np.sqrt(np.clip(np.einsum("ik,ik->i", gc, coef), 0.0, None))
+            norm_i = np.sqrt(np.maximum((gc * coef).sum(axis=1), 0.0))  # ufuncs: no np.clip wrapper
             valid = (j != rows) & (sq[j] > 0) & (norm_i > 0)
             if not valid.any():
                 continue
@@ -58,10 +58,10 @@ class GradVac(GradientBalancer):
             step = (
                 norm_i[valid]
                 * (
-                    target * np.sqrt(np.clip(1 - phi**2, 0.0, None))
-                    - phi * np.sqrt(np.clip(1 - target**2, 0.0, None))
+                    target * np.sqrt(np.maximum(1 - phi**2, 0.0))
+                    - phi * np.sqrt(np.maximum(1 - target**2, 0.0))
                 )
-                / (norm_j * np.sqrt(np.clip(1 - target**2, 1e-12, None)))
+                / (norm_j * np.sqrt(np.maximum(1 - target**2, 1e-12)))
             )
             coef[i_v[low], j_v[low]] += step[low]
             self.target[ti, tj] = (1 - beta) * target + beta * phi

@@ -36,7 +36,7 @@ class PCGrad(GradientBalancer):
         order = self._rng.permuted(np.tile(rows, (t, 1)), axis=1)
         for r in range(t):
             j = order[:, r]
-            dot = np.einsum("ik,ik->i", coef, gram[:, j].T)  # g_i' · g_j
+            dot = (coef * gram[:, j].T).sum(axis=1)  # g_i' · g_j
             hit = (j != rows) & (sq[j] > 0) & (dot < 0)
             coef[rows[hit], j[hit]] -= dot[hit] / sq[j[hit]]
         return coef.sum(axis=0)
