@@ -95,14 +95,21 @@ def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
     return run
 
 
-def plain_runner(t: int) -> Callable[[], None]:
+def plain_model(
+    t: int,
+) -> tuple[nn.Sequential, nn.ModuleList, list, torch.optim.Optimizer, torch.Tensor, list]:
+    """The same model in plain PyTorch: trunk, heads, trunk parameters, fused AdamW over
+    all, the inputs and the T targets."""
     torch.manual_seed(0)
     trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
     heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
-    params = [*trunk.parameters(), *heads.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
-    x = torch.randn(BATCH, IN)
-    ys = [torch.randn(BATCH) for _ in range(t)]
+    tp = list(trunk.parameters())
+    opt = torch.optim.AdamW([*tp, *heads.parameters()], lr=1e-4, fused=True)
+    return trunk, heads, tp, opt, torch.randn(BATCH, IN), [torch.randn(BATCH) for _ in range(t)]
+
+
+def plain_runner(t: int) -> Callable[[], None]:
+    trunk, heads, _, opt, x, ys = plain_model(t)
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
@@ -116,13 +123,7 @@ def plain_runner(t: int) -> Callable[[], None]:
 
 def naive_runner(t: int) -> Callable[[], None]:
     """T separate autograd.grad calls, each from its own task's loss, then the mean."""
-    torch.manual_seed(0)
-    trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
-    heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
-    tp = list(trunk.parameters())
-    opt = torch.optim.AdamW([*tp, *heads.parameters()], lr=1e-4, fused=True)
-    x = torch.randn(BATCH, IN)
-    ys = [torch.randn(BATCH) for _ in range(t)]
+    trunk, heads, tp, opt, x, ys = plain_model(t)
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
@@ -152,13 +153,7 @@ def torchjd_runner(t: int) -> Callable[[], None] | None:
         from torchjd.autojac import jac_to_grad, mtl_backward
     except ImportError:
         return None
-    torch.manual_seed(0)
-    trunk = nn.Sequential(nn.Linear(IN, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
-    heads = nn.ModuleList(nn.Linear(WIDTH, 1) for _ in range(t))
-    tp = list(trunk.parameters())
-    opt = torch.optim.AdamW([*tp, *heads.parameters()], lr=1e-4, fused=True)
-    x = torch.randn(BATCH, IN)
-    ys = [torch.randn(BATCH) for _ in range(t)]
+    trunk, heads, tp, opt, x, ys = plain_model(t)
     aggregator = UPGrad()
 
     def run() -> None:

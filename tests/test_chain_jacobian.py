@@ -102,6 +102,33 @@ def _step_matrix(
     return len(calls), spy.seen[-1]
 
 
+def _check(
+    net: HardSharing,
+    tasks: list,
+    batch: Batch,
+    seed: int = 0,
+    memory_bound: int = 2**28,
+    by_hand: int = 1,
+) -> None:
+    """The step's matrix equals autograd's rows; ``by_hand``: the written-out path ran."""
+    ran, matrix = _step_matrix(net, tasks, batch, seed, memory_bound)
+    assert ran == by_hand
+    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed), rtol=1e-4, atol=1e-6)
+
+
+def _same_update(
+    net: HardSharing, batch: Batch, a: GradientStep, b: GradientStep, rtol: float
+) -> None:
+    """Steps ``a`` and ``b`` on the same batch leave the same .grad everywhere."""
+    grads = []
+    for step in (a, b):
+        net.zero_grad(set_to_none=True)
+        step(batch)
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for x, y in zip(*grads, strict=True):
+        torch.testing.assert_close(x, y, rtol=rtol, atol=rtol / 100)
+
+
 @pytest.mark.parametrize("norm", ["none", "layer", "batch"])
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "elu"])
 def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str) -> None:
@@ -110,9 +137,7 @@ def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str
     enc = TabularEncoder(7, [5, 3], [4, 2], [16, 12, 8], activation, 0.2, norm)
     net = HardSharing(enc, tasks, [], activation, 0.0)
     batch = _batch(tasks, 40, [5, 3], missing=1)
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=7)
-    assert by_hand == 1
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=7), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch, seed=7)
 
 
 @pytest.mark.parametrize("norm", ["layer", "batch"])
@@ -121,9 +146,7 @@ def test_tasks_in_chunks_under_a_small_memory_bound_give_the_same_rows(norm: str
     tasks = _tasks(5)
     net = HardSharing(TabularEncoder(7, [4], [3], [12, 8], "silu", 0.1, norm), tasks, [])
     batch = _batch(tasks, 21, [4], missing=3)
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=3, memory_bound=1)  # 1 task a chunk
-    assert by_hand == 1
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=3), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch, seed=3, memory_bound=1)  # one task a chunk
 
 
 def test_rows_match_autograd_with_head_towers_and_numeric_input_only() -> None:
@@ -131,9 +154,7 @@ def test_rows_match_autograd_with_head_towers_and_numeric_input_only() -> None:
     tasks = _tasks(4)
     net = HardSharing(TabularEncoder(7, [], [], [10, 6], "relu", 0.0, "none"), tasks, [5])
     batch = _batch(tasks, 33, [])
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=0)
-    assert by_hand == 1
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=0), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch)
 
 
 def test_frozen_first_layer_and_leaky_relu() -> None:
@@ -144,9 +165,7 @@ def test_frozen_first_layer_and_leaky_relu() -> None:
     enc.trunk[0].weight.requires_grad_(False)  # frozen: no row, but δ still flows below it
     net = HardSharing(enc, tasks, [])
     batch = _batch(tasks, 20, [4])
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=0)
-    assert by_hand == 1
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=0), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch)
 
 
 def test_batch_norm_with_running_statistics_matches_autograd() -> None:
@@ -156,9 +175,7 @@ def test_batch_norm_with_running_statistics_matches_autograd() -> None:
     batch = _batch(tasks, 25, [])
     net(*batch.inputs)  # some running statistics
     net.eval()  # BatchNorm now uses them: a fixed affine map
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=0)
-    assert by_hand == 1
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=0), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch)
 
 
 @pytest.mark.parametrize("method", ["mean", "upgrad", "db_mtl", "graddrop"])
@@ -168,17 +185,11 @@ def test_update_equals_the_autograd_path(method: str) -> None:
     tasks = _tasks(3)
     net = HardSharing(TabularEncoder(7, [5], [3], [16, 8], "gelu", 0.0, "layer"), tasks, [])
     batch = _batch(tasks, 30, [5], missing=2)
-    grads = []
-    for by_hand in (True, False):
-        opts = {"seed": 0} if method == "graddrop" else {}
-        step = GradientStep(net, tasks, balancing.get(method, **opts), "parameters")
-        if not by_hand:
-            step.chain = None
-        net.zero_grad(set_to_none=True)
-        step(batch)
-        grads.append([p.grad.clone() for p in net.parameters()])
-    for a, b in zip(*grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    opts = {"seed": 0} if method == "graddrop" else {}
+    fast = GradientStep(net, tasks, balancing.get(method, **opts), "parameters")
+    slow = GradientStep(net, tasks, balancing.get(method, **opts), "parameters")
+    slow.chain = None  # autograd's batched backward
+    _same_update(net, batch, fast, slow, rtol=1e-4)
 
 
 def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> None:
@@ -190,9 +201,7 @@ def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> No
     tasks = _tasks(2)
     net = Scaled(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
     batch = _batch(tasks, 12, [])
-    by_hand, matrix = _step_matrix(net, tasks, batch, seed=0)
-    assert by_hand == 0
-    torch.testing.assert_close(matrix, _reference(net, tasks, batch, seed=0), rtol=1e-4, atol=1e-6)
+    _check(net, tasks, batch, by_hand=0)
 
 
 def test_tape_records_only_when_armed_and_releases_activations() -> None:
@@ -257,16 +266,10 @@ def test_graddrop_at_representation_uses_the_outer_form_with_linear_heads() -> N
     tasks = _tasks(3)
     net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
     batch = _batch(tasks, 16, [], missing=0)
-    grads = []
-    for linear in (True, False):
-        step = GradientStep(net, tasks, balancing.get("graddrop", seed=1), "representation")
-        if not linear:
-            step.linear = None  # each head on its own alias, the whole matrix
-        net.zero_grad(set_to_none=True)
-        step(batch)
-        grads.append([p.grad.clone() for p in net.parameters()])
-    for a, b in zip(*grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    fast = GradientStep(net, tasks, balancing.get("graddrop", seed=1), "representation")
+    slow = GradientStep(net, tasks, balancing.get("graddrop", seed=1), "representation")
+    slow.linear = None  # each head on its own alias, the whole matrix
+    _same_update(net, batch, fast, slow, rtol=1e-5)
 
 
 def test_db_mtl_moving_average_with_tasks_sitting_out() -> None:
