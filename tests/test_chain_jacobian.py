@@ -9,7 +9,7 @@ from torch import nn
 
 import polytask.balancing as balancing
 from polytask.architectures.hard import HardSharing
-from polytask.balancing.chain_jacobian import ChainJacobian, supported
+from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
@@ -133,7 +133,7 @@ def _same_update(
 @pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh", "elu"])
 def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str) -> None:
     torch.manual_seed(0)
-    tasks = _tasks(3)
+    tasks = _tasks(4)
     enc = TabularEncoder(7, [5, 3], [4, 2], [16, 12, 8], activation, 0.2, norm)
     net = HardSharing(enc, tasks, [], activation, 0.0)
     batch = _batch(tasks, 40, [5, 3], missing=1)
@@ -159,7 +159,7 @@ def test_rows_match_autograd_with_head_towers_and_numeric_input_only() -> None:
 
 def test_frozen_first_layer_and_leaky_relu() -> None:
     torch.manual_seed(0)
-    tasks = _tasks(2)
+    tasks = _tasks(4)
     enc = TabularEncoder(7, [4], [3], [9, 5], "relu", 0.0, "none")
     enc.trunk[1] = nn.LeakyReLU(0.1)
     enc.trunk[0].weight.requires_grad_(False)  # frozen: no row, but δ still flows below it
@@ -170,7 +170,7 @@ def test_frozen_first_layer_and_leaky_relu() -> None:
 
 def test_batch_norm_with_running_statistics_matches_autograd() -> None:
     torch.manual_seed(0)
-    tasks = _tasks(2)
+    tasks = _tasks(4)
     net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "batch"), tasks, [])
     batch = _batch(tasks, 25, [])
     net(*batch.inputs)  # some running statistics
@@ -182,7 +182,7 @@ def test_batch_norm_with_running_statistics_matches_autograd() -> None:
 def test_update_equals_the_autograd_path(method: str) -> None:
     """Same step with and without the hand-written path: the same .grad everywhere."""
     torch.manual_seed(0)
-    tasks = _tasks(3)
+    tasks = _tasks(4)
     net = HardSharing(TabularEncoder(7, [5], [3], [16, 8], "gelu", 0.0, "layer"), tasks, [])
     batch = _batch(tasks, 30, [5], missing=2)
     opts = {"seed": 0} if method == "graddrop" else {}
@@ -198,7 +198,7 @@ def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> No
             return super().representation(*inputs) * 2.0  # something after the trunk
 
     torch.manual_seed(0)
-    tasks = _tasks(2)
+    tasks = _tasks(4)
     net = Scaled(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
     batch = _batch(tasks, 12, [])
     _check(net, tasks, batch, by_hand=0)
@@ -206,7 +206,7 @@ def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> No
 
 def test_tape_records_only_when_armed_and_releases_activations() -> None:
     torch.manual_seed(0)
-    tasks = _tasks(2)
+    tasks = _tasks(4)
     net = HardSharing(TabularEncoder(7, [], [], [8], "relu", 0.0, "none"), tasks, [])
     batch = _batch(tasks, 10, [])
     step = GradientStep(net, tasks, balancing.get("mean"), "parameters")
@@ -218,6 +218,15 @@ def test_tape_records_only_when_armed_and_releases_activations() -> None:
     step.close()  # the trainer does this after training: no hook stays on the model
     assert all(not m._forward_hooks for m in net.modules())
     step(batch)  # still works, through autograd's batched backward
+
+
+def test_few_tasks_use_autograds_batched_backward() -> None:
+    """Below MIN_TASKS tasks the written-out path is not faster: it is not set up."""
+    torch.manual_seed(0)
+    tasks = _tasks(MIN_TASKS - 1)
+    net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "layer"), tasks, [])
+    assert GradientStep(net, tasks, balancing.get("mean"), "parameters").chain is None
+    _check(net, tasks, _batch(tasks, 12, []), by_hand=0)
 
 
 def test_supported_layers() -> None:

@@ -31,6 +31,11 @@ from torch import nn
 
 from polytask.balancing.jacobian import DEFAULT_MEMORY_BOUND, trunk_jacobian_blocks
 
+#: fewer tasks than this: autograd's batched backward is as fast (measured on MLPs of
+#: width 256 with LayerNorm or BatchNorm, batch 256: the written-out path was 2-8% slower
+#: at T = 2-3, even at T = 5, 18% faster at T = 20; benchmarks/RESULTS.md)
+MIN_TASKS = 4
+
 #: modules whose output element i depends only on input element i (diagonal Jacobian)
 ELEMENTWISE: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -123,6 +128,7 @@ class ChainJacobian:
             len(self.tape.modules),
         )
         self._buffers: dict[str, torch.Tensor] = {}
+        self._views: dict[str, torch.Tensor] = {}
 
     def buffer(
         self,
@@ -133,15 +139,24 @@ class ChainJacobian:
     ) -> torch.Tensor:
         """A tensor of ``shape`` (``like``'s device and dtype, or ``dtype``) kept under
         ``key`` and reused by later calls; its contents are whatever was left in it."""
+        dtype = like.dtype if dtype is None else dtype
+        view = self._views.get(key)  # the usual case: the same shape as last step
+        if (
+            view is not None
+            and view.shape == shape
+            and view.dtype == dtype
+            and view.device == like.device
+        ):
+            return view
         numel = 1
         for s in shape:
             numel *= s
-        dtype = like.dtype if dtype is None else dtype
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < numel or buf.dtype != dtype or buf.device != like.device:
             buf = torch.empty(numel, dtype=dtype, device=like.device)
             self._buffers[key] = buf
-        return buf[:numel].view(shape)
+        view = self._views[key] = buf[:numel].view(shape)
+        return view
 
     def blocks(
         self, rep_grads: torch.Tensor, memory_bound: int = DEFAULT_MEMORY_BOUND
@@ -189,7 +204,8 @@ class ChainJacobian:
         modules, records = self.tape.modules, self.tape.records
         stop = 0 if need_input else self.lowest
         flip = 0
-        for i in range(len(modules) - 1, stop - 1, -1):
+        i = len(modules) - 1
+        while i >= stop:
             module = modules[i]
             x, y = records[i]
             propagate = i > stop or need_input
@@ -206,14 +222,23 @@ class ChainJacobian:
                     delta, flip = nxt, 1 - flip
             elif isinstance(module, nn.LayerNorm | nn.BatchNorm1d):
                 delta = self._norm_backward(module, x.detach(), delta, t_all, rows, propagate)
-            elif propagate:  # element-wise: δ times the derivative the recorded forward had
-                delta = delta.mul_(self._derivative(module, x, y)[:, None, :])
+            else:  # a run of element-wise modules j..i: one derivative for all of them
+                j = i
+                while j - 1 >= stop and isinstance(modules[j - 1], ELEMENTWISE):
+                    j -= 1
+                if propagate:
+                    deriv = self._derivative(modules[j : i + 1], records[j][0], y)
+                    delta = delta.mul_(deriv[:, None, :])
+                i = j
+            i -= 1
         return delta if need_input else None
 
-    def _derivative(self, module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """dy/dx of an element-wise module, (N, H): for ReLU the mask y > 0 (what its
-        backward uses), otherwise one backward of ones through the recorded forward."""
-        if isinstance(module, nn.ReLU):
+    def _derivative(self, run: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """dy/dx, (N, H), of a run of element-wise modules from input x to output y, as
+        the recorded forward had it: for a lone ReLU the mask y > 0 (what its backward
+        uses), otherwise one backward of ones through the run (element-wise functions
+        compose to one whose derivative is the product of theirs)."""
+        if len(run) == 1 and isinstance(run[0], nn.ReLU):
             return torch.gt(y.detach(), 0, out=self.buffer("mask", tuple(y.shape), y))
         ones = self.buffer("ones", tuple(y.shape), y)
         ones.fill_(1.0)
@@ -231,24 +256,37 @@ class ChainJacobian:
         """LayerNorm normalises each row over its features (the last dim of δ), BatchNorm
         each feature over the batch (dim 0 of δ); with g = γ δ and x̂ the normalised
         input, dx = rstd (g - mean(g) - x̂ mean(g x̂)) over that dim. BatchNorm with running
-        statistics (eval mode) is a fixed affine map: dx = rstd g."""
+        statistics (eval mode) is a fixed affine map: dx = rstd g. Works in place on δ,
+        with one reused (N, T, H) scratch buffer."""
         layer = isinstance(module, nn.LayerNorm)
         batch_stats = layer or module.training or module.running_mean is None
-        if batch_stats:
-            var, mean = torch.var_mean(x, dim=-1 if layer else 0, unbiased=False, keepdim=True)
+        if layer:  # x̂ and 1/σ per row in one call (var_mean is several times slower)
+            xhat, _, rstd = torch.native_layer_norm(
+                x, module.normalized_shape, None, None, module.eps
+            )
+        elif batch_stats:  # x̂ and 1/σ per feature over the batch, no running statistics
+            xhat, _, rstd = torch.native_batch_norm(
+                x, None, None, None, None, True, 0.0, module.eps
+            )
         else:
-            mean, var = module.running_mean, module.running_var
-        rstd = torch.rsqrt(var + module.eps)[:, None, :] if layer else torch.rsqrt(var + module.eps)
-        xhat = ((x - mean) * torch.rsqrt(var + module.eps))[:, None, :]  # (N, 1, H)
+            rstd = torch.rsqrt(module.running_var + module.eps)
+            xhat = (x - module.running_mean) * rstd
+        xhat = xhat[:, None, :]  # (N, 1, H)
+        scratch = self.buffer("scratch", tuple(delta.shape), delta)
         weight, bias = module.weight, module.bias
         if weight is not None and id(weight) in self._wanted:
-            torch.sum(delta * xhat, 0, out=self._block(weight, t_all, delta)[rows])
+            torch.sum(
+                torch.mul(delta, xhat, out=scratch), 0, out=self._block(weight, t_all, delta)[rows]
+            )
         if bias is not None and id(bias) in self._wanted:
             torch.sum(delta, 0, out=self._block(bias, t_all, delta)[rows])
         if not propagate:
             return delta
-        g = delta * weight.detach() if weight is not None else delta
+        g = delta.mul_(weight.detach()) if weight is not None else delta  # γ δ, in place
         if not batch_stats:
-            return g * rstd
+            return g.mul_(rstd)
         dim = -1 if layer else 0
-        return rstd * (g - g.mean(dim, keepdim=True) - xhat * (g * xhat).mean(dim, keepdim=True))
+        spread = torch.mul(g, xhat, out=scratch).mean(dim, keepdim=True)  # mean(g x̂)
+        g.sub_(g.mean(dim, keepdim=True))
+        g.addcmul_(xhat, spread, value=-1.0)
+        return g.mul_(rstd[:, None, :] if layer else rstd)

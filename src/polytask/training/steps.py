@@ -20,7 +20,7 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
-from polytask.balancing.chain_jacobian import ChainJacobian, supported
+from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
     blocks_gramian,
@@ -121,7 +121,12 @@ class GradientStep:
         #: parameter level over an MLP: its batched backward written out (chain_jacobian)
         self.chain: ChainJacobian | None = None
         chain = net.shared_chain() if level == "parameters" else None
-        if chain is not None and len(chain) and all(supported(m) for m in chain):
+        if (
+            chain is not None
+            and len(chain)
+            and len(tasks) >= MIN_TASKS
+            and all(supported(m) for m in chain)
+        ):
             self.chain = ChainJacobian(chain, self.trunk)
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
