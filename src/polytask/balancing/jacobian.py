@@ -3,14 +3,17 @@
 Each task's head is applied to its own detached alias of the shared representation, so
 one backward pass of the summed head losses yields every task's gradient with respect to
 the representation (through its own head only, no T² zero-gradient traffic) and gives
-every head its own task's gradient, as usual.
+every head its own task's gradient, as usual. When every head is one linear layer the
+heads run as one matrix product instead and task t's representation gradient is
+D_t W_t, from the gradient D_t at its output (an outer product for one-output heads).
 
 - ``representation`` level: aggregate the (T, N·H) representation gradients and
   backpropagate the result once through the trunk (MGDA with this is MGDA-UB).
 - ``parameters`` level: push the T representation gradients through the trunk in one
-  batched backward (``is_grads_batched``, chunked under a memory bound), take the T x T
-  Gramian block by block, and write c @ G into the trunk's ``.grad``. The (T, P) matrix
-  is concatenated only for methods that need it whole (GradDrop, DB-MTL).
+  batched backward (``is_grads_batched``, chunked under a memory bound; for an MLP trunk
+  and 4 tasks or more, written out by hand in :mod:`polytask.balancing.chain_jacobian`),
+  take the T x T Gramian block by block, and write c @ G into the trunk's ``.grad``. The
+  (T, P) matrix is concatenated only for methods that need it whole (GradDrop, DB-MTL).
 """
 
 from __future__ import annotations
