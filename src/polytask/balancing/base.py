@@ -182,6 +182,8 @@ class GradientBalancer(Balancer):
         raise NotImplementedError
 
     def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+        """(T, P) task gradients -> (P,) direction, for ``needs_matrix`` methods. The
+        trainer may hand over a buffer it reuses next step: copy what you keep."""
         raise NotImplementedError
 
     def outer_direction(
