@@ -80,6 +80,20 @@ class MultiTaskNet(nn.Module):
         return dict(zip(self.task_names, self.forward_list(*inputs), strict=True))
 
 
+def fused_linear(heads: list[nn.Linear], rep: torch.Tensor) -> torch.Tensor:
+    """Several linear heads on one (N, H) representation as one matrix product: their
+    outputs side by side, (N, Σ out_features)."""
+    if len(heads) == 1:
+        return heads[0](rep)
+    weight = torch.cat([h.weight for h in heads])
+    if all(h.bias is None for h in heads):
+        return rep @ weight.T
+    bias = torch.cat(
+        [h.bias if h.bias is not None else h.weight.new_zeros(h.out_features) for h in heads]
+    )
+    return torch.addmm(bias, rep, weight.T)
+
+
 def task_head(
     in_features: int, head_hidden: list[int], activation: str, dropout: float, task: Task
 ) -> nn.Sequential:

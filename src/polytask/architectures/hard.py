@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polytask.architectures.base import MultiTaskNet, dense_needs_image, init_head_bias
+from polytask.architectures.base import (
+    MultiTaskNet,
+    dense_needs_image,
+    fused_linear,
+    init_head_bias,
+)
 from polytask.encoders.cnn import ConvDecoder, GridPool
 from polytask.encoders.mlp import mlp
 from polytask.tasks import Task
@@ -42,8 +47,11 @@ class HardSharing(MultiTaskNet):
             init_head_bias(head, task)
             heads[task.name] = head
         self._set_heads(heads)
-        #: the heads when every one is a single linear layer (found once: they are fixed)
-        self._fused_heads: list[nn.Linear] = self.linear_heads() or []
+        #: every head's only layer when each is one linear layer (found once: heads are fixed)
+        layers = [list(h.children()) for h in self._head_list]
+        self._linear: list[nn.Linear] | None = None
+        if all(len(ms) == 1 and isinstance(ms[0], nn.Linear) for ms in layers):
+            self._linear = [ms[0] for ms in layers]
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(*inputs)
@@ -53,18 +61,12 @@ class HardSharing(MultiTaskNet):
         return trunk if isinstance(trunk, nn.Sequential) and len(trunk) else None
 
     def linear_heads(self) -> list[nn.Linear] | None:
-        layers = [list(h.children()) for h in self._head_list]
-        if all(len(ms) == 1 and isinstance(ms[0], nn.Linear) for ms in layers):
-            return [ms[0] for ms in layers]
-        return None
+        return self._linear
 
     def heads_forward(self, rep: torch.Tensor) -> list[torch.Tensor]:
-        if not torch.is_grad_enabled() and len(self._head_list) > 2 and rep.dim() == 2:
+        linear = self._linear
+        if linear and not torch.is_grad_enabled() and len(linear) > 2 and rep.dim() == 2:
             # inference: all linear heads in one matrix product
-            linear = self._fused_heads
-            if linear:
-                weight = torch.cat([h.weight for h in linear])
-                bias = torch.cat([h.bias for h in linear])
-                out = torch.addmm(bias, rep, weight.T)
-                return list(out.split([h.out_features for h in linear], dim=1))
+            out = fused_linear(linear, rep)
+            return list(out.split([h.out_features for h in linear], dim=1))
         return super().heads_forward(rep)

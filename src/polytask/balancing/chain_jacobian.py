@@ -116,6 +116,7 @@ class ChainJacobian:
         self.tape = ChainTape(chain)
         self.params = params
         self._wanted = {id(p) for p in params}
+        self._block_keys = {id(p): f"block{i}" for i, p in enumerate(params)}
         in_chain = {id(p) for m in self.tape.modules for p in m.parameters(recurse=False)}
         self.before = [p for p in params if id(p) not in in_chain]
         # below the lowest module with a parameter of ours, δ is only needed for `before`
@@ -192,7 +193,7 @@ class ChainJacobian:
         return torch.cat(blocks, dim=1, out=self.buffer("matrix", (t, width), blocks[0]))
 
     def _block(self, p: torch.Tensor, t: int, like: torch.Tensor) -> torch.Tensor:
-        return self.buffer(f"block{id(p)}", (t, p.numel()), like)
+        return self.buffer(self._block_keys[id(p)], (t, p.numel()), like)
 
     def _backward(
         self, delta: torch.Tensor, t_all: int, lo: int, need_input: bool

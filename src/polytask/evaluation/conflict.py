@@ -64,21 +64,22 @@ def _trend(values: list[float]) -> float:
 
 def summarise(history: list[dict[str, Any]]) -> list[PairConflict]:
     """One summary per logged pair, in the order pairs first appear."""
-    result = []
-    for pair, values in cosine_series(history).items():
-        a, _, b = pair.partition(PAIR_SEPARATOR)
-        arr = np.asarray(values)
-        result.append(
-            PairConflict(
-                a=a,
-                b=b,
-                mean=float(arr.mean()),
-                negative_share=float((arr < 0).mean()),
-                trend=_trend(values),
-                epochs=len(values),
-            )
-        )
-    return result
+    return [
+        _pair_conflict(pair, np.asarray(values), _trend(values))
+        for pair, values in cosine_series(history).items()
+    ]
+
+
+def _pair_conflict(pair: str, values: np.ndarray, trend: float) -> PairConflict:
+    a, _, b = pair.partition(PAIR_SEPARATOR)
+    return PairConflict(
+        a=a,
+        b=b,
+        mean=float(values.mean()),
+        negative_share=float((values < 0).mean()),
+        trend=trend,
+        epochs=len(values),
+    )
 
 
 def cosine_matrix(names: list[str], summary: list[PairConflict]) -> np.ndarray:
@@ -95,26 +96,15 @@ def cosine_matrix(names: list[str], summary: list[PairConflict]) -> np.ndarray:
 def summarise_many(histories: list[list[dict[str, Any]]]) -> list[PairConflict]:
     """One summary per pair over several runs (seeds) of the same model: the mean and the
     share of negative epochs over all their epochs, the mean of their trends."""
-    per_run = [summarise(h) for h in histories]
-    series = [cosine_series(h) for h in histories]
+    series = [cosine_series(h) for h in histories]  # each history read once
     order: list[str] = []
-    for run in per_run:
-        for s in run:
-            if s.pair not in order:
-                order.append(s.pair)
-    result = []
-    for pair in order:
-        values = np.concatenate([np.asarray(s[pair]) for s in series if pair in s])
-        trends = [s.trend for run in per_run for s in run if s.pair == pair]
-        a, _, b = pair.partition(PAIR_SEPARATOR)
-        result.append(
-            PairConflict(
-                a=a,
-                b=b,
-                mean=float(values.mean()),
-                negative_share=float((values < 0).mean()),
-                trend=float(np.mean(trends)),
-                epochs=len(values),
-            )
+    for run in series:
+        order.extend(pair for pair in run if pair not in order)
+    return [
+        _pair_conflict(
+            pair,
+            np.concatenate([np.asarray(run[pair]) for run in series if pair in run]),
+            float(np.mean([_trend(run[pair]) for run in series if pair in run])),
         )
-    return result
+        for pair in order
+    ]

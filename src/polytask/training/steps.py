@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from polytask.architectures import MultiTaskNet
+from polytask.architectures.base import fused_linear
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.balancing.jacobian import (
@@ -158,16 +159,16 @@ class GradientStep:
             losses, present, out_grads = self._linear_heads(batch, rep)
             if not present:
                 return losses
+            weights = [self.linear[t].weight.detach() for t in present]
             if self.closed_form:
-                return self._closed_form(rep, losses, present, out_grads)
+                return self._closed_form(rep, losses, present, out_grads, weights)
             detached = [losses[i].detach() for i in present]
             if (
                 self.level == "representation"
                 and self.sync is None
-                and self._outer_direction(rep, present, detached, out_grads)
+                and self._outer_direction(rep, present, detached, out_grads, weights)
             ):
                 return losses
-            weights = [self.linear[t].weight.detach() for t in present]
             out = None
             if by_hand and all(g.shape[1] == 1 for g in out_grads):
                 assert self.chain is not None
@@ -210,9 +211,7 @@ class GradientStep:
         every head its own task's gradient and D_t, the gradient at head t's output."""
         assert self.linear is not None
         linear = self.linear
-        weight = torch.cat([h.weight for h in linear]) if len(linear) > 1 else linear[0].weight
-        bias = torch.cat([h.bias for h in linear]) if len(linear) > 1 else linear[0].bias
-        out = torch.addmm(bias, rep.detach(), weight.T)
+        out = fused_linear(linear, rep.detach())
         out.retain_grad()
         outs = list(out.split([h.out_features for h in linear], dim=1))
         losses, present = self._losses(outs, batch)
@@ -318,13 +317,11 @@ class GradientStep:
         losses: list[torch.Tensor],
         present: list[int],
         out_grads: list[torch.Tensor],
+        weights: list[torch.Tensor],
     ) -> list[torch.Tensor]:
         """Linear heads, Gramian method, at the representation: J_t = D_t W_t, so the
         Gramian and the combined gradient need no (T, N, H) tensor."""
-        assert self.linear is not None
-        gram, d, w = linear_head_gramian(
-            out_grads, [self.linear[t].weight.detach() for t in present]
-        )
+        gram, d, w = linear_head_gramian(out_grads, weights)
         if self.sync is not None:
             gram = self.sync.sum_(gram)  # a sum over rows: the whole batch's Gramian
         coef = self.balancer.weigh(gram, present, [losses[t].detach() for t in present])
@@ -347,15 +344,15 @@ class GradientStep:
         present: list[int],
         losses: list[torch.Tensor],
         out_grads: list[torch.Tensor],
+        weights: list[torch.Tensor],
     ) -> bool:
         """Linear one-output heads at the representation: task t's gradient is the outer
         product d_t w_tᵀ, which methods that look at single coordinates (GradDrop) can use
         without the (T, N, H) matrix. False when the method has no such form."""
-        assert self.linear is not None
         if any(g.shape[1] != 1 for g in out_grads):
             return False
         d = torch.cat(out_grads, dim=1).T
-        w = torch.cat([self.linear[t].weight.detach() for t in present])
+        w = torch.cat(weights)
         direction = self.balancer.outer_direction(d, w, present, losses)
         if direction is None:
             return False
