@@ -31,9 +31,9 @@ from torch import nn
 
 from polytask.balancing.jacobian import DEFAULT_MEMORY_BOUND, trunk_jacobian_blocks
 
-#: fewer tasks than this: autograd's batched backward is as fast (measured on MLPs of
-#: width 256 with LayerNorm or BatchNorm, batch 256: the written-out path was 2-8% slower
-#: at T = 2-3, even at T = 5, 18% faster at T = 20; benchmarks/RESULTS.md)
+#: fewer tasks than this: autograd's batched backward is as fast (benchmarks/
+#: jacobian_paths.py, SUPPORT2-sized MLPs: the written-out path takes 0.98-1.09x its time
+#: at T = 2, 0.86-0.95x at T = 5, 0.71-0.97x at T = 20; benchmarks/RESULTS.md)
 MIN_TASKS = 4
 
 #: modules whose output element i depends only on input element i (diagonal Jacobian)
