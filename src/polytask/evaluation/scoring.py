@@ -9,6 +9,7 @@ import torch
 from polytask.architectures import MultiTaskNet
 from polytask.features.preprocess import FeatureTensors
 from polytask.tasks import Task
+from polytask.tasks.grouped import grouped_losses
 
 #: metrics where lower is better; every other metric is higher-is-better
 LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "log_loss"})
@@ -77,10 +78,14 @@ def task_losses(
     masks: list[torch.Tensor],
 ) -> dict[str, float]:
     with torch.inference_mode():
-        return {
-            t.name: float(t.loss(o, y.to(o.device), m.to(o.device)))
-            for t, o, y, m in zip(tasks, outputs, targets, masks, strict=True)
-        }
+        losses = grouped_losses(
+            tasks,
+            outputs,
+            [y.to(o.device) for y, o in zip(targets, outputs, strict=True)],
+            [m.to(o.device) for m, o in zip(masks, outputs, strict=True)],
+        )
+        values = torch.stack(losses).tolist()  # one read-back
+    return {t.name: float(v) for t, v in zip(tasks, values, strict=True)}
 
 
 def score(
