@@ -37,17 +37,6 @@ from polytask.model import MultiTaskModel
 from polytask.tasks._labels import first_values, label_keys, sort_key
 from polytask.tasks.binary import OBVIOUS_PAIRS
 
-#: the per-task score that :meth:`MultiTaskEstimator.score` averages, by task kind
-SCORE_METRIC = {
-    "regression": "r2",
-    "count": "r2",
-    "binary": "accuracy",
-    "multiclass": "accuracy",
-    "multilabel": "micro_f1",
-}
-
-CLASSIFICATION = ("binary", "multiclass", "multilabel")
-
 #: estimator parameters that map onto a config key of the same name
 _OVERRIDES = (
     "epochs",
@@ -358,9 +347,9 @@ class MultiTaskEstimator(BaseEstimator):
         self.task_names_ = list(self.model_.task_names)
         self.task_kinds_ = {t.name: t.kind for t in self.model_.tasks}
         self.classes_ = {
-            t.name: np.asarray(t.classes, dtype=object)
+            t.name: np.asarray(labels, dtype=object)
             for t in self.model_.tasks
-            if t.kind in CLASSIFICATION
+            if (labels := t.class_labels()) is not None
         }
         self.history_ = self.model_.history
         return self
@@ -388,15 +377,15 @@ class MultiTaskEstimator(BaseEstimator):
         raw = self.model_.predict_raw(features)
         out: dict[str, np.ndarray] = {}
         for task, values in zip(self.model_.tasks, raw, strict=True):
-            if task.kind not in CLASSIFICATION:
-                continue
-            p = task.probabilities(values)  # type: ignore[attr-defined]
-            out[task.name] = np.column_stack([1.0 - p, p]) if task.kind == "binary" else p
+            p = task.class_probabilities(values)
+            if p is not None:
+                out[task.name] = p
         return out
 
     def task_scores(self, X: Any, y: Any) -> dict[str, float]:
-        """Each task's score as :meth:`score` averages them (see ``SCORE_METRIC``), over
-        the rows where that task is labelled; NaN where it is undefined."""
+        """Each task's score as :meth:`score` averages them (``Task.sklearn_score``: its
+        kind's ``score_metric``, negated where lower is better), over the rows where that
+        task is labelled; NaN where it is undefined."""
         check_is_fitted(self, "model_")
         features = self._features(X, reset=False).reset_index(drop=True)
         targets = self._targets(y, len(features))
@@ -409,15 +398,16 @@ class MultiTaskEstimator(BaseEstimator):
         frame = pd.concat([features.drop(columns=labels, errors="ignore"), targets], axis=1)
         metrics = self.model_.evaluate(frame)
         out: dict[str, float] = {}
-        for name, kind in self.task_kinds_.items():
-            value = metrics[name].get(SCORE_METRIC[kind])
-            out[name] = float("nan") if value is None else float(value)
+        for task in self.model_.tasks:
+            value = task.sklearn_score(metrics[task.name])
+            out[task.name] = float("nan") if value is None else value
         return out
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """The mean over tasks of R² (regression, count), accuracy (binary, multiclass)
-        and micro-F1 (multilabel), each over that task's labelled rows; tasks where the
-        score is undefined (e.g. R² of one row) are left out, NaN if all are."""
+        """The mean over tasks of R² (regression, count), accuracy (binary, multiclass),
+        micro-F1 (multilabel), mIoU (segmentation) and −MAE (dense regression), each over
+        that task's labelled rows (a kind's ``score_metric``); tasks where the score is
+        undefined (e.g. R² of one row) are left out, NaN if all are."""
         if sample_weight is not None:
             raise PolytaskError(f"{type(self).__name__}.score does not take sample_weight")
         values = [v for v in self.task_scores(X, y).values() if not math.isnan(v)]

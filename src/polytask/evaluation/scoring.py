@@ -8,11 +8,8 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.features.preprocess import FeatureTensors
-from polytask.tasks import Task
+from polytask.tasks import Task, metric_direction
 from polytask.tasks.grouped import grouped_losses
-
-#: metrics where lower is better; every other metric is higher-is-better
-LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "log_loss"})
 
 
 @torch.inference_mode()
@@ -105,4 +102,6 @@ def score(
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
+    """A metric's direction as the task kinds declare it (``Task.directions``); ``loss``
+    is lower-is-better and a name no kind reports counts as higher-is-better."""
+    return metric_direction(metric) is not False

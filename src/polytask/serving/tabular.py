@@ -5,19 +5,17 @@ from __future__ import annotations
 from polytask.errors import PolytaskError
 from polytask.model import MultiTaskModel
 
-#: task kinds whose outputs are one row of numbers per input row
-ROW_KINDS = frozenset({"regression", "binary", "multiclass", "multilabel", "count"})
-
 
 def check_tabular(model: MultiTaskModel, verb: str, text: bool = True) -> None:
     """Refuse, with one line, a model that ``verb`` (serve, export) cannot handle: a
-    per-pixel task, an image feature (its values are file paths), and a text feature
+    per-pixel task (``Task.dense``: its outputs are maps, not one row per record), an
+    image feature (its values are file paths), and a text feature
     unless ``text``."""
     for task in model.tasks:
-        if task.kind not in ROW_KINDS or getattr(task, "dense", False):
+        if task.dense:
             raise PolytaskError(
-                f"cannot {verb} task '{task.name}' ({task.kind}): only "
-                f"{', '.join(sorted(ROW_KINDS))} tasks are supported; use polytask predict"
+                f"cannot {verb} task '{task.name}' ({task.kind}): it predicts per pixel and "
+                "only tasks with one output row per record are supported; use polytask predict"
             )
     pre = model.preprocessor
     unsupported = list(getattr(pre, "images", []))

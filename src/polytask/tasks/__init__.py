@@ -1,8 +1,11 @@
-"""Task kinds. A new kind is one module plus one line in ``KINDS``."""
+"""Task kinds. A new kind is one module (a :class:`Task` subclass) plus :func:`register`:
+a line below for the built-in kinds, a call from your own code for any other. A registered
+kind is accepted wherever a kind name is (``COLUMN:KIND``, ``kind:`` in the config, the
+API and scikit-learn's ``tasks``), and a run that uses it loads where it is registered."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from polytask.errors import PolytaskError, did_you_mean
 from polytask.tasks.base import Task, TaskOptions
@@ -14,15 +17,62 @@ from polytask.tasks.multilabel import MultilabelTask
 from polytask.tasks.regression import RegressionTask
 from polytask.tasks.segmentation import SegmentationTask
 
-KINDS: dict[str, type[Task]] = {
-    "regression": RegressionTask,
-    "binary": BinaryTask,
-    "multiclass": MulticlassTask,
-    "multilabel": MultilabelTask,
-    "count": CountTask,
-    "segmentation": SegmentationTask,
-    "dense_regression": DenseRegressionTask,
-}
+#: the registry: kind name -> class, in registration order (error messages list it so)
+KINDS: dict[str, type[Task]] = {}
+
+T = TypeVar("T", bound=type[Task])
+
+
+def register(cls: T) -> T:
+    """Make ``cls`` a task kind under ``cls.kind`` (usable as a class decorator).
+
+    A metric must mean one direction across kinds (``"mae"`` lower-is-better everywhere),
+    since early stopping and comparison read a metric's direction by its name; a kind that
+    contradicts a registered one, or reuses a registered kind name, is an error."""
+    kind = getattr(cls, "kind", None)
+    if not isinstance(kind, str) or not kind:
+        raise PolytaskError(f"{cls.__name__} sets no 'kind' name; give it kind = 'NAME'")
+    if kind in KINDS and KINDS[kind] is not cls:
+        raise PolytaskError(f"task kind '{kind}' is already registered ({KINDS[kind].__name__})")
+    if not hasattr(cls, "headline"):
+        raise PolytaskError(f"{cls.__name__} declares no directions and headline_metrics")
+    for metric, higher in cls.directions.items():
+        known = metric_direction(metric)
+        if known is not None and known != higher:
+            raise PolytaskError(
+                f"{cls.__name__}: metric '{metric}' is {'higher' if higher else 'lower'}-is-"
+                f"better but registered kinds have it the other way; give it another name"
+            )
+    KINDS[kind] = cls
+    return cls
+
+
+def unregister(kind: str) -> None:
+    """Remove a kind added by :func:`register` (tests; a plug-in being unloaded)."""
+    KINDS.pop(kind, None)
+
+
+def metric_direction(metric: str) -> bool | None:
+    """True where ``metric`` is higher-is-better in the registered kinds, False where
+    lower (``loss`` is lower), None where no registered kind reports it."""
+    if metric == "loss":
+        return False
+    for cls in KINDS.values():
+        if metric in cls.directions:
+            return cls.directions[metric]
+    return None
+
+
+for _cls in (
+    RegressionTask,
+    BinaryTask,
+    MulticlassTask,
+    MultilabelTask,
+    CountTask,
+    SegmentationTask,
+    DenseRegressionTask,
+):
+    register(_cls)
 
 
 def task_class(kind: str) -> type[Task]:
@@ -44,4 +94,13 @@ def make_task(name: str, kind: str, columns: list[str], options: dict[str, Any])
     return cls(name, columns, opts)
 
 
-__all__ = ["KINDS", "Task", "TaskOptions", "make_task", "task_class"]
+__all__ = [
+    "KINDS",
+    "Task",
+    "TaskOptions",
+    "make_task",
+    "metric_direction",
+    "register",
+    "task_class",
+    "unregister",
+]

@@ -3,7 +3,12 @@
 A task kind owns its options (a pydantic model declared next to its code), how raw labels
 become tensors (``fit`` on the training split, then ``encode``), its loss with missing
 labels masked out, its metrics, and how model outputs become user-facing predictions.
-Adding a kind is one new module plus one line in :mod:`polytask.tasks`.
+It also owns what the rest of polytask would otherwise switch on its name for: which way
+each metric is better (``directions``, the one place a metric's direction is declared), the
+score scikit-learn averages, class probabilities, whether serving can return its outputs
+as one row per record, and its single-task gradient-boosting baseline. Adding a kind is one
+new module plus :func:`polytask.tasks.register` (a line in ``tasks/__init__.py`` for the
+built-in kinds).
 """
 
 from __future__ import annotations
@@ -28,15 +33,38 @@ class TaskOptions(BaseModel):
 
 
 class Task(ABC):
-    """One prediction target. Subclasses set ``kind``, ``Options`` and ``headline``."""
+    """One prediction target. Subclasses set ``kind``, ``Options``, ``directions``,
+    ``headline_metrics`` and ``score_metric``."""
 
     kind: ClassVar[str]
     Options: ClassVar[type[TaskOptions]] = TaskOptions
-    #: metric names used for Δm and model comparison, with True where higher is better
+    #: every metric :meth:`metrics` can report, True where higher is better
+    directions: ClassVar[dict[str, bool]]
+    #: the metrics used for Δm and model comparison (names from ``directions``)
+    headline_metrics: ClassVar[tuple[str, ...]]
+    #: ``{metric: higher_is_better}`` of the headline metrics, derived from the two above
     headline: ClassVar[dict[str, bool]]
+    #: the metric :meth:`sklearn_score` turns into scikit-learn's higher-is-better score
+    score_metric: ClassVar[str]
     #: True for per-pixel tasks: the head is a decoder that restores the input resolution,
-    #: outputs are (N, output_size, H, W) and targets and masks (N, H, W)
+    #: outputs are (N, output_size, H, W) and targets and masks (N, H, W); serving and
+    #: export, which answer one row of numbers per record, refuse them
     dense: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Derive ``headline`` from ``headline_metrics`` and ``directions`` so a metric's
+        direction is written once; a name missing from ``directions`` is an error here,
+        at class definition, not at the first comparison."""
+        super().__init_subclass__(**kwargs)
+        directions = getattr(cls, "directions", None)
+        names = getattr(cls, "headline_metrics", None)
+        if directions is None or names is None:
+            return  # an abstract intermediate class
+        score = getattr(cls, "score_metric", names[0])
+        unknown = [m for m in (*names, score) if m not in directions]
+        if unknown:
+            raise TypeError(f"{cls.__name__}: metric '{unknown[0]}' is not in its directions")
+        cls.headline = {m: directions[m] for m in names}
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
         self.name = name
@@ -123,11 +151,45 @@ class Task(ABC):
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs -> prediction columns keyed by column name (``TASK``, ``TASK_proba``)."""
 
+    def higher_is_better(self, metric: str) -> bool:
+        """Which way ``metric`` of this task is better (``directions``)."""
+        return self.directions[metric]
+
+    def sklearn_score(self, metrics: dict[str, Any]) -> float | None:
+        """This task's share of ``MultiTaskEstimator.score``: ``score_metric`` from
+        :meth:`metrics`, negated where lower is better (scikit-learn maximises scores);
+        None where it is undefined."""
+        value = metrics.get(self.score_metric)
+        if value is None:
+            return None
+        return float(value) if self.directions[self.score_metric] else -float(value)
+
+    def class_labels(self) -> list[Any] | None:
+        """The classes, in the column order of :meth:`class_probabilities`; None for a
+        kind that predicts no class (scikit-learn's ``classes_`` lists only these)."""
+        return None
+
+    def class_probabilities(self, output: np.ndarray) -> np.ndarray | None:
+        """Raw outputs -> (N, K) probabilities, one column per :meth:`class_labels`
+        entry (scikit-learn's ``predict_proba``); None for a kind without classes."""
+        return None
+
     def n_labelled(self, mask: np.ndarray) -> int:
         """Rows with at least one label (a row of a multilabel or dense task counts once)."""
         if mask.ndim == 1:
             return int(mask.sum())
         return int(mask.reshape(mask.shape[0], -1).any(axis=1).sum())
+
+    # -- the single-task baseline ----------------------------------------------------------------
+    def baseline_estimator(self, categorical: list[bool], seed: int) -> Any | None:
+        """An unfitted scikit-learn estimator for this task alone (the gradient-boosting
+        baseline), fitted on the encoded targets of labelled rows; None: no baseline."""
+        return None
+
+    def baseline_scores(self, estimator: Any, x: np.ndarray, target: np.ndarray) -> dict:
+        """Metrics of the fitted :meth:`baseline_estimator` on ``x`` against encoded
+        ``target`` (labelled rows only), in this task's metric names and units."""
+        raise NotImplementedError
 
     # -- persistence -------------------------------------------------------------------------
     @abstractmethod

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys
 from polytask.tasks.base import Task, TaskOptions, safe_metric
 from polytask.values import canonical
@@ -39,7 +40,9 @@ def _obvious_positive(keys: set[str]) -> str | None:
 class BinaryTask(Task):
     kind = "binary"
     Options = BinaryOptions
-    headline: ClassVar[dict[str, bool]] = {"auroc": True}
+    directions: ClassVar[dict[str, bool]] = {"auroc": True, "accuracy": True, "log_loss": False}
+    headline_metrics = ("auroc",)
+    score_metric = "accuracy"
     options: BinaryOptions
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
@@ -176,7 +179,22 @@ class BinaryTask(Task):
         )
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
+        """P(positive) per row."""
         return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
+
+    def class_labels(self) -> list[Any]:
+        return list(self.classes)
+
+    def class_probabilities(self, output: np.ndarray) -> np.ndarray:
+        p = self.probabilities(output)
+        return np.column_stack([1.0 - p, p])
+
+    def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
+        return hist_gbm_classifier(categorical, seed)
+
+    def baseline_scores(self, estimator: Any, x: np.ndarray, target: np.ndarray) -> dict:
+        proba = estimator.predict_proba(x)
+        return {"auroc": float(roc_auc_score(target, proba[:, 1]))}
 
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         p = self.probabilities(output)[mask]

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import mean_absolute_error, r2_score
 
+from polytask.tasks._baseline import hist_gbm_regressor
 from polytask.tasks._numeric import parse_numeric_labels
 from polytask.tasks.base import Task
 from polytask.tasks.regression import RegressionTask
@@ -16,7 +18,9 @@ from polytask.tasks.regression import RegressionTask
 
 class CountTask(Task):
     kind = "count"
-    headline: ClassVar[dict[str, bool]] = {"mae": False}
+    directions: ClassVar[dict[str, bool]] = {"mae": False, "rmse": False, "r2": True}
+    headline_metrics = ("mae",)
+    score_metric = "r2"
 
     def __init__(self, name: str, columns: list[str], options=None):
         super().__init__(name, columns, options)
@@ -74,6 +78,16 @@ class CountTask(Task):
         return RegressionTask._regression_metrics(
             target[mask].astype(np.float64), pred, log_scale=False
         )
+
+    def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
+        return hist_gbm_regressor(categorical, seed, loss="poisson")
+
+    def baseline_scores(self, estimator: Any, x: np.ndarray, target: np.ndarray) -> dict:
+        pred = estimator.predict(x)
+        return {
+            "mae": float(mean_absolute_error(target, pred)),
+            "r2": float(r2_score(target, pred)),
+        }
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         return {self.name: np.exp(output.reshape(-1).astype(np.float64))}

@@ -24,7 +24,10 @@ class DenseRegressionOptions(TaskOptions):
 class DenseRegressionTask(Task):
     kind = "dense_regression"
     Options = DenseRegressionOptions
-    headline: ClassVar[dict[str, bool]] = {"mae": False}
+    directions: ClassVar[dict[str, bool]] = {"mae": False, "rmse": False}
+    headline_metrics = ("mae",)
+    #: scikit-learn's score is the negated MAE (higher is better, as sklearn maximises)
+    score_metric = "mae"
     dense = True
     options: DenseRegressionOptions
 

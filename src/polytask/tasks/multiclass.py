@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from sklearn.metrics import accuracy_score, f1_score
 
+from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys, sort_key
 from polytask.tasks.base import Task, TaskOptions, safe_metric
 
@@ -29,7 +30,9 @@ class MulticlassOptions(TaskOptions):
 class MulticlassTask(Task):
     kind = "multiclass"
     Options = MulticlassOptions
-    headline: ClassVar[dict[str, bool]] = {"accuracy": True}
+    directions: ClassVar[dict[str, bool]] = {"accuracy": True, "macro_f1": True}
+    headline_metrics = ("accuracy",)
+    score_metric = "accuracy"
     options: MulticlassOptions
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
@@ -111,6 +114,22 @@ class MulticlassTask(Task):
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def class_labels(self) -> list[Any]:
+        return list(self.classes)
+
+    def class_probabilities(self, output: np.ndarray) -> np.ndarray:
+        return self.probabilities(output)
+
+    def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
+        return hist_gbm_classifier(categorical, seed)
+
+    def baseline_scores(self, estimator: Any, x: np.ndarray, target: np.ndarray) -> dict:
+        pred = estimator.classes_[estimator.predict_proba(x).argmax(1)]
+        return {
+            "accuracy": float(accuracy_score(target, pred)),
+            "macro_f1": float(f1_score(target, pred, average="macro")),
+        }
 
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         y = target[mask]

@@ -28,7 +28,9 @@ class MultilabelOptions(TaskOptions):
 class MultilabelTask(Task):
     kind = "multilabel"
     Options = MultilabelOptions
-    headline: ClassVar[dict[str, bool]] = {"macro_f1": True}
+    directions: ClassVar[dict[str, bool]] = {"micro_f1": True, "macro_f1": True}
+    headline_metrics = ("macro_f1",)
+    score_metric = "micro_f1"
     options: MultilabelOptions
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
@@ -124,6 +126,13 @@ class MultilabelTask(Task):
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+    def class_labels(self) -> list[Any]:
+        return list(self.classes)
+
+    def class_probabilities(self, output: np.ndarray) -> np.ndarray:
+        """One independent probability per label (rows need not sum to 1)."""
+        return self.probabilities(output)
 
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         """Micro-F1 over every known cell; macro-F1 as the mean of each label's F1 over the

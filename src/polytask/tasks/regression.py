@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from polytask.tasks._baseline import hist_gbm_regressor
 from polytask.tasks._numeric import parse_numeric_labels
 from polytask.tasks.base import Task, TaskOptions, safe_metric
 
@@ -30,7 +31,14 @@ class RegressionOptions(TaskOptions):
 class RegressionTask(Task):
     kind = "regression"
     Options = RegressionOptions
-    headline: ClassVar[dict[str, bool]] = {"mae": False}
+    directions: ClassVar[dict[str, bool]] = {
+        "mae": False,
+        "rmse": False,
+        "r2": True,
+        "r2_log": True,
+    }
+    headline_metrics = ("mae",)
+    score_metric = "r2"
     options: RegressionOptions
 
     def __init__(self, name: str, columns: list[str], options: TaskOptions | None = None):
@@ -142,6 +150,18 @@ class RegressionTask(Task):
                 safe_metric(r2_score, lt, lp, force_finite=False) if true.size > 1 else None
             )
         return out
+
+    def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
+        return hist_gbm_regressor(categorical, seed)
+
+    def baseline_scores(self, estimator: Any, x: np.ndarray, target: np.ndarray) -> dict:
+        """Scored in the label's units: the baseline learns the task's own (log, scaled)
+        target, as the network does."""
+        pred, true = self._inverse(estimator.predict(x)), self._inverse(target)
+        scores = {"mae": float(mean_absolute_error(true, pred)), "r2": float(r2_score(true, pred))}
+        if self.log:
+            scores["r2_log"] = float(r2_score(np.log1p(true), np.log1p(np.maximum(pred, 0))))
+        return scores
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         return {self.name: self._inverse(output.reshape(-1).astype(np.float64))}

@@ -29,7 +29,9 @@ class SegmentationOptions(TaskOptions):
 class SegmentationTask(Task):
     kind = "segmentation"
     Options = SegmentationOptions
-    headline: ClassVar[dict[str, bool]] = {"miou": True, "pixel_accuracy": True}
+    directions: ClassVar[dict[str, bool]] = {"miou": True, "pixel_accuracy": True}
+    headline_metrics = ("miou", "pixel_accuracy")
+    score_metric = "miou"
     dense = True
     options: SegmentationOptions
 
