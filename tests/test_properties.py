@@ -27,6 +27,7 @@ import polytask
 from polytask import PolytaskError, run_dir
 from polytask.config import RunConfig, load_config, parse_config
 from polytask.features.io import read_table
+from polytask.tasks import KINDS
 from tests.conftest import assert_user_error, call_cli, make_table
 
 #: examples per property; POLYTASK_PROPERTY_EXAMPLES=500 searches harder (slower)
@@ -123,26 +124,44 @@ def feature_column(draw: st.DrawFn, n: int) -> list[Any]:
 
 
 @st.composite
-def label_column(draw: st.DrawFn, n: int, kind: str) -> list[Any]:
-    if kind == "regression":  # |y| <= 1e15: see test_huge_regression_labels
-        cell = st.one_of(st.floats(-1e15, 1e15), st.none(), st.integers(-(10**6), 10**6))
-        return draw(st.lists(cell, min_size=n, max_size=n))
-    if kind == "count":
-        cell = st.one_of(st.integers(0, 50), st.none(), st.just(-1), st.just(1.5))
-        return draw(st.lists(cell, min_size=n, max_size=n))
-    if kind == "binary":
-        pairs = [["yes", "no"], [1, 0], ["a", "b"], [True, False], ["only"], ["é", "ü"], [1.0, 0.0]]
-        classes = draw(st.sampled_from(pairs))
-        return draw(
-            st.lists(st.one_of(st.sampled_from(classes), st.none()), min_size=n, max_size=n)
-        )
-    if kind == "multiclass":
+def _classes_cell(draw: st.DrawFn, pairs: bool) -> st.SearchStrategy[Any]:
+    if pairs:
+        options = [
+            ["yes", "no"],
+            [1, 0],
+            ["a", "b"],
+            [True, False],
+            ["only"],
+            ["é", "ü"],
+            [1.0, 0.0],
+        ]
+        classes = draw(st.sampled_from(options))
+    else:
         classes = draw(st.lists(WORDS, min_size=1, max_size=5))
-        return draw(
-            st.lists(st.one_of(st.sampled_from(classes), st.none()), min_size=n, max_size=n)
-        )
-    cell = st.one_of(st.sampled_from(["a|b", "a", "b|c", "", "c"]), st.none())  # multilabel
-    return draw(st.lists(cell, min_size=n, max_size=n))
+    return st.one_of(st.sampled_from(classes), st.none())
+
+
+#: each per-row kind's odd label cells (dense kinds take maps from image data, see
+#: test_modalities); a registered per-row kind without an entry fails the test below
+LABEL_CELLS: dict[str, Any] = {
+    # |y| <= 1e15: see test_huge_regression_labels
+    "regression": lambda draw: st.one_of(
+        st.floats(-1e15, 1e15), st.none(), st.integers(-(10**6), 10**6)
+    ),
+    "count": lambda draw: st.one_of(st.integers(0, 50), st.none(), st.just(-1), st.just(1.5)),
+    "binary": lambda draw: draw(_classes_cell(pairs=True)),
+    "multiclass": lambda draw: draw(_classes_cell(pairs=False)),
+    "multilabel": lambda draw: st.one_of(st.sampled_from(["a|b", "a", "b|c", "", "c"]), st.none()),
+}
+
+
+def test_every_registered_per_row_kind_has_odd_labels() -> None:
+    assert set(LABEL_CELLS) == {k for k, cls in KINDS.items() if not cls.dense}
+
+
+@st.composite
+def label_column(draw: st.DrawFn, n: int, kind: str) -> list[Any]:
+    return draw(st.lists(LABEL_CELLS[kind](draw), min_size=n, max_size=n))
 
 
 @st.composite
@@ -151,7 +170,7 @@ def odd_tables(draw: st.DrawFn) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     k = draw(st.integers(1, 4))
     kinds = draw(
         st.lists(
-            st.sampled_from(["regression", "binary", "multiclass", "count", "multilabel"]),
+            st.sampled_from(list(LABEL_CELLS)),
             min_size=1,
             max_size=2,
         )

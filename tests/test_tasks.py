@@ -22,7 +22,8 @@ from sklearn.metrics import (
 )
 
 from polytask.errors import PolytaskError
-from polytask.evaluation.scoring import score
+from polytask.evaluation.scoring import higher_is_better, score
+from polytask.tasks import KINDS as REGISTERED
 from polytask.tasks import Task, make_task
 
 NAN = np.nan
@@ -477,6 +478,15 @@ def case(kind: str) -> tuple[Task, Any]:
         return fitted_wide(frame), frame
     if kind == "count":
         return fitted("count", COUNTS), pd.Series(COUNTS, name="t")
+    if kind in ("segmentation", "dense_regression"):
+        rng = np.random.default_rng(3)
+        if kind == "segmentation":
+            maps: list[Any] = [rng.integers(0, 3, size=(4, 5)) for _ in range(5)]
+        else:
+            maps = [rng.normal(2.0, 3.0, size=(4, 5)) for _ in range(5)]
+        maps[2] = None  # an unlabelled row
+        labels = pd.Series(maps, name="t", dtype=object)
+        return fitted(kind, labels), labels
     raise AssertionError(kind)
 
 
@@ -491,7 +501,30 @@ KINDS = [
     "multilabel",
     "multilabel_wide",
     "count",
+    "segmentation",
+    "dense_regression",
 ]
+
+
+def test_every_registered_kind_has_its_shared_behaviour_cases() -> None:
+    """The tests below run over ``KINDS``; a kind registered without a case there fails
+    here rather than going untested."""
+    assert {case(c)[0].kind for c in KINDS} == set(REGISTERED)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTERED))
+def test_a_kind_declares_a_direction_for_every_metric_it_reports(kind: str) -> None:
+    task = next(t for t in (case(c)[0] for c in KINDS) if t.kind == kind)
+    assert set(task.metric_names()) <= set(task.directions)
+    assert set(task.headline) <= set(task.metric_names())
+    assert task.score_metric in task.metric_names()
+    for metric, higher in task.directions.items():
+        assert higher_is_better(metric) is higher  # one direction per metric name
+
+
+def output_shape(task: Task, mask: torch.Tensor) -> tuple[int, ...]:
+    """(N, outputs) per row, (N, outputs, H, W) for a per-pixel task."""
+    return (len(mask), task.output_size, *(mask.shape[1:] if task.dense else ()))
 
 
 def perfect_output(task: Task, target: torch.Tensor) -> np.ndarray:
@@ -506,6 +539,10 @@ def perfect_output(task: Task, target: torch.Tensor) -> np.ndarray:
         return np.where(t == 1, 8.0, -8.0)
     if task.kind == "count":
         return np.log(np.maximum(t, 1e-9))[:, None]
+    if task.kind == "segmentation":
+        return np.moveaxis(np.eye(task.output_size)[t], -1, 1) * 8.0
+    if task.kind == "dense_regression":
+        return t[:, None].astype(np.float64)
     raise AssertionError(task.kind)
 
 
@@ -514,7 +551,7 @@ def test_batch_without_labels_gives_zero_loss_and_finite_gradient(kind: str) -> 
     task, labels = case(kind)
     target, mask = task.encode(labels)
     none = torch.zeros_like(mask)
-    out = (5 * torch.randn(len(mask), task.output_size)).requires_grad_(True)
+    out = (5 * torch.randn(output_shape(task, mask))).requires_grad_(True)
     loss = task.loss(out, target, none)
     assert loss.item() == 0.0
     assert not torch.isnan(loss)
@@ -529,7 +566,7 @@ def test_metrics_without_labelled_rows_are_none(kind: str) -> None:
     task, labels = case(kind)
     target, mask = task.encode(labels)
     none = np.zeros_like(mask.numpy())
-    out = np.zeros((len(mask), task.output_size), dtype=np.float32)
+    out = np.zeros(output_shape(task, mask), dtype=np.float32)
     result = score([task], [torch.from_numpy(out)], [target], [torch.from_numpy(none)])[task.name]
     assert result["n"] == 0
     assert all(v is None for k, v in result.items() if k != "n"), result
@@ -541,7 +578,7 @@ def test_decode_of_a_perfect_output_gives_back_the_labels(kind: str) -> None:
     task, labels = case(kind)
     target, mask = task.encode(labels)
     decoded = task.decode(perfect_output(task, target))
-    rows = mask.numpy() if mask.ndim == 1 else mask.numpy().any(axis=1)
+    rows = mask.numpy().reshape(len(mask), -1).any(axis=1)
     if task.kind == "multilabel" and task.wide:
         for j, col in enumerate(task.columns):
             known = mask.numpy()[:, j]
@@ -554,7 +591,11 @@ def test_decode_of_a_perfect_output_gives_back_the_labels(kind: str) -> None:
     for i in np.flatnonzero(rows):
         raw = labels.iloc[i]
         got = values[i]
-        if task.kind == "regression":
+        if task.kind == "segmentation":
+            np.testing.assert_array_equal(got, raw)
+        elif task.kind == "dense_regression":
+            np.testing.assert_allclose(got, raw, rtol=1e-5, atol=1e-5)
+        elif task.kind == "regression":
             assert got == pytest.approx(raw, rel=1e-5, abs=1e-5)
         elif task.kind == "count":
             assert got == pytest.approx(raw, abs=1e-4)
@@ -595,13 +636,13 @@ def test_state_round_trips_through_json(kind: str) -> None:
     t1, m1 = task.encode(labels)
     t2, m2 = fresh.encode(labels)
     assert torch.equal(t1, t2) and torch.equal(m1, m2)
-    out = np.random.default_rng(1).normal(size=(len(m1), task.output_size)).astype(np.float32)
+    out = np.random.default_rng(1).normal(size=output_shape(task, m1)).astype(np.float32)
     o = torch.from_numpy(out)
     assert task.loss(o, t1, m1).item() == fresh.loss(o, t2, m2).item()
     d1, d2 = task.decode(out), fresh.decode(out)
     assert d1.keys() == d2.keys()
     for key in d1:
-        assert list(d1[key]) == list(d2[key])
+        np.testing.assert_array_equal(d1[key], d2[key])
     bias1, bias2 = task.initial_bias(), fresh.initial_bias()
     assert (bias1 is None) == (bias2 is None)
     if bias1 is not None:

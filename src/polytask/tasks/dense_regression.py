@@ -57,6 +57,7 @@ class DenseRegressionTask(Task):
             std = float(values.std())
             self.std = std if std > 1e-12 else 1.0
         self.shape = (int(maps.shape[1]), int(maps.shape[2]))
+        self.fitted = True
 
     def encode(self, labels: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
         maps, mask = self._read(labels, self.shape)
@@ -93,3 +94,4 @@ class DenseRegressionTask(Task):
         self.mean, self.std = float(state["mean"]), float(state["std"])
         shape = state.get("shape")
         self.shape = (int(shape[0]), int(shape[1])) if shape else None
+        self.fitted = True

@@ -75,6 +75,7 @@ class SegmentationTask(Task):
                 f"{self.n_classes} classes is more than max_classes={self.options.max_classes}"
             )
         self.shape = (int(maps.shape[1]), int(maps.shape[2]))
+        self.fitted = True
 
     def encode(self, labels: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
         maps, present = read_maps(self.name, labels, self.shape)
@@ -122,3 +123,4 @@ class SegmentationTask(Task):
         self.n_classes = int(state["classes"])
         shape = state.get("shape")
         self.shape = (int(shape[0]), int(shape[1])) if shape else None
+        self.fitted = True
