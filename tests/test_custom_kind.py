@@ -214,3 +214,12 @@ def test_sklearn_estimator_and_gbm_baseline(data: tuple[pd.DataFrame, Path]) -> 
     train, test = df.iloc[:200], df.iloc[200:]
     gbm = gbm_scores(est.model_.tasks, ["x0", "x1", "x2", "x3"], train, test, seed=0)
     assert set(gbm) == {"y1", "y2"} and gbm["y1"]["pinball"] > 0
+
+
+def test_onnx_export_refuses_a_kind_its_decoder_does_not_know(run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript")
+    from polytask.serving.onnx_export import export_onnx
+
+    with pytest.raises(PolytaskError, match=r"cannot export task 'y1' \(quantile\)"):
+        export_onnx(run, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -63,28 +63,13 @@ class Health(BaseModel):
 
 
 def task_info(task: Task) -> TaskInfo:
-    info = TaskInfo(
+    return TaskInfo(
         name=task.name,
         kind=task.kind,
         label_columns=list(task.columns),
         outputs=output_columns(task),
+        **task.serving_info(),
     )
-    options: Any = task.options
-    if task.kind == "binary":
-        info.classes = list(task.classes)  # type: ignore[attr-defined]
-        info.positive = info.classes[1]
-        info.threshold = options.threshold
-    elif task.kind == "multiclass":
-        info.classes = list(task.classes)  # type: ignore[attr-defined]
-    elif task.kind == "multilabel":
-        info.classes = list(task.classes)  # type: ignore[attr-defined]
-        info.threshold = options.threshold
-        info.separator = options.sep
-    elif task.kind == "regression":
-        info.units = f"the units of column '{task.columns[0]}'"
-    elif task.kind == "count":
-        info.units = f"expected count of column '{task.columns[0]}'"
-    return info
 
 
 def model_metadata(model: MultiTaskModel, max_rows: int, max_body_bytes: int) -> Metadata:

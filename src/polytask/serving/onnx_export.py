@@ -188,23 +188,7 @@ def _task_spec(task: Task, output: str) -> dict[str, Any]:
         "width": task.output_size,
         "columns": list(task.decode(np.zeros((1, task.output_size), dtype=np.float32))),
     }
-    opts: Any = task.options
-    state = task.state()
-    if task.kind == "binary":
-        entry.update(
-            negative=state["classes"][0], positive=state["classes"][1], threshold=opts.threshold
-        )
-    elif task.kind == "multiclass":
-        entry.update(classes=state["classes"])
-    elif task.kind == "multilabel":
-        entry.update(
-            classes=state["classes"],
-            threshold=opts.threshold,
-            separator=opts.sep,
-            indicator_columns=len(task.columns) > 1,
-        )
-    elif task.kind == "regression":
-        entry.update(mean=state["mean"], std=state["std"], log1p=state["log"])
+    entry.update(task.onnx_decoding() or {})
     return entry
 
 
@@ -318,6 +302,12 @@ def export_onnx(
     if not isinstance(model, MultiTaskModel):
         model = polytask.load(model)
     check_tabular(model, "export", text=False)
+    for task in model.tasks:
+        if task.onnx_decoding() is None:
+            raise PolytaskError(
+                f"cannot export task '{task.name}' ({task.kind}): the ONNX decoder does not "
+                "know its kind; use polytask predict or polytask serve"
+            )
     outputs = output_names(model.tasks)
     pre = model.preprocessor
     graph_type = (

@@ -179,15 +179,9 @@ def prediction_model(tasks: list[Task]) -> type[BaseModel]:
 
 
 def _describe_column(task: Task, column: str, kind: str) -> str:
-    classes = list(getattr(task, "classes", []))
-    shown = ", ".join(repr(c) for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
     if column != task.name:
         return "probability" if kind == "f" else "0/1"
-    if task.kind in ("binary", "multiclass"):
-        return f"predicted class, one of {shown}"
-    if task.kind == "multilabel":
-        return f"predicted labels among {shown}, joined by {task.options.sep!r}"  # type: ignore[attr-defined]
-    return "prediction in the label's units"
+    return task.describe_prediction()
 
 
 def _example_columns(task: Task) -> dict[str, np.ndarray]:

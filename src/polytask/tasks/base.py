@@ -174,6 +174,22 @@ class Task(ABC):
         entry (scikit-learn's ``predict_proba``); None for a kind without classes."""
         return None
 
+    def serving_info(self) -> dict[str, Any]:
+        """What ``GET /metadata`` tells a client about this task's outputs beyond its
+        name, kind and columns (keys of serving's ``TaskInfo``: ``classes``, ``positive``,
+        ``threshold``, ``separator``, ``units``)."""
+        return {}
+
+    def describe_prediction(self) -> str:
+        """One phrase for the ``TASK`` column of a prediction (the serving schema)."""
+        return "prediction in the label's units"
+
+    def onnx_decoding(self) -> dict[str, Any] | None:
+        """The fields an exported model's preprocessing file gives the standalone decoder
+        for this task (docs/onnx.md); None where that decoder, which knows the built-in
+        kinds by name, cannot decode this kind, so export refuses it."""
+        return None
+
     def n_labelled(self, mask: np.ndarray) -> int:
         """Rows with at least one label (a row of a multilabel or dense task counts once)."""
         if mask.ndim == 1:
@@ -208,6 +224,11 @@ class Task(ABC):
 
 
 # -- helpers shared by kinds ------------------------------------------------------------------
+
+
+def shown_classes(classes: list[Any]) -> str:
+    """The first ten classes for a message, with an ellipsis past them."""
+    return ", ".join(repr(c) for c in classes[:10]) + (", ..." if len(classes) > 10 else "")
 
 
 def safe_metric(fn: Any, *args: Any, **kwargs: Any) -> float | None:

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys
-from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
 from polytask.values import canonical
 
 #: value pairs whose positive class is obvious: the first of each pair is positive
@@ -181,6 +181,17 @@ class BinaryTask(Task):
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         """P(positive) per row."""
         return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
+
+    def serving_info(self) -> dict[str, Any]:
+        classes = list(self.classes)
+        return {"classes": classes, "positive": classes[1], "threshold": self.options.threshold}
+
+    def describe_prediction(self) -> str:
+        return f"predicted class, one of {shown_classes(self.classes)}"
+
+    def onnx_decoding(self) -> dict[str, Any]:
+        negative, positive = self.classes
+        return {"negative": negative, "positive": positive, "threshold": self.options.threshold}
 
     def class_labels(self) -> list[Any]:
         return list(self.classes)

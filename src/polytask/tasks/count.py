@@ -79,6 +79,12 @@ class CountTask(Task):
             target[mask].astype(np.float64), pred, log_scale=False
         )
 
+    def serving_info(self) -> dict[str, Any]:
+        return {"units": f"expected count of column '{self.columns[0]}'"}
+
+    def onnx_decoding(self) -> dict[str, Any]:
+        return {}  # exp of the log rate: nothing to carry
+
     def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
         return hist_gbm_regressor(categorical, seed, loss="poisson")
 

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys, sort_key
-from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
 
 #: refuse label columns with more classes than this unless max_classes is raised
 MAX_CLASSES = 1000
@@ -114,6 +114,15 @@ class MulticlassTask(Task):
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def serving_info(self) -> dict[str, Any]:
+        return {"classes": list(self.classes)}
+
+    def describe_prediction(self) -> str:
+        return f"predicted class, one of {shown_classes(self.classes)}"
+
+    def onnx_decoding(self) -> dict[str, Any]:
+        return {"classes": list(self.classes)}
 
     def class_labels(self) -> list[Any]:
         return list(self.classes)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from sklearn.metrics import f1_score
 
-from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
 
 
@@ -126,6 +126,25 @@ class MultilabelTask(Task):
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-output.astype(np.float64)))
+
+    def serving_info(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "threshold": self.options.threshold,
+            "separator": self.options.sep,
+        }
+
+    def describe_prediction(self) -> str:
+        shown = shown_classes(self.classes)
+        return f"predicted labels among {shown}, joined by {self.options.sep!r}"
+
+    def onnx_decoding(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "threshold": self.options.threshold,
+            "separator": self.options.sep,
+            "indicator_columns": self.wide,
+        }
 
     def class_labels(self) -> list[Any]:
         return list(self.classes)

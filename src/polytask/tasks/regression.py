@@ -151,6 +151,12 @@ class RegressionTask(Task):
             )
         return out
 
+    def serving_info(self) -> dict[str, Any]:
+        return {"units": f"the units of column '{self.columns[0]}'"}
+
+    def onnx_decoding(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "log1p": self.log}
+
     def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
         return hist_gbm_regressor(categorical, seed)
 
