@@ -34,7 +34,7 @@ def register(cls: T) -> T:
         raise PolytaskError(f"{cls.__name__} sets no 'kind' name; give it kind = 'NAME'")
     if kind in KINDS and KINDS[kind] is not cls:
         raise PolytaskError(f"task kind '{kind}' is already registered ({KINDS[kind].__name__})")
-    if not hasattr(cls, "headline"):
+    if not hasattr(cls, "directions") or not hasattr(cls, "headline_metrics"):
         raise PolytaskError(f"{cls.__name__} declares no directions and headline_metrics")
     for metric, higher in cls.directions.items():
         known = metric_direction(metric)
