@@ -522,6 +522,12 @@ def test_a_kind_declares_a_direction_for_every_metric_it_reports(kind: str) -> N
         assert higher_is_better(metric) is higher  # one direction per metric name
 
 
+def test_several_label_columns_only_for_a_kind_that_reads_them() -> None:
+    with pytest.raises(PolytaskError, match=r"'columns' .* a binary task takes one 'column'"):
+        make_task("t", "binary", ["a", "b"], {})
+    assert make_task("t", "multilabel", ["a", "b"], {}).columns == ["a", "b"]
+
+
 def output_shape(task: Task, mask: torch.Tensor) -> tuple[int, ...]:
     """(N, outputs) per row, (N, outputs, H, W) for a per-pixel task."""
     return (len(mask), task.output_size, *(mask.shape[1:] if task.dense else ()))

@@ -106,12 +106,8 @@ class TaskConfig(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _columns_only_for_multilabel(self) -> TaskConfig:
-        if self.columns is not None and self.kind != "multilabel":
-            raise ValueError(
-                f"task '{self.name}': 'columns' (several label columns) is for multilabel "
-                "tasks; use 'column' for one label column"
-            )
+    def _columns_are_several(self) -> TaskConfig:
+        # whether a kind reads several columns is the kind's to say (polytask.tasks.make_task)
         if self.columns is not None and len(self.columns) < 2:
             raise ValueError(f"task '{self.name}': 'columns' needs at least two 0/1 columns")
         if "." in self.name or _reserved_head_name(self.name):

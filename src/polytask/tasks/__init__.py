@@ -90,6 +90,11 @@ def make_task(name: str, kind: str, columns: list[str], options: dict[str, Any])
     from polytask.config import validate_options
 
     cls = task_class(kind)
+    if len(columns) > 1 and not cls.multi_column:
+        raise PolytaskError(
+            f"task '{name}': 'columns' (several label columns) is for kinds that read "
+            f"several, such as multilabel; a {kind} task takes one 'column'"
+        )
     opts = validate_options(cls.Options, options, where=f"task '{name}' ({kind})")
     return cls(name, columns, opts)
 

@@ -50,6 +50,8 @@ class Task(ABC):
     #: outputs are (N, output_size, H, W) and targets and masks (N, H, W); serving and
     #: export, which answer one row of numbers per record, refuse them
     dense: ClassVar[bool] = False
+    #: True where the task may read several label columns (multilabel's 0/1 columns)
+    multi_column: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Derive ``headline`` from ``headline_metrics`` and ``directions`` so a metric's

@@ -30,6 +30,7 @@ class MultilabelTask(Task):
     Options = MultilabelOptions
     directions: ClassVar[dict[str, bool]] = {"micro_f1": True, "macro_f1": True}
     headline_metrics = ("macro_f1",)
+    multi_column = True
     score_metric = "micro_f1"
     options: MultilabelOptions
 
