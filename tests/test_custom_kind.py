@@ -133,8 +133,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
 def run(data: tuple[pd.DataFrame, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     _, path = data
     out = tmp_path_factory.mktemp("quantile-run") / "run"
-    args = ["train", "--data", path, "--task", "y1:quantile:q=0.8", "--task", "y2:binary"]
-    result = call_cli([*args, "--epochs", "3", "--batch-size", "64", "--out", out, "--quiet"])
+    args = ["train", "--data", str(path), "--task", "y1:quantile:q=0.8", "--task", "y2:binary"]
+    result = call_cli([*args, "--epochs", "3", "--batch-size", "64", "--out", str(out), "--quiet"])
     assert result.rc == 0, result.err
     return out
 
@@ -156,13 +156,13 @@ def test_a_kind_that_contradicts_a_metric_direction_is_refused() -> None:
 
 def test_train_evaluate_predict_from_the_cli(run: Path, data: tuple[pd.DataFrame, Path]) -> None:
     df, path = data
-    ev = call_cli(["evaluate", run, "--data", path, "--json"])
+    ev = call_cli(["evaluate", str(run), "--data", str(path), "--json"])
     assert ev.rc == 0, ev.err
     scores = json.loads(ev.out)
     assert set(scores["y1"]) == {"pinball", "mae", "n"} and scores["y1"]["n"] == len(df)
     assert scores["y1"]["pinball"] > 0
     out = path.parent / "p.csv"
-    pr = call_cli(["predict", run, "--data", path, "--output", out])
+    pr = call_cli(["predict", str(run), "--data", str(path), "--output", str(out)])
     assert pr.rc == 0, pr.err
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["y1", "y2", "y2_proba"]

@@ -9,8 +9,7 @@ from polytask.model import MultiTaskModel
 def check_tabular(model: MultiTaskModel, verb: str, text: bool = True) -> None:
     """Refuse, with one line, a model that ``verb`` (serve, export) cannot handle: a
     per-pixel task (``Task.dense``: its outputs are maps, not one row per record), an
-    image feature (its values are file paths), and a text feature
-    unless ``text``."""
+    image feature (its values are file paths), and a text feature unless ``text``."""
     for task in model.tasks:
         if task.dense:
             raise PolytaskError(

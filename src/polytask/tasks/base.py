@@ -45,6 +45,7 @@ class Task(ABC):
     #: ``{metric: higher_is_better}`` of the headline metrics, derived from the two above
     headline: ClassVar[dict[str, bool]]
     #: the metric :meth:`sklearn_score` turns into scikit-learn's higher-is-better score
+    #: (default: the first headline metric)
     score_metric: ClassVar[str]
     #: True for per-pixel tasks: the head is a decoder that restores the input resolution,
     #: outputs are (N, output_size, H, W) and targets and masks (N, H, W); serving and
@@ -62,8 +63,9 @@ class Task(ABC):
         names = getattr(cls, "headline_metrics", None)
         if directions is None or names is None:
             return  # an abstract intermediate class
-        score = getattr(cls, "score_metric", names[0])
-        unknown = [m for m in (*names, score) if m not in directions]
+        if not hasattr(cls, "score_metric"):
+            cls.score_metric = names[0]
+        unknown = [m for m in (*names, cls.score_metric) if m not in directions]
         if unknown:
             raise TypeError(f"{cls.__name__}: metric '{unknown[0]}' is not in its directions")
         cls.headline = {m: directions[m] for m in names}
