@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from polytask.tasks import KINDS
 from tests.conftest import FAST_TRAIN, TrainedRun, assert_user_error, make_table
 
 
@@ -122,7 +123,7 @@ def test_task_with_fewer_than_two_classes(run_cli, table: Path, kind: str) -> No
     assert_user_error(result, "task 'const'", "only one class", "'a'")
 
 
-@pytest.mark.parametrize("kind", ["regression", "binary", "multiclass", "multilabel", "count"])
+@pytest.mark.parametrize("kind", sorted(k for k, c in KINDS.items() if not c.dense))
 def test_task_with_no_labelled_rows(run_cli, table: Path, kind: str) -> None:
     result = run_cli(train_args(table, "y_reg:regression", f"empty:{kind}"))
     assert_user_error(result, "task 'empty'", "no labelled rows")
@@ -132,6 +133,23 @@ def test_task_with_no_labelled_rows(run_cli, table: Path, kind: str) -> None:
 def test_label_cannot_also_be_a_feature(run_cli, table: Path) -> None:
     result = run_cli([*train_args(table, "y_reg:regression"), "--features", "x0,y_reg"])
     assert_user_error(result, "'y_reg'", "cannot also be a feature")
+
+
+def test_label_also_in_drop_is_a_contradiction(run_cli, table: Path, tmp_path: Path) -> None:
+    result = run_cli([*train_args(table, "y_reg:regression"), "--drop", "id,y_reg"])
+    assert_user_error(result, "'y_reg'", "drop", "contradict")
+    nothing_written(table.parent)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"data: {{path: {table}}}\ntasks: [{{name: y_reg, kind: regression}}]\n"
+        "features: {drop: [id, y_reg]}\n"
+    )
+    result = run_cli(["train", "--config", config, "--out", tmp_path / "r2", *FAST_TRAIN])
+    assert_user_error(result, "'y_reg'", "contradict")
+    import polytask
+
+    with pytest.raises(polytask.PolytaskError, match="contradict"):
+        polytask.fit(make_table(80), tasks=["y_reg:regression"], drop=["y_reg"], epochs=1)
 
 
 def test_unknown_feature_column_in_drop(run_cli, table: Path) -> None:

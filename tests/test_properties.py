@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 import polytask
 from polytask import PolytaskError, run_dir
+from polytask.architectures import ARCHITECTURES
 from polytask.config import RunConfig, load_config, parse_config
 from polytask.features.io import read_table
 from polytask.tasks import KINDS
@@ -560,3 +561,48 @@ def test_the_cli_keeps_an_error_about_a_strange_column_name_on_one_line(tmp_path
         ["train", "--data", data, "--task", "multi\nline:binary", "--out", tmp_path / "r"]
     )
     assert_user_error(result, "multi\\nline")
+
+
+# -- every registered kind and architecture has its property tests ------------------------------
+
+#: where the dense kinds' properties are checked (they take maps, not table cells)
+DENSE_KIND_TESTS = {
+    "segmentation": ["test_segmentation_metrics_match_a_hand_computation"],
+    "dense_regression": ["test_dense_regression_standardises_and_reports_units"],
+}
+#: architectures outside test_architectures' per-architecture properties (NEW), and where
+#: theirs are: hard sharing is every other test's default, MTAN needs image features
+OTHER_ARCHITECTURE_TESTS = {
+    "hard": ("test_architectures", "test_mmoe_with_one_expert_is_hard_sharing"),
+    "mtan": ("test_modalities", "test_mtan_attends_per_task_and_works_with_gradient_balancers"),
+}
+
+
+def test_every_task_kind_has_its_property_tests() -> None:
+    """A kind added to the registry without property tests fails here."""
+    from tests import test_modalities_units, test_tasks
+
+    per_kind = {test_tasks.case(c)[0].kind for c in test_tasks.KINDS}
+    for kind, cls in KINDS.items():
+        if cls.dense:
+            names = DENSE_KIND_TESTS.get(kind, [])
+            assert names, f"dense task kind {kind!r} has no property test listed here"
+            assert all(hasattr(test_modalities_units, n) for n in names)
+        else:
+            assert kind in per_kind, f"task kind {kind!r} has no case in test_tasks.KINDS"
+
+
+def test_every_architecture_has_its_property_tests() -> None:
+    """An architecture added to the registry without property tests fails here."""
+    import importlib
+
+    from tests import test_architectures
+
+    for name in ARCHITECTURES:
+        if name in OTHER_ARCHITECTURE_TESTS:
+            module, test = OTHER_ARCHITECTURE_TESTS[name]
+            assert hasattr(importlib.import_module(f"tests.{module}"), test)
+        else:
+            assert name in test_architectures.NEW and name in test_architectures.SMALL, (
+                f"architecture {name!r} is not in test_architectures.NEW (its property tests)"
+            )

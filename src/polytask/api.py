@@ -211,7 +211,7 @@ def train_run(
             try:
                 model._write(tmp)
             except OSError as err:
-                raise run_dir._write_error(out_path, err) from None
+                raise run_dir.write_error(out_path, err) from None
             stage.publish(tmp)
     return model
 

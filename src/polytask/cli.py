@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import polytask
+from polytask import io
 from polytask.errors import PolytaskError
 
 EXAMPLES = """examples:
@@ -54,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"polytask {polytask.__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_FlagParser)
     sub.required = True
 
     t = sub.add_parser(
@@ -207,14 +206,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _share_flags(
-    source: argparse.ArgumentParser, target: argparse.ArgumentParser, skip: set[str]
-) -> None:
+class _FlagParser(argparse.ArgumentParser):
+    """A parser that remembers its ``add_argument`` calls, so that another subcommand can
+    take the same flags (argparse has no public way to list a parser's flags)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.flag_calls: list[tuple[tuple[Any, ...], dict[str, Any], str]] = []
+        super().__init__(*args, **kwargs)  # (which adds --help)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        if action.option_strings:
+            self.flag_calls.append((args, kwargs, action.dest))
+        return action
+
+
+def _share_flags(source: _FlagParser, target: argparse.ArgumentParser, skip: set[str]) -> None:
     """Give ``target`` the flags of ``source`` except ``skip`` (by dest): one definition for
     both, as argparse's ``parents=`` does, but after ``source`` is complete."""
-    for action in source._actions:
-        if action.option_strings and action.dest not in skip and action.dest != "help":
-            target._add_action(action)
+    for args, kwargs, dest in source.flag_calls:
+        if dest not in skip and dest != "help":
+            target.add_argument(*args, **kwargs)
 
 
 def _compare_parser(sub: Any) -> None:
@@ -334,7 +346,7 @@ def _balancing_methods() -> list[str]:
 def cmd_train(a: argparse.Namespace) -> int:
     from polytask.api import resume, train_run
     from polytask.evaluation.affinity import TaskAffinity
-    from polytask.training.distributed import is_main_process
+    from polytask.training.distributed import launched_as_rank_zero
 
     if a.resume:
         a.out = _resume_out(a)
@@ -351,7 +363,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         model = train_run(
             cfg, out=a.out, overwrite=a.overwrite, verbose=not a.quiet, callbacks=callbacks
         )
-    if not is_main_process():  # torchrun: process 0 reports
+    if not launched_as_rank_zero():  # torchrun: process 0 reports
         return 0
     _print_metrics(
         model.metrics.get("test") or model.metrics.get("validation") or {},
@@ -517,54 +529,28 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _write_atomic(out: Path, write: Any, suffix: str = "") -> None:
-    """``write(tmp_path)`` then rename onto ``out``; a failure leaves ``out`` untouched."""
+    """``write(tmp_path)`` then rename onto ``out`` (see :mod:`polytask.io`); a failure
+    leaves ``out`` untouched."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-        os.close(fd)
+        io.write_with(out, write, suffix)
     except OSError as err:
         raise PolytaskError(
             f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
         ) from None
-    try:
-        write(tmp)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise PolytaskError(
-            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_table_atomic(df: Any, out: Path) -> None:
+    parquet = out.suffix.lower() == ".parquet"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        os.close(fd)
-    except OSError as err:
-        raise PolytaskError(
-            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
-        ) from None
-    try:
-        if out.suffix.lower() == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    except OSError as err:
-        raise PolytaskError(
-            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
-        ) from None
+        _write_atomic(
+            out,
+            lambda tmp: df.to_parquet(tmp, index=False) if parquet else df.to_csv(tmp, index=False),
+        )
     except (ValueError, TypeError) as err:  # e.g. pyarrow on a column of mixed types
         raise PolytaskError(
             f"cannot write '{out}' as Parquet ({str(err).splitlines()[0]}); write a .csv "
             "instead, or drop mixed-type --keep columns"
         ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def cmd_serve(a: argparse.Namespace) -> int:

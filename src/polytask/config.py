@@ -8,6 +8,7 @@ error that names the closest known key.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -300,6 +301,27 @@ class RunConfig(Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> dotted keys: ``{"training.lr": 0.002, "tasks.0.kind": "binary"}``.
+    A list holding mappings is indexed; other lists and values stay as they are. One
+    flattener for everything that names config keys (tracking's parameters, a resumed
+    run's conflicts)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list) and any(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    out.update(flatten(item, f"{name}.{i}."))
+                else:
+                    out[f"{name}.{i}"] = item
+        else:
+            out[name] = value
+    return out
 
 
 # -- validation with errors a person can act on ----------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 import polytask
-from polytask import run_dir
+from polytask import io, run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.config import RunConfig, load_yaml, parse_config
 from polytask.encoders.build import build_encoder
@@ -257,9 +256,7 @@ class MultiTaskModel:
         save_file(state, str(folder / run_dir.WEIGHTS), metadata={"format": "polytask-run"})
         run_dir.write_json(folder / run_dir.METRICS, self.metrics)
         if not (folder / run_dir.HISTORY).exists():
-            with (folder / run_dir.HISTORY).open("w", encoding="utf-8") as f:
-                for record in self.history:
-                    f.write(_json_line(record))
+            io.write_jsonl(folder / run_dir.HISTORY, self.history)
         info = dict(self.info)
         info.update(
             polytask_version=polytask.__version__,
@@ -276,7 +273,7 @@ class MultiTaskModel:
             try:
                 self._write(tmp)
             except OSError as err:
-                raise run_dir._write_error(final, err) from None
+                raise run_dir.write_error(final, err) from None
             run_dir.publish(tmp, final, overwrite)
         return final
 
@@ -319,15 +316,5 @@ class MultiTaskModel:
             else {}
         )
         info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
-        history = []
-        if (folder / run_dir.HISTORY).is_file():
-            lines = (folder / run_dir.HISTORY).read_text(encoding="utf-8").splitlines()
-            try:
-                history = [json.loads(line) for line in lines if line.strip()]
-            except ValueError:
-                history = []  # the history is for reading; a damaged one is not fatal
+        history = run_dir.read_history(folder)
         return cls(cfg, pre, tasks, net, metrics=metrics, history=history, info=info)
-
-
-def _json_line(record: dict[str, Any]) -> str:
-    return json.dumps(record) + "\n"

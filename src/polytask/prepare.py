@@ -42,6 +42,13 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
     }
     named = list(fc.include or []) + list(fc.drop) + list(overrides)
     require_columns(train, named, "feature")
+    dropped = sorted(label_cols & set(fc.drop))
+    if dropped:
+        raise PolytaskError(
+            f"column '{dropped[0]}' is a task's label and is also in features.drop (--drop); "
+            "the two contradict: a label is never a feature, so leave it out of drop, or "
+            "remove its task"
+        )
     clash = label_cols & set(fc.include or [])
     if clash:
         raise PolytaskError(

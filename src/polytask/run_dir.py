@@ -27,7 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from polytask import io
 from polytask.errors import PolytaskError
+from polytask.io import write_json
 
 CONFIG = "config.yaml"
 PREPROCESSING = "preprocessing.json"
@@ -59,7 +61,7 @@ def check_can_create(path: Path, overwrite: bool) -> None:
         try:
             probe.write_text("ok", encoding="utf-8")
         except OSError as err:
-            raise _write_error(path, err) from None
+            raise write_error(path, err) from None
 
 
 def _check_replaceable(path: Path) -> None:
@@ -73,7 +75,8 @@ def _check_replaceable(path: Path) -> None:
         )
 
 
-def _write_error(path: Path, err: OSError) -> PolytaskError:
+def write_error(path: Path, err: OSError) -> PolytaskError:
+    """The error for a run directory that can't be written (used wherever one is)."""
     reason = err.strerror or type(err).__name__
     return PolytaskError(f"cannot write to '{path}' ({reason}); choose a writable --out")
 
@@ -86,28 +89,18 @@ def staging_dir(final: Path) -> Iterator[Path]:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=parent))
     except OSError as err:
-        raise _write_error(final, err) from None
+        raise write_error(final, err) from None
     try:
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _apply_umask(folder: Path) -> None:
-    """mkdtemp makes 0700 folders (and some writers 0600 files): give the run the modes a
-    folder made with mkdir would have, so other users can read a saved run."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
-    for f in folder.rglob("*"):
-        f.chmod((0o777 if f.is_dir() else 0o666) & ~mask)
-
-
 def publish(tmp: Path, final: Path, overwrite: bool) -> None:
-    """Move a fully written ``tmp`` folder to ``final``; an old run is replaced only with
-    ``overwrite``, and only after the new one is complete."""
+    """Move a fully written ``tmp`` folder to ``final`` with the modes a folder made with
+    mkdir would have (so other users can read a saved run); an old run is replaced only
+    with ``overwrite``, and only after the new one is complete."""
     try:
-        _apply_umask(tmp)
         if final.exists():
             if not overwrite:
                 raise PolytaskError(
@@ -115,32 +108,9 @@ def publish(tmp: Path, final: Path, overwrite: bool) -> None:
                     "--overwrite"
                 )
             _check_replaceable(final)
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            os.replace(final, old / final.name)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                os.replace(old / final.name, final)  # put the old run back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        io.swap_folder(tmp, final)
     except OSError as err:
-        raise _write_error(final, err) from None
-
-
-def write_json(path: Path, data: Any) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, allow_nan=False, default=_json_default)
-        f.write("\n")
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        raise write_error(final, err) from None
 
 
 def read_json(path: Path) -> Any:
@@ -148,6 +118,12 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PolytaskError(f"'{path}' cannot be read ({err}); the run is damaged") from None
+
+
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    """A run's per-epoch records (empty when it has none); the history is for reading, so
+    a damaged line is skipped rather than fatal."""
+    return io.read_jsonl(folder / HISTORY)
 
 
 def check_run(path: Path) -> None:
@@ -241,7 +217,7 @@ def _locked(folder: Path) -> Iterator[None]:
     try:
         fd = os.open(folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise _write_error(folder, err) from None
+        raise write_error(folder, err) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -270,7 +246,7 @@ def partial_dir(final: Path, info: dict[str, Any] | None) -> Iterator[Path]:
             check_no_partial(final, overwrite=False)  # raises: resume it or --overwrite
             raise
         except OSError as err:
-            raise _write_error(final, err) from None
+            raise write_error(final, err) from None
     with _locked(partial):
         try:
             yield partial

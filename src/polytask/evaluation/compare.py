@@ -32,7 +32,7 @@ import pandas as pd
 from polytask import run_dir
 from polytask.config import RunConfig, parse_config
 from polytask.errors import PolytaskError
-from polytask.evaluation.atomic import write_json_atomic
+from polytask.io import write_json as write_json_atomic
 
 SPEC = "compare.json"
 RUNS = "runs"

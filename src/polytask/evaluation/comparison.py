@@ -10,7 +10,6 @@ single-task models of the same seed, which share its split and initial seed).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -306,20 +305,6 @@ def _verdicts(
 # -- affinity and conflict ----------------------------------------------------------------------
 
 
-def read_history(run: Path) -> list[dict[str, Any]]:
-    path = run / run_dir.HISTORY
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
 def analysis_variant(comparison: Comparison, variants: list[Variant]) -> Variant | None:
     """Whose training the affinity and conflict sections show: TAG measures affinity in a
     model that trains all tasks with the plain sum of losses, so ``ew`` on the chosen
@@ -353,7 +338,7 @@ def _add_analysis(
     if v is None:
         return
     seeds = [s for s, r in results[v].items() if r.get("status") == "ok"]
-    histories = [read_history(run_path(out, v, s)) for s in sorted(seeds)]
+    histories = [run_dir.read_history(run_path(out, v, s)) for s in sorted(seeds)]
     histories = [h for h in histories if h]
     if not histories:
         return

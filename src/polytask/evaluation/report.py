@@ -14,19 +14,16 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polytask import run_dir
+from polytask import io, run_dir
 from polytask.errors import PolytaskError
 from polytask.evaluation.affinity import WEAK, relative_strength
-from polytask.evaluation.atomic import umask, write_text_atomic
+from polytask.io import write_text as write_text_atomic
 
 REPORT = "report.html"
 
@@ -80,23 +77,7 @@ def _replace_folder(folder: Path, files: dict[str, bytes]) -> None:
             f"'{folder}' exists and holds more than report plots; move it away or "
             "choose another --output"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    old = None
-    try:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        mask = umask()
-        tmp.chmod(0o777 & ~mask)
-        for f in tmp.iterdir():
-            f.chmod(0o666 & ~mask)
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    io.replace_folder(folder, files)
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -354,12 +335,6 @@ def _curves(
 # -- a run ----------------------------------------------------------------------------------------
 
 
-def _read_history(folder: Path) -> list[dict[str, Any]]:
-    from polytask.evaluation.comparison import read_history
-
-    return read_history(folder)
-
-
 def run_page(folder: Path) -> Page:
     from polytask.config import load_yaml, parse_config
     from polytask.evaluation.delta_m import headline_of
@@ -376,7 +351,7 @@ def run_page(folder: Path) -> Page:
         run_dir.read_json(folder / run_dir.METRICS) if (folder / run_dir.METRICS).is_file() else {}
     )
     info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
-    history = _read_history(folder)
+    history = run_dir.read_history(folder)
 
     page = Page(f"polytask run {folder.name}")
     page.h1(f"Run report: {folder.name}")
@@ -472,7 +447,7 @@ def compare_page(folder: Path) -> Page:
     _affinity_section(page, c.affinity, who or "")
     v = analysis_variant(c, variants)
     if v is not None:
-        histories = [_read_history(run_path(folder, v, s)) for s in c.seeds]
+        histories = [run_dir.read_history(run_path(folder, v, s)) for s in c.seeds]
         histories = [h for h in histories if h]
         if histories:
             _conflict_section(page, histories, c.tasks, f"{v.name} (all seeds)")
@@ -480,7 +455,7 @@ def compare_page(folder: Path) -> Page:
     if chosen is not None:
         row = c.row(chosen.name)
         seed = row.seeds[0] if row and row.seeds else None
-        history = _read_history(run_path(folder, chosen, seed)) if seed is not None else []
+        history = run_dir.read_history(run_path(folder, chosen, seed)) if seed is not None else []
         if history:
             page.h2(f"Learning curves: {chosen.name}, seed {seed}", "curves")
             _curves(page, history, c.headline, prefix="chosen_")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from polytask.evaluation.affinity import WEAK
-from polytask.evaluation.atomic import write_json_atomic, write_text_atomic
 from polytask.evaluation.comparison import Comparison, Row
+from polytask.io import write_json as write_json_atomic
+from polytask.io import write_text as write_text_atomic
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

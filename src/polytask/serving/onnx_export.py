@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
-import os
 import re
 import tempfile
 import warnings
@@ -29,6 +27,7 @@ import torch
 from torch import nn
 
 import polytask
+from polytask import io
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import MISSING, UNKNOWN, Preprocessor
 from polytask.model import MultiTaskModel
@@ -327,9 +326,9 @@ def export_onnx(
             opset = _opset(tmp_graph)
             spec = preprocessing_spec(model, target.name, exporter, opset, outputs)
             tmp_spec = Path(tmp) / spec_file.name
-            tmp_spec.write_text(json.dumps(spec, indent=2, allow_nan=False) + "\n", "utf-8")
-            os.replace(tmp_graph, target)
-            os.replace(tmp_spec, spec_file)
+            tmp_spec.write_text(io.to_json(spec), "utf-8")
+            io.move_into_place(tmp_graph, target)
+            io.move_into_place(tmp_spec, spec_file)
     except OSError as err:
         raise PolytaskError(
             f"cannot write '{target}' ({err.strerror or err}); choose a writable --output"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import secrets
 import time
@@ -35,6 +34,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_bytes
 
+from polytask import io
 from polytask.errors import PolytaskError
 
 FORMAT = "polytask-checkpoint"
@@ -172,27 +172,6 @@ def scheduler_state(scheduler: Any) -> dict[str, Any] | None:
 # -- the checkpoint folder -------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: folders cannot be opened
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_checkpoint(folder: Path, state: Mapping[str, Any]) -> Path:
     """Write ``state`` (nested JSON values and tensors; it must hold ``global_step``) as
     the folder's checkpoint, atomically; returns the commit file."""
@@ -201,10 +180,8 @@ def write_checkpoint(folder: Path, state: Mapping[str, Any]) -> Path:
     meta = pack(state, tensors)
     token = secrets.token_hex(4)
     name = _TENSORS.format(step=int(state["global_step"]), token=token)
-    tmp = folder / f".{name}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "id": token})
-    _fsync_file(tmp)
-    os.replace(tmp, folder / name)
+    with io.atomic_path(folder / name, durable=True) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "id": token})
     commit = {
         "format": FORMAT,
         "version": VERSION,
@@ -213,14 +190,7 @@ def write_checkpoint(folder: Path, state: Mapping[str, Any]) -> Path:
         "tensors_id": token,
         "state": meta,
     }
-    tmp_json = folder / f".{COMMIT}.tmp"
-    with tmp_json.open("w", encoding="utf-8") as f:
-        json.dump(commit, f, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_json, folder / COMMIT)
-    _fsync_dir(folder)
+    io.write_json(folder / COMMIT, commit, indent=None, durable=True)
     for old in folder.glob("state-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)

@@ -59,9 +59,16 @@ def world_size_from_env() -> int:
         return 1
 
 
-def is_main_process() -> bool:
-    """False in the processes of a torchrun launch other than rank 0."""
+def launched_as_rank_zero() -> bool:
+    """From torchrun's environment, so usable before (or without) a process group: False
+    in the processes of a torchrun launch other than rank 0."""
     return os.environ.get("RANK", "0") == "0" or world_size_from_env() <= 1
+
+
+def is_group_rank_zero() -> bool:
+    """From the process group itself: True without one (a single process) or on its
+    rank 0, however the group was started."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 @dataclass

@@ -28,7 +28,7 @@ import yaml
 
 import polytask
 from polytask import run_dir
-from polytask.config import RunConfig
+from polytask.config import RunConfig, flatten
 from polytask.errors import PolytaskError
 from polytask.training import checkpoint
 from polytask.training.checkpoint import Checkpointer
@@ -82,15 +82,6 @@ def saved_config(final: Path) -> tuple[RunConfig, dict[str, Any]]:
     return cfg, run_dir.read_json(partial / run_dir.PARTIAL_INFO)
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
-
-
 #: keys a resumed run may change: they do not change what is trained
 RESUMABLE_KEYS = frozenset({"training.progress", "training.report", "training.affinity_every"})
 
@@ -98,7 +89,7 @@ RESUMABLE_KEYS = frozenset({"training.progress", "training.report", "training.af
 def config_conflicts(saved: RunConfig, given: RunConfig) -> list[str]:
     """Keys where ``given`` differs from ``saved`` (a list flag repeated with the values
     already saved, e.g. the same --drop again, is no conflict)."""
-    a, b = _flat(saved.to_dict()), _flat(given.to_dict())
+    a, b = flatten(saved.to_dict()), flatten(given.to_dict())
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)

@@ -25,8 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polytask.config import flatten
 from polytask.errors import PolytaskError
 from polytask.training.callbacks import Callback
+from polytask.training.distributed import is_group_rank_zero
 
 if TYPE_CHECKING:
     from polytask.config import RunConfig, TrackingConfig
@@ -76,25 +78,15 @@ def final_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> ``{"training.lr": "0.002", "tasks.0.kind": "binary", ...}``;
-    lists of plain values stay one JSON value, None is left out."""
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten_config(value, f"{name}."))
-        elif isinstance(value, list) and any(isinstance(v, Mapping) for v in value):
-            for i, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    out.update(flatten_config(item, f"{name}.{i}."))
-                else:
-                    out[f"{name}.{i}"] = str(item)
-        elif isinstance(value, list):
-            out[name] = json.dumps(value, ensure_ascii=False)
-        elif value is not None:
-            out[name] = str(value)
-    return out
+def flatten_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Nested config -> ``{"training.lr": "0.002", "tasks.0.kind": "binary", ...}`` (see
+    :func:`polytask.config.flatten`) as MLflow parameters: strings, a list of plain values
+    as one JSON value, None left out."""
+    return {
+        key: json.dumps(value, ensure_ascii=False) if isinstance(value, list) else str(value)
+        for key, value in flatten(config).items()
+        if value is not None
+    }
 
 
 def mlflow_key(name: str) -> str:
@@ -106,12 +98,6 @@ def mlflow_key(name: str) -> str:
         part = re.sub(r"[^\w.\- ]", "_", part)
         parts.append("_" if part in ("", ".", "..") else part)
     return "/".join(parts)[:250]
-
-
-def _is_main_process() -> bool:
-    import torch.distributed as dist
-
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 # -- the callbacks -------------------------------------------------------------------------------
@@ -129,7 +115,7 @@ class Tracker(Callback):
 
     # hooks
     def on_train_begin(self, trainer: Trainer) -> None:
-        if self.active or self.closed or not _is_main_process():
+        if self.active or self.closed or not is_group_rank_zero():
             return
         self._open()
         self.active = True
