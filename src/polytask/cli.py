@@ -417,6 +417,7 @@ def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
     """The run config from --config (or ``base``) and the train flags (train and compare
     share them)."""
     from polytask.api import build_config
+    from polytask.config import MlflowConfig
 
     cfg = build_config(
         a.config or base,
@@ -457,7 +458,7 @@ def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
         cfg.tracking.tensorboard = a.tensorboard
     if a.mlflow:
         old = cfg.tracking.mlflow
-        cfg.tracking.mlflow = {**(old.model_dump() if old else {}), "uri": a.mlflow}
+        cfg.tracking.mlflow = MlflowConfig(**{**(old.model_dump() if old else {}), "uri": a.mlflow})
     return cfg
 
 
@@ -520,7 +521,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if dense:
         import numpy as np
 
-        arrays = {name: np.stack(preds.pop(name).to_list()) for name in dense}
+        arrays: dict[str, Any] = {name: np.stack(preds.pop(name).to_list()) for name in dense}
         _write_atomic(arrays_out, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
         print(f"wrote per-pixel predictions of {', '.join(dense)} to {arrays_out}", file=sys.stderr)
     _write_table_atomic(preds, out)

@@ -5,6 +5,7 @@ and its preprocessing fitted on its own training rows; every split becomes a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -53,7 +54,10 @@ def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedSources:
             "with other sources yet: train them in a run of their own"
         )
     parts: dict[str, list[TensorTable]] = {s: [] for s in SPLITS}
-    pres, rows, types_of, read = [], {}, {}, []
+    pres: list[Preprocessor] = []
+    rows: dict[str, Any] = {}
+    types_of: dict[str, Any] = {}
+    read: list[Any] = []
     for source in cfg.sources:
         own = [by_name[t.name] for t in source.tasks]
         frames = read_frames(source.data, source=source.name)
@@ -71,6 +75,7 @@ def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedSources:
         types_of[source.name] = fitted.feature_types
         rows[source.name] = fitted.rows
         train = fitted.frames["train"]
+        assert train is not None  # fit_source always draws a training split
         for split, frame in fitted.frames.items():
             empty = train.iloc[:0] if frame is None else frame
             parts[split].append(source_table(tasks, own, fitted.preprocessor, empty))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,7 +111,8 @@ def build(
     for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
         images, labels = load_fashion(split)
         path = out / f"{split}.npz"
-        np.savez_compressed(path, **overlay(images, labels, n, s))
+        arrays: dict[str, Any] = overlay(images, labels, n, s)
+        np.savez_compressed(path, **arrays)
         paths.append(path)
     return paths
 

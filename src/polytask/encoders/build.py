@@ -41,7 +41,7 @@ def build_encoder(
     images = image_options(m)
     dense = [t for t in tasks if t.dense]
     if dense or spatial:
-        others = [c.name for c in (*pre.numeric, *pre.categorical, *pre.text)]
+        others = [c for c in pre.columns if c not in {i.name for i in pre.images}]
         if len(pre.images) != 1 or others:
             found = (
                 f"it has {len(pre.images)} image columns"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -63,7 +64,7 @@ class TabularEncoder(nn.Module):
             nn.Embedding(card, dim) for card, dim in zip(cardinalities, embedding_dims, strict=True)
         )
         in_features = numeric_width + sum(embedding_dims)
-        in_features += sum(int(m.out_features) for m in self.extra)
+        in_features += sum(int(cast(int, m.out_features)) for m in self.extra)
         self.trunk = mlp(in_features, hidden, activation, dropout, norm)
         self.out_features = hidden[-1] if hidden else in_features
         self._has_cat = len(self.embeddings) > 0

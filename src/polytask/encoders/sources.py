@@ -6,6 +6,7 @@ of it unchanged."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -29,7 +30,8 @@ class SourceRouter(nn.Module):
         self.encoders = nn.ModuleList(encoders)
         # each source's own first layer maps its features to the shared width
         self.adapters = nn.ModuleList(
-            mlp(int(e.out_features), [width], activation, dropout, norm) for e in encoders
+            mlp(int(cast(int, e.out_features)), [width], activation, dropout, norm)
+            for e in encoders
         )
         self.trunk = mlp(width, hidden, activation, dropout, norm)
         self.out_features = hidden[-1] if hidden else width

@@ -89,16 +89,17 @@ class TensorTable:
         n = len(self)
         num, cat = self.features.numeric, self.features.categorical
         extra = list(self.features.extra.values())
-        targets, masks = self.targets, list(self.masks)
-        full = [bool(m.all()) for m in masks] if drop_full_masks else [False] * len(masks)
+        targets, given = self.targets, list(self.masks)
+        full = [bool(m.all()) for m in given] if drop_full_masks else [False] * len(given)
+        masks: list[torch.Tensor | None]
         if shuffle:
             perm = torch.randperm(n, generator=generator).to(num.device)
             num, cat = num[perm], cat[perm]
             extra = [x[perm] for x in extra]
             targets = [t[perm] for t in targets]
-            masks = [None if f else m[perm] for m, f in zip(masks, full, strict=True)]
+            masks = [None if f else m[perm] for m, f in zip(given, full, strict=True)]
         else:
-            masks = [None if f else m for m, f in zip(masks, full, strict=True)]
+            masks = [None if f else m for m, f in zip(given, full, strict=True)]
         if n == 0:
             return
         # all of an epoch's views in one call per tensor: cheaper than slicing every step

@@ -256,7 +256,13 @@ class Preprocessor:
     # -- applying --------------------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
-        return [c.name for c in (*self.numeric, *self.categorical, *self.text, *self.images)]
+        columns: list[NumericColumn | CategoricalColumn | TextColumn | ImageColumn] = [
+            *self.numeric,
+            *self.categorical,
+            *self.text,
+            *self.images,
+        ]
+        return [c.name for c in columns]
 
     @property
     def numeric_width(self) -> int:
@@ -308,11 +314,11 @@ class Preprocessor:
                 num[:, j] = miss
                 j += 1
         cat = np.empty((n, len(self.categorical)), dtype=np.int64)
-        for i, col in enumerate(self.categorical):
-            values = df[col.name]
+        for i, ccol in enumerate(self.categorical):
+            values = df[ccol.name]
             miss = missing_mask(values)
             keys = pd.Series(canonical_series(values, miss))
-            index = {k: c for c, k in enumerate(col.vocab, start=2)}
+            index = {k: c for c, k in enumerate(ccol.vocab, start=2)}
             codes = keys.map(index).fillna(UNKNOWN).to_numpy(dtype=np.int64, copy=True)
             codes[miss] = MISSING
             cat[:, i] = codes

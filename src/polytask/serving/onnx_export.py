@@ -151,6 +151,7 @@ def _export(graph: _Graph, example: dict[str, np.ndarray], outputs: list[str], p
                 external_data=False,
                 verbose=False,
             )
+            assert program is not None  # dynamo=True returns the program
             program.save(str(path))
         return "dynamo"
     except ImportError as err:

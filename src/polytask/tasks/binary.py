@@ -109,13 +109,14 @@ class BinaryTask(Task):
                 )
             pos = matches[0]
         else:
-            pos = _obvious_positive(present)
-            if pos is None:
+            obvious = _obvious_positive(present)
+            if obvious is None:
                 a, b = sorted(present)
                 raise self._error(
                     f"cannot tell which label of column '{col}' is positive ({a!r} or {b!r}); "
                     f"say so with '{col}:binary:positive={b}' (or 'positive: {b}' in the config)"
                 )
+            pos = obvious
         neg = next(k for k in present if k != pos)
         raw: dict[str, object] = {}
         for k, v in first_values(labels, miss).items():

@@ -26,7 +26,7 @@ def grouped_losses(
     """Each task's (masked) mean loss, in task order, as ``Task.loss`` gives it (equal up
     to rounding). For use without autograd: the results share one graph node per group."""
     losses: list[torch.Tensor | None] = [None] * len(tasks)
-    groups: dict[tuple[type, Hashable], list[int]] = {}
+    groups: dict[tuple[type[Task], Hashable], list[int]] = {}
     for i, (task, out) in enumerate(zip(tasks, outs, strict=True)):
         key = task.group_key()
         if key is None or out.dim() != 2 or out.shape[1] != 1:

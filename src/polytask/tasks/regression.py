@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,7 @@ class RegressionTask(Task):
         if transform == "log1p" and (y < 0).any():
             raise self._error("transform=log1p needs non-negative labels; use transform=none")
         if transform == "auto":
-            skew = float(pd.Series(y).skew()) if y.size > 2 else 0.0
+            skew = float(cast(float, pd.Series(y).skew())) if y.size > 2 else 0.0
             self.log = bool((y >= 0).all() and np.unique(y).size >= 10 and skew > SKEW_FOR_LOG)
         else:
             self.log = transform == "log1p"

@@ -109,7 +109,7 @@ def from_bytes(data: bytes) -> dict[str, Any]:
 def rng_state(device: torch.device) -> dict[str, Any]:
     """Every random number generator training may draw from: torch's global CPU generator
     (dropout on CPU), CUDA's (dropout on GPU), numpy's and Python's global ones."""
-    np_state = np.random.get_state()
+    np_state: tuple[Any, ...] = np.random.get_state(legacy=True)  # type: ignore[assignment]
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

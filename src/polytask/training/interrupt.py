@@ -47,7 +47,7 @@ def stop_requests(enabled: bool = True) -> Iterator[StopRequest]:
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     for sig in SIGNALS:
         previous[sig] = signal.signal(sig, stop._handle)
     try:

@@ -14,7 +14,8 @@ def make_optimizer(
     net: nn.Module, cfg: TrainingConfig, extra: list[nn.Parameter], device: torch.device
 ) -> torch.optim.Optimizer:
     """AdamW, fused where the device supports it; no weight decay on biases and norms."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in net.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,7 +61,7 @@ class TrainingProgress:
     def step(self, completed: int, epoch: int, losses: str | None = None) -> None:
         if not self.enabled:
             return
-        fields = {"losses": losses} if losses is not None else {}
+        fields: dict[str, Any] = {"losses": losses} if losses is not None else {}
         self.progress.update(self.bar, completed=completed, epoch=epoch, **fields)
 
     def log(self, message: str) -> None:
