@@ -35,6 +35,7 @@ chromium:
 	fi
 
 test: setup-dev chromium
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: setup-dev
@@ -45,4 +46,4 @@ bench: setup
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache

@@ -59,6 +59,7 @@ def run_demo(
 
         d = cfg.data
         train, _, test_df = split_frame(df, d.validation_fraction, d.test_fraction, seed)
+        assert test_df is not None  # the demo draws a test split
         gbm = gbm_scores(model.tasks, SUPPORT2_FEATURES, train, test_df, seed)
 
     table = Table(title=f"SUPPORT2 test split ({test['hospdead']['n']} patients, seed {seed})")

@@ -43,6 +43,7 @@ def build_net(
     # layers, plus the widths and norm to build them with
     own = cls.builds_shared_layers
     hidden = [] if own else list(m.hidden)
+    encoder: torch.nn.Module
     if isinstance(pre, list):
         by_name = {t.name: t for t in tasks}
         encoders = []

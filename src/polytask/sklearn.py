@@ -290,7 +290,7 @@ class MultiTaskEstimator(BaseEstimator):
                 raise PolytaskError(
                     f"tasks['{column}'] must be a kind name or a mapping of options, got {value!r}"
                 )
-            col = task.get("column") or task["name"]
+            col: str = task.get("column") or task["name"]
             if col not in targets.columns:
                 raise PolytaskError(
                     f"task column '{col}' is not in y (y has {', '.join(targets.columns)})"

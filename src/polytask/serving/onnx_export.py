@@ -28,6 +28,7 @@ from torch import nn
 
 import polytask
 from polytask import io
+from polytask.architectures import MultiTaskNet
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import MISSING, UNKNOWN, Preprocessor
 from polytask.model import MultiTaskModel
@@ -81,7 +82,7 @@ def output_names(tasks: list[Task]) -> list[str]:
 
 
 class _Graph(nn.Module):
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: MultiTaskNet):
         super().__init__()
         self.net = net
 

@@ -138,7 +138,8 @@ def request_model(pre: Preprocessor, max_rows: int) -> type[BaseModel]:
             )
         return value
 
-    records = Annotated[list[record_model(pre)], BeforeValidator(at_most)]  # type: ignore[misc]
+    # a model built at run time: a value to mypy, a type to pydantic
+    records: Any = Annotated[list[record_model(pre)], BeforeValidator(at_most)]  # type: ignore[misc]
     return create_model(
         "PredictRequest",
         __config__=ConfigDict(extra="forbid", title="PredictRequest"),

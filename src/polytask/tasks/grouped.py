@@ -47,8 +47,8 @@ def grouped_losses(
             m = torch.stack(
                 [
                     torch.ones(output.shape[0], dtype=torch.bool, device=output.device)
-                    if masks[i] is None
-                    else masks[i]
+                    if (mask := masks[i]) is None
+                    else mask
                     for i in idx
                 ],
                 dim=1,

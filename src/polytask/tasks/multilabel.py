@@ -6,7 +6,7 @@ from several 0/1 columns (``columns: [a, b, c]``). An empty cell is an unlabelle
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
@@ -80,13 +80,13 @@ class MultilabelTask(Task):
 
     def fit(self, labels: pd.Series | pd.DataFrame) -> None:
         if self.wide:
-            vals, mask = self._wide_matrix(labels)
+            vals, mask = self._wide_matrix(cast(pd.DataFrame, labels))
             if not mask.any():
                 raise self._error("no labelled rows in the training split; fill some labels")
             self.classes = list(self.columns)
             rates = (vals * mask).sum(0) / np.maximum(mask.sum(0), 1)
         else:
-            sets, miss = self._split(labels)
+            sets, miss = self._split(cast(pd.Series, labels))
             if miss.all():
                 raise self._error(
                     f"column '{labels.name}' has no labelled rows in the training split; "
@@ -106,9 +106,9 @@ class MultilabelTask(Task):
 
     def encode(self, labels: pd.Series | pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         if self.wide:
-            vals, mask = self._wide_matrix(labels)
+            vals, mask = self._wide_matrix(cast(pd.DataFrame, labels))
             return torch.from_numpy(vals), torch.from_numpy(mask)
-        sets, miss = self._split(labels)
+        sets, miss = self._split(cast(pd.Series, labels))
         index = {n: i for i, n in enumerate(self.classes)}
         vals = np.zeros((len(sets), len(self.classes)), dtype=np.float32)
         for r, s in enumerate(sets):
