@@ -34,7 +34,12 @@ chromium:
 	  else echo "chromium is missing and this is not root: the report screenshot test will be skipped"; fi; \
 	fi
 
+# Lint and the layer contract (import-linter, [tool.importlinter] in pyproject.toml) first:
+# they take seconds and say more precisely what is wrong than a failing test.
 test: setup-dev chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -41,13 +41,13 @@ import numpy as np
 import torch
 
 from polytask.api import build_config
+from polytask.compare import compare, make_spec
 from polytask.datasets import SUPPORT2_FEATURES, SUPPORT2_TASKS, load_support2
 from polytask.datasets.synthetic import MMOE_TASKS, mmoe_synthetic
-from polytask.evaluation.compare import compare, make_spec
-from polytask.evaluation.comparison import Comparison
-from polytask.evaluation.delta_m import FORMULA
+from polytask.evaluation.summary import Comparison
 from polytask.evaluation.tables import print_table
 from polytask.features.io import read_table
+from polytask.metrics.delta_m import FORMULA
 
 
 def _support2(args: argparse.Namespace) -> tuple[Any, Any, str]:
@@ -159,29 +159,31 @@ def _markdown(name: str, what: str, c: Comparison, seconds: float, minutes: floa
             f"- {v.task}.{v.metric}: single-task {v.stl_mean:.4f} ± {v.stl_std:.4f}, "
             f"multi-task {v.mtl_mean:.4f} ± {v.mtl_std:.4f}, p = {p}: {v.label}"
         )
-    if c.affinity:
-        names = c.affinity["tasks"]
-        z = np.array([[np.nan if x is None else x for x in row] for row in c.affinity["matrix"]])
+    affinity = c.affinity.to_dict() if c.affinity else None
+    conflict = c.conflict.to_dict() if c.conflict else None
+    if affinity:
+        names = affinity["tasks"]
+        z = np.array([[np.nan if x is None else x for x in row] for row in affinity["matrix"]])
         pairs = [
             f"{a}→{b} {z[i, j]:+.2e}"
             for i, a in enumerate(names)
             for j, b in enumerate(names)
             if i != j
         ]
-        share = c.affinity.get("share")
+        share = affinity.get("share")
         cost = f"{share * 100:.1f}% of training time" if share is not None else "n/a"
-        strength = c.affinity.get("strength")
+        strength = affinity.get("strength")
         rel = "" if strength is None else f"; largest between tasks {strength * 100:.1f}% of self"
-        out.append(f"- affinity ({c.affinity['variant']}; cost {cost}{rel}): " + ", ".join(pairs))
-        for g in c.affinity.get("groupings", [])[1:2]:
+        out.append(f"- affinity ({affinity['variant']}; cost {cost}{rel}): " + ", ".join(pairs))
+        for g in affinity.get("groupings", [])[1:2]:
             out.append(
                 "- best split into 2 models: " + " | ".join(" + ".join(x) for x in g["groups"])
             )
-    if c.conflict:
+    if conflict:
         out.append(
             "- gradient cosine: "
             + ", ".join(
-                f"{p['pair'].replace('~', '/')} {p['mean']:+.3f}" for p in c.conflict["pairs"]
+                f"{p['pair'].replace('~', '/')} {p['mean']:+.3f}" for p in conflict["pairs"]
             )
         )
     out.append(

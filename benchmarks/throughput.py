@@ -47,9 +47,9 @@ import polytask
 from polytask.architectures import MultiTaskNet
 from polytask.balancing import get as get_balancer
 from polytask.config import RunConfig
-from polytask.evaluation.scoring import raw_outputs
 from polytask.features.batches import TensorTable
 from polytask.features.preprocess import FeatureTensors, Preprocessor
+from polytask.metrics.scoring import raw_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.tasks import Task
 from polytask.training import Trainer

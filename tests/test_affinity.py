@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from polytask.analysis.affinity import TaskAffinity, affinity_cost, affinity_over_training
+from polytask.analysis.grouping import recommend_groups
 from polytask.api import build_config, train_run
-from polytask.evaluation.affinity import TaskAffinity, affinity_cost, affinity_over_training
-from polytask.evaluation.grouping import recommend_groups
 from polytask.training.steps import batch_losses
 from tests.conftest import make_synthetic, make_table
 

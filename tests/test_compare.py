@@ -13,8 +13,9 @@ import pytest
 import polytask.api
 from polytask import PolytaskError
 from polytask.api import build_config
-from polytask.evaluation.compare import Variant, compare, make_spec, result_path, variant_config
-from polytask.evaluation.delta_m import delta_m
+from polytask.compare import compare, make_spec
+from polytask.evaluation.layout import Variant, result_path, variant_config
+from polytask.metrics.delta_m import delta_m
 from tests.conftest import assert_user_error, make_synthetic
 
 TASKS = ["y1:regression", "y2:binary"]
@@ -108,10 +109,11 @@ def test_variant_is_chosen_on_validation_and_judged_on_test(finished) -> None:  
         assert v.mtl_mean == pytest.approx(chosen.test[v.task][v.metric]["mean"])
         assert v.stl_mean == pytest.approx(c.rows[0].test[v.task][v.metric]["mean"])
         assert v.p_value is not None and v.label
-    assert c.affinity is not None and c.affinity["variant"] == "ew (hard)"
-    assert np.array(c.affinity["matrix"]).shape == (2, 2)
-    assert c.affinity["groupings"][0]["groups"] == [["y1", "y2"]]
-    assert c.conflict is not None and c.conflict["pairs"][0]["pair"] == "y1~y2"
+    assert c.affinity is not None and c.affinity.variant == "ew (hard)"
+    assert c.affinity.to_dict()["variant"] == "ew (hard)"
+    assert np.array(c.affinity.to_dict()["matrix"]).shape == (2, 2)
+    assert c.affinity.to_dict()["groupings"][0]["groups"] == [["y1", "y2"]]
+    assert c.conflict is not None and c.conflict.to_dict()["pairs"][0]["pair"] == "y1~y2"
 
 
 def test_single_task_models_never_see_the_other_labels() -> None:

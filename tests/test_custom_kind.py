@@ -24,9 +24,9 @@ from pydantic import Field
 import polytask
 from polytask import PolytaskError
 from polytask.api import build_config
-from polytask.evaluation.compare import compare, make_spec
+from polytask.compare import compare, make_spec
 from polytask.evaluation.gbm_baseline import gbm_scores
-from polytask.evaluation.scoring import higher_is_better
+from polytask.metrics.scoring import higher_is_better
 from polytask.serving.app import create_app
 from polytask.serving.payload import json_records
 from polytask.sklearn import MultiTaskEstimator

@@ -9,11 +9,11 @@ import pytest
 from scipy import stats
 
 from polytask import PolytaskError
+from polytask.analysis.conflict import cosine_matrix, summarise, summarise_many
+from polytask.analysis.grouping import group_score, partitions, recommend_groups
 from polytask.config import parse_config
-from polytask.evaluation.conflict import cosine_matrix, summarise, summarise_many
-from polytask.evaluation.delta_m import FORMULA, delta_m, headline_of
-from polytask.evaluation.grouping import group_score, partitions, recommend_groups
-from polytask.evaluation.verdict import compare_values, welch_p
+from polytask.metrics.delta_m import FORMULA, delta_m, headline_of
+from polytask.metrics.verdict import compare_values, welch_p
 from polytask.model import build_tasks
 
 HEADLINE = {"death": {"auroc": True}, "stay": {"mae": False}}

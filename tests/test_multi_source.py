@@ -132,8 +132,8 @@ def test_source_config_errors(sources):
 
 
 def test_compare_runs_single_source_baselines_for_a_multi_source_config(sources, tmp_path):
+    from polytask.compare import compare, make_spec
     from polytask.config import parse_config
-    from polytask.evaluation.compare import compare, make_spec
 
     cfg = parse_config(config(sources, epochs=2))
     spec = make_spec(cfg, ["ew"], ["hard"], 1, 0)

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import polytask
+from polytask.analysis.affinity import TaskAffinity
 from polytask.api import build_config, train_run
-from polytask.evaluation.affinity import TaskAffinity
-from polytask.evaluation.compare import compare, make_spec
+from polytask.compare import compare, make_spec
 from polytask.evaluation.report import write_report
 from tests.conftest import FAST_TRAIN, assert_user_error, make_synthetic, make_table
 

@@ -22,7 +22,7 @@ from sklearn.metrics import (
 )
 
 from polytask.errors import PolytaskError
-from polytask.evaluation.scoring import higher_is_better, score
+from polytask.metrics.scoring import higher_is_better, score
 from polytask.tasks import KINDS as REGISTERED
 from polytask.tasks import Task, make_task
 

@@ -7,10 +7,9 @@
 >>> model.save("runs/support2"); polytask.load("runs/support2")
 """
 
-__version__ = "0.1.0"
-
 from polytask.api import build_config, fit, load
 from polytask.errors import PolytaskError
 from polytask.model import MultiTaskModel
+from polytask.version import __version__
 
 __all__ = ["MultiTaskModel", "PolytaskError", "__version__", "build_config", "fit", "load"]

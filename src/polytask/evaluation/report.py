@@ -11,152 +11,35 @@ half-written report.
 
 from __future__ import annotations
 
-import base64
 import html
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polytask import io, run_dir
+from polytask import run_dir
+from polytask.analysis.affinity import WEAK, AffinitySummary, summarise_affinity
+from polytask.analysis.conflict import ConflictSummary, cosine_matrix, summarise_conflict
+from polytask.config import load_yaml, parse_config
 from polytask.errors import PolytaskError
-from polytask.evaluation.affinity import WEAK, relative_strength
+from polytask.evaluation.html import REPORT, Page, plots_dir, replace_folder
+from polytask.evaluation.layout import is_comparison, slug_run_path
+from polytask.evaluation.plots import (
+    cosine_over_training,
+    delta_m_bars,
+    heatmap,
+    learning_curves,
+    task_weights,
+)
+from polytask.evaluation.sections import conflict_cells, cost_text, failure_lines
+from polytask.evaluation.summary import Comparison, summarise_comparison
+from polytask.evaluation.tables import VERDICT_HEADER, caption, header, table_rows, verdict_lines
 from polytask.io import write_text as write_text_atomic
+from polytask.metrics.delta_m import headline_of
+from polytask.model import build_tasks
 
-REPORT = "report.html"
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
-       margin: 0; background: #f6f7f9; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
-h1 { font-size: 26px; margin: 8px 0 4px; }
-h2 { font-size: 19px; margin: 32px 0 8px; padding-top: 8px; border-top: 1px solid #e3e5e8; }
-p, li { line-height: 1.45; font-size: 14px; }
-.meta { color: #555; font-size: 13px; }
-.formula { background: #f3f6fb; border-left: 4px solid #4a78c2; padding: 8px 12px;
-           font-size: 13px; }
-table { border-collapse: collapse; margin: 8px 0 12px; font-size: 13px; }
-th, td { border-bottom: 1px solid #e3e5e8; padding: 5px 10px; text-align: right;
-         white-space: nowrap; }
-th { background: #f3f4f6; font-weight: 600; }
-td:first-child, th:first-child { text-align: left; }
-table.left2 td:nth-child(2), table.left2 th:nth-child(2) { text-align: left; }
-td.label { text-align: left; }
-tr.chosen td { font-weight: 700; background: #fff8e1; }
-.good { color: #1b7f2a; font-weight: 600; }
-.bad { color: #c62828; font-weight: 700; }
-.muted { color: #777; }
-figure { margin: 8px 0 16px; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { font-size: 12px; color: #555; }
-.row { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
-.row figure { flex: 1 1 420px; }
-.scroll { overflow-x: auto; }
-"""
-
-
-# -- files ----------------------------------------------------------------------------------------
-
-
-def plots_dir(output: Path) -> Path:
-    """Where the report's PNG files go: ``report_plots/`` beside ``report.html``."""
-    return output.with_name(f"{output.stem}_plots")
-
-
-def _replace_folder(folder: Path, files: dict[str, bytes]) -> None:
-    """Write ``files`` into a new folder and swap it in for ``folder`` (which, if it exists,
-    must hold only PNG files: an earlier report's plots)."""
-    foreign = folder.exists() and (
-        not folder.is_dir()
-        or any(not (f.is_file() and f.suffix == ".png") for f in folder.iterdir())
-    )
-    if foreign:
-        raise PolytaskError(
-            f"'{folder}' exists and holds more than report plots; move it away or "
-            "choose another --output"
-        )
-    io.replace_folder(folder, files)
-
-
-# -- the page -----------------------------------------------------------------------------------
-
-
-class Page:
-    """An HTML page built section by section; figures become embedded PNGs."""
-
-    def __init__(self, title: str):
-        self.title = title
-        self.parts: list[str] = []
-        self.images: dict[str, bytes] = {}
-
-    def h1(self, text: str) -> None:
-        self.parts.append(f"<h1>{html.escape(text)}</h1>")
-
-    def h2(self, text: str, anchor: str | None = None) -> None:
-        aid = f' id="{anchor}"' if anchor else ""
-        self.parts.append(f"<h2{aid}>{html.escape(text)}</h2>")
-
-    def p(self, text: str, cls: str | None = None) -> None:
-        c = f' class="{cls}"' if cls else ""
-        self.parts.append(f"<p{c}>{html.escape(text)}</p>")
-
-    def items(self, lines: list[str]) -> None:
-        if lines:
-            self.parts.append(
-                "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>"
-            )
-
-    def table(
-        self,
-        head: list[str],
-        rows: list[list[str]],
-        row_classes: list[str | None] | None = None,
-        cell_classes: list[list[str | None]] | None = None,
-        left: int = 1,
-    ) -> None:
-        """``left``: how many leading columns hold text (left-aligned)."""
-        out = [f'<div class="scroll"><table class="left{left}"><thead><tr>']
-        out += [f"<th>{html.escape(h)}</th>" for h in head]
-        out.append("</tr></thead><tbody>")
-        for i, row in enumerate(rows):
-            rc = row_classes[i] if row_classes else None
-            out.append(f'<tr class="{rc}">' if rc else "<tr>")
-            for j, cell in enumerate(row):
-                cc = cell_classes[i][j] if cell_classes else None
-                c = f' class="{cc}"' if cc else ""
-                out.append(f"<td{c}>{html.escape(cell)}</td>")
-            out.append("</tr>")
-        out.append("</tbody></table></div>")
-        self.parts.append("".join(out))
-
-    def figure(self, name: str, fig: Any, caption: str = "") -> bool:
-        if fig is None:
-            return False
-        from polytask.evaluation.plots import png_bytes
-
-        data = png_bytes(fig)
-        self.images[f"{name}.png"] = data
-        b64 = base64.b64encode(data).decode("ascii")
-        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self.parts.append(
-            f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{b64}">'
-            f"{cap}</figure>"
-        )
-        return True
-
-    def html(self) -> str:
-        body = "\n".join(self.parts)
-        stamp = time.strftime("%Y-%m-%d %H:%M")
-        return (
-            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head>"
-            f"<body><main>\n{body}\n"
-            f'<p class="meta">Written by polytask on {stamp}.</p></main></body></html>\n'
-        )
-
+__all__ = ["REPORT", "compare_page", "plots_dir", "run_page", "write_report"]
 
 # -- shared sections ----------------------------------------------------------------------------
 
@@ -170,14 +53,11 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _conflict_section(
-    page: Page, histories: list[list[dict[str, Any]]], names: list[str], who: str
+    page: Page, conflict: ConflictSummary | None, names: list[str], who: str
 ) -> None:
-    from polytask.evaluation.conflict import cosine_matrix, summarise_many
-    from polytask.evaluation.plots import cosine_over_training, heatmap
-
-    pairs = summarise_many([h for h in histories if h])
-    if not pairs:
+    if conflict is None:
         return
+    pairs = conflict.pairs
     page.h2("Gradient conflict", "conflict")
     page.p(
         f"Cosine similarity of the task gradients, logged every few steps while training "
@@ -185,18 +65,12 @@ def _conflict_section(
         "Trend: change of the cosine from the start to the end of training (least-squares "
         "slope)."
     )
-    rows = [
-        [
-            p.pair.replace("~", " / "),
-            f"{p.mean:+.3f}",
-            f"{p.negative_share * 100:.0f}%",
-            f"{p.trend:+.3f}",
-            p.label,
-        ]
-        for p in pairs
-    ]
     classes = [[None, None, None, None, "label bad" if p.mean < 0 else "label"] for p in pairs]
-    page.table(["pair", "mean cosine", "epochs < 0", "trend", ""], rows, cell_classes=classes)
+    page.table(
+        ["pair", "mean cosine", "epochs < 0", "trend", ""],
+        conflict_cells(pairs),
+        cell_classes=classes,
+    )
     fig = heatmap(
         cosine_matrix(names, pairs),
         names,
@@ -204,40 +78,58 @@ def _conflict_section(
         limit=1.0,
         cbar_label="cosine",
     )
-    over = cosine_over_training(histories[0])
+    over = cosine_over_training(conflict.over_training)
     page.parts.append('<div class="row">')
     page.figure("conflict_heatmap", fig)
     page.parts.append("</div>")
     page.figure("conflict_over_training", over)
 
 
-def _affinity_section(page: Page, aff: dict[str, Any] | None, who: str) -> None:
-    from polytask.evaluation.plots import heatmap
+AFFINITY_TEXT = (
+    "Lookahead affinity (Fifty et al. 2021) measured every {every} steps "
+    "while training {who}: Z[i→j] = 1 − L_j(after one plain gradient step on task i "
+    "alone) / L_j(before), on the same batch. Row i, column j: how a step for task i "
+    "changes task j's loss; > 0 (blue) means i helps j, < 0 (red) that it hurts j. "
+    "The size scales with the learning rate; compare entries with each other. The "
+    "diagonal (a task's step on its own loss) is grey and outside the colour scale; in "
+    "brackets, an entry as a share of its column's diagonal (how much a step for i "
+    "does for j, next to a step for j itself). The colours reach at least ±10% of "
+    "the mean diagonal, so weak effects stay pale."
+)
 
+
+def _affinity_section(page: Page, aff: AffinitySummary | None, who: str) -> None:
     if not aff:
         return
-    names = aff["tasks"]
-    matrix = np.array([[np.nan if v is None else v for v in row] for row in aff["matrix"]])
     page.h2("Task affinity", "affinity")
-    page.p(
-        f"Lookahead affinity (Fifty et al. 2021) measured every {aff.get('every')} steps "
-        f"while training {who}: Z[i→j] = 1 − L_j(after one plain gradient step on task i "
-        "alone) / L_j(before), on the same batch. Row i, column j: how a step for task i "
-        "changes task j's loss; > 0 (blue) means i helps j, < 0 (red) that it hurts j. "
-        "The size scales with the learning rate; compare entries with each other. The "
-        "diagonal (a task's step on its own loss) is grey and outside the colour scale; in "
-        "brackets, an entry as a share of its column's diagonal (how much a step for i "
-        "does for j, next to a step for j itself). The colours reach at least ±10% of "
-        "the mean diagonal, so weak effects stay pale."
-    )
-    share = aff.get("share")
-    page.p(
-        f"Cost: {aff.get('seconds', 0):.2f}s of measuring"
-        + (f", {share * 100:.1f}% of the training time." if share is not None else "."),
-        "meta",
-    )
+    page.p(AFFINITY_TEXT.format(every=aff.every, who=who))
+    page.p(cost_text(aff.seconds, aff.share, "the training time"), "meta")
+    page.figure("affinity_heatmap", _affinity_heatmap(aff))
+    strength = aff.strength
+    if aff.groupings and strength is not None and strength < WEAK:
+        page.p(
+            f"The effects between tasks are weak: at most {strength * 100:.1f}% of a task's "
+            "effect on itself. The grouping below follows them, but they say little about "
+            "whether to train the tasks together: the comparison's verdicts do.",
+            "meta",
+        )
+    if aff.groupings:
+        page.p(
+            "Recommended grouping into G models: the partition that maximises the total "
+            "affinity within groups (each task counts the mean affinity onto it from its "
+            "group's other tasks; a task alone counts 0). Exhaustive search."
+        )
+        page.table(
+            ["models", "groups", "total affinity"],
+            [[str(len(g.groups)), g.describe(), f"{g.score:+.3g}"] for g in aff.groupings],
+            left=2,
+        )
+
+
+def _affinity_heatmap(aff: AffinitySummary) -> Any:
+    """Z with each off-diagonal entry's share of its column's diagonal written under it."""
+    matrix, names = aff.matrix, aff.tasks
     diag = np.diag(matrix)
-    strength = relative_strength(matrix)
     notes = [
         [
             ""
@@ -247,7 +139,7 @@ def _affinity_section(page: Page, aff: dict[str, Any] | None, who: str) -> None:
         ]
         for i in range(len(names))
     ]
-    fig = heatmap(
+    return heatmap(
         matrix,
         names,
         "Task affinity Z[i→j]",
@@ -259,58 +151,6 @@ def _affinity_section(page: Page, aff: dict[str, Any] | None, who: str) -> None:
         floor=0.1 * float(np.nanmean(diag)) if np.isfinite(diag).any() else 0.0,
         notes=notes,
     )
-    page.figure("affinity_heatmap", fig)
-    groupings = aff.get("groupings") or []
-    if groupings and strength is not None and strength < WEAK:
-        page.p(
-            f"The effects between tasks are weak: at most {strength * 100:.1f}% of a task's "
-            "effect on itself. The grouping below follows them, but they say little about "
-            "whether to train the tasks together: the comparison's verdicts do.",
-            "meta",
-        )
-    if groupings:
-        page.p(
-            "Recommended grouping into G models: the partition that maximises the total "
-            "affinity within groups (each task counts the mean affinity onto it from its "
-            "group's other tasks; a task alone counts 0). Exhaustive search."
-        )
-        page.table(
-            ["models", "groups", "total affinity"],
-            [
-                [
-                    str(g["models"]),
-                    " | ".join(" + ".join(x) for x in g["groups"]),
-                    f"{g['score']:+.3g}",
-                ]
-                for g in groupings
-            ],
-            left=2,
-        )
-
-
-def _affinity_of_history(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from polytask.evaluation.affinity import affinity_cost, affinity_over_training
-    from polytask.evaluation.grouping import MAX_TASKS, recommend_groups
-
-    aff = affinity_over_training(history)
-    if aff is None:
-        return None
-    names, matrix, _ = aff
-    spent, share = affinity_cost(history)
-    every = next((r["affinity"].get("every") for r in history if r.get("affinity")), None)
-    groupings = []
-    if len(names) <= MAX_TASKS:
-        for g in range(1, min(len(names), 4) + 1):
-            best = recommend_groups(names, matrix, g)
-            groupings.append({"models": g, "groups": best.groups, "score": best.score})
-    return {
-        "tasks": names,
-        "matrix": [[None if math.isnan(x) else float(x) for x in row] for row in matrix],
-        "seconds": spent,
-        "share": share,
-        "every": every,
-        "groupings": groupings,
-    }
 
 
 def _curves(
@@ -319,8 +159,6 @@ def _curves(
     headline: dict[str, dict[str, bool]],
     prefix: str = "",
 ) -> None:
-    from polytask.evaluation.plots import learning_curves, task_weights
-
     page.figure(f"{prefix}learning_curves", learning_curves(history, headline))
     drawn = page.figure(
         f"{prefix}task_weights",
@@ -336,17 +174,12 @@ def _curves(
 
 
 def run_page(folder: Path) -> Page:
-    from polytask.config import load_yaml, parse_config
-    from polytask.evaluation.delta_m import headline_of
-    from polytask.model import build_tasks
-
     run_dir.check_run(folder)
     cfg = parse_config(
         load_yaml((folder / run_dir.CONFIG).read_text(encoding="utf-8")),
         where=str(folder / run_dir.CONFIG),
     )
     tasks = build_tasks(cfg)
-    headline = headline_of(tasks)
     metrics = (
         run_dir.read_json(folder / run_dir.METRICS) if (folder / run_dir.METRICS).is_file() else {}
     )
@@ -363,6 +196,19 @@ def run_page(folder: Path) -> Page:
         f"the epoch kept (best on validation): {info.get('best_epoch', '?')}.",
         "meta",
     )
+    _run_metrics(page, tasks, metrics)
+    if history:
+        page.h2("Learning curves", "curves")
+        _curves(page, history, headline_of(tasks))
+    names = [t.name for t in tasks]
+    if len(names) > 1:
+        _conflict_section(page, summarise_conflict([history]), names, "this run")
+        _affinity_section(page, summarise_affinity([history]), "this run")
+    return page
+
+
+def _run_metrics(page: Page, tasks: list[Any], metrics: dict[str, Any]) -> None:
+    """Every metric of every task on each split, the headline ones highlighted."""
     page.h2("Metrics", "metrics")
     splits = [s for s in ("train", "validation", "test") if s in metrics]
     rows, classes = [], []
@@ -383,42 +229,19 @@ def run_page(folder: Path) -> Page:
             classes.append("chosen" if head else None)
     page.table(["task", "metric", *splits], rows, row_classes=classes, left=2)
     page.p("Highlighted: each task's headline metric (used for Δm and model comparison).", "meta")
-    if history:
-        page.h2("Learning curves", "curves")
-        _curves(page, history, headline)
-    names = [t.name for t in tasks]
-    if len(names) > 1:
-        _conflict_section(page, [history], names, "this run")
-        _affinity_section(page, _affinity_of_history(history), "this run")
-    return page
 
 
 # -- a comparison -------------------------------------------------------------------------------
 
 
-def compare_page(folder: Path) -> Page:
-    from polytask.evaluation.compare import Variant, run_path
-    from polytask.evaluation.comparison import analysis_variant, load_spec, summarise_comparison
-    from polytask.evaluation.plots import delta_m_bars
-    from polytask.evaluation.tables import (
-        VERDICT_HEADER,
-        caption,
-        header,
-        table_rows,
-        verdict_lines,
-    )
-
-    c = summarise_comparison(folder)
-    spec = load_spec(folder)
-    variants = [
-        Variant(**{k: v[k] for k in ("kind", "method", "architecture", "task")})
-        for v in spec["variants"]
-    ]
+def compare_page(folder: Path, c: Comparison | None = None) -> Page:
+    """The comparison's page, from its summary (read from ``folder`` unless given)."""
+    c = c if c is not None else summarise_comparison(folder)
     page = Page(f"polytask comparison {folder.name}")
     page.h1("Does sharing help?")
     page.p(
         f"Comparison {folder.name}: tasks {', '.join(c.tasks)}; {len(c.seeds)} seed(s); "
-        f"methods {', '.join(spec['methods'])}; architectures {', '.join(spec['architectures'])}.",
+        f"methods {', '.join(c.methods)}; architectures {', '.join(c.architectures)}.",
         "meta",
     )
     page.parts.append(f'<p class="formula">{html.escape(c.formula)}</p>')
@@ -430,56 +253,50 @@ def compare_page(folder: Path) -> Page:
     )
     page.p(caption(c), "meta")
     page.figure("delta_m", delta_m_bars(c))
-    if c.verdicts:
-        page.h2(f"Verdicts: {c.chosen} vs single-task", "verdicts")
-        page.p(
-            "Per task and headline metric, the variant chosen on validation against the "
-            "single-task model on test. Clear: Welch's t-test over seeds gives p < 0.05. A "
-            "clear loss is negative transfer."
-        )
-        classes = [
-            [None] * 6
-            + ["label " + ("bad" if v.negative_transfer else ("good" if v.clear else "muted"))]
-            for v in c.verdicts
-        ]
-        page.table(VERDICT_HEADER, verdict_lines(c), cell_classes=classes)
-    who = c.affinity["variant"] if c.affinity else None
+    _verdict_section(page, c)
+    who = c.affinity.variant if c.affinity else None
     _affinity_section(page, c.affinity, who or "")
-    v = analysis_variant(c, variants)
-    if v is not None:
-        histories = [run_dir.read_history(run_path(folder, v, s)) for s in c.seeds]
-        histories = [h for h in histories if h]
-        if histories:
-            _conflict_section(page, histories, c.tasks, f"{v.name} (all seeds)")
-    chosen = next((x for x in variants if x.kind == "multi" and x.name == c.chosen), None)
-    if chosen is not None:
-        row = c.row(chosen.name)
-        seed = row.seeds[0] if row and row.seeds else None
-        history = run_dir.read_history(run_path(folder, chosen, seed)) if seed is not None else []
-        if history:
-            page.h2(f"Learning curves: {chosen.name}, seed {seed}", "curves")
-            _curves(page, history, c.headline, prefix="chosen_")
+    if c.conflict is not None:
+        _conflict_section(page, c.conflict, c.tasks, f"{c.conflict.variant} (all seeds)")
+    _chosen_curves(page, folder, c)
     if c.failures:
         page.h2("Failed runs", "failures")
-        page.items(
-            [
-                f"{f['variant']}{' (' + f['model'] + ')' if f.get('model') else ''}, "
-                f"seed {f['seed']}: {f['error']}"
-                for f in c.failures
-            ]
-        )
+        page.items(failure_lines(c.failures))
     for note in c.notes:
         page.p(f"Note: {note}", "meta")
     return page
 
 
+def _verdict_section(page: Page, c: Comparison) -> None:
+    if not c.verdicts:
+        return
+    page.h2(f"Verdicts: {c.chosen} vs single-task", "verdicts")
+    page.p(
+        "Per task and headline metric, the variant chosen on validation against the "
+        "single-task model on test. Clear: Welch's t-test over seeds gives p < 0.05. A "
+        "clear loss is negative transfer."
+    )
+    classes = [
+        [None] * 6
+        + ["label " + ("bad" if v.negative_transfer else ("good" if v.clear else "muted"))]
+        for v in c.verdicts
+    ]
+    page.table(VERDICT_HEADER, verdict_lines(c), cell_classes=classes)
+
+
+def _chosen_curves(page: Page, folder: Path, c: Comparison) -> None:
+    """Learning curves of the chosen variant's first finished seed."""
+    row = c.row(c.chosen) if c.chosen else None
+    if row is None or row.slug is None or not row.seeds:
+        return
+    seed = row.seeds[0]
+    history = run_dir.read_history(slug_run_path(folder, row.slug, seed))
+    if history:
+        page.h2(f"Learning curves: {row.name}, seed {seed}", "curves")
+        _curves(page, history, c.headline, prefix="chosen_")
+
+
 # -- entry point ---------------------------------------------------------------------------------
-
-
-def is_comparison(folder: Path) -> bool:
-    from polytask.evaluation.compare import SPEC
-
-    return (folder / SPEC).is_file()
 
 
 def write_report(
@@ -507,7 +324,7 @@ def write_report(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if plots:
-            _replace_folder(plots_dir(out), page.images)
+            replace_folder(plots_dir(out), page.images)
         write_text_atomic(out, page.html())
     except OSError as err:
         raise PolytaskError(

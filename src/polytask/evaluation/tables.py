@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
-from polytask.evaluation.affinity import WEAK
-from polytask.evaluation.comparison import Comparison, Row
+from rich import box
+from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
+from polytask.analysis.affinity import WEAK, AffinitySummary
+from polytask.evaluation.sections import conflict_cells, cost_text, failure_lines
+from polytask.evaluation.summary import Comparison, Row
 from polytask.io import write_json as write_json_atomic
 from polytask.io import write_text as write_text_atomic
 
@@ -154,58 +162,39 @@ def to_markdown(c: Comparison) -> str:
             "",
         ]
     if c.affinity:
-        a = c.affinity
-        parts += [f"## Task affinity ({a['variant']}, lookahead every {a['every']} steps)", ""]
-        parts += [
-            "Z[i→j] = 1 − L_j(after a step on task i alone) / L_j(before); > 0: i helps j.",
-            "",
-        ]
-        names = a["tasks"]
-        rows = [
-            [f"step on {src}", *["-" if v is None else f"{v:.3g}" for v in a["matrix"][i]]]
-            for i, src in enumerate(names)
-        ]
-        parts += [_md_table(["", *[f"→ {n}" for n in names]], rows), ""]
-        cost = a.get("share")
-        parts.append(
-            f"Cost: {a['seconds']:.2f}s of measuring"
-            + (f", {cost * 100:.1f}% of training time." if cost is not None else ".")
-        )
-        strength = a.get("strength")
-        if strength is not None:
-            weak = " (weak: the grouping says little)" if strength < WEAK else ""
-            parts.append(
-                f"Largest effect between tasks: {strength * 100:.1f}% of the target task's "
-                f"effect on itself{weak}."
-            )
-        parts.append("")
-        for g in a.get("groupings", []):
-            groups = " | ".join(" + ".join(x) for x in g["groups"])
-            parts.append(f"- {g['models']} model(s): {groups} (total affinity {g['score']:+.3g})")
-        parts.append("")
+        parts += _md_affinity(c.affinity)
     if c.conflict:
-        parts += [f"## Gradient conflict ({c.conflict['variant']})", ""]
-        rows = [
-            [
-                p["pair"].replace("~", " / "),
-                f"{p['mean']:+.3f}",
-                f"{p['negative_share'] * 100:.0f}%",
-                f"{p['trend']:+.3f}",
-                p["label"],
-            ]
-            for p in c.conflict["pairs"]
-        ]
+        parts += [f"## Gradient conflict ({c.conflict.variant})", ""]
         head = ["pair", "mean cosine", "epochs < 0", "trend over training", ""]
-        parts += [_md_table(head, rows, left=(0, 4)), ""]
+        parts += [_md_table(head, conflict_cells(c.conflict.pairs), left=(0, 4)), ""]
     if c.failures:
-        parts += ["## Failed runs", ""]
-        for f in c.failures:
-            model = f" ({f['model']})" if f.get("model") else ""
-            parts.append(f"- {f['variant']}{model}, seed {f['seed']}: {f['error']}")
-        parts.append("")
+        parts += ["## Failed runs", "", *[f"- {line}" for line in failure_lines(c.failures)], ""]
     for note in c.notes:
         parts.append(f"Note: {note}")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _md_affinity(a: AffinitySummary) -> list[str]:
+    parts = [f"## Task affinity ({a.variant}, lookahead every {a.every} steps)", ""]
+    parts += ["Z[i→j] = 1 − L_j(after a step on task i alone) / L_j(before); > 0: i helps j.", ""]
+    rows = [
+        [f"step on {src}", *["-" if math.isnan(v) else f"{v:.3g}" for v in a.matrix[i]]]
+        for i, src in enumerate(a.tasks)
+    ]
+    parts += [_md_table(["", *[f"→ {n}" for n in a.tasks]], rows), ""]
+    parts.append(cost_text(a.seconds, a.share, "training time"))
+    strength = a.strength
+    if strength is not None:
+        weak = " (weak: the grouping says little)" if strength < WEAK else ""
+        parts.append(
+            f"Largest effect between tasks: {strength * 100:.1f}% of the target task's "
+            f"effect on itself{weak}."
+        )
+    parts.append("")
+    for g in a.groupings:
+        parts.append(f"- {len(g.groups)} model(s): {g.describe()} (total affinity {g.score:+.3g})")
+    parts.append("")
+    return parts
 
 
 def to_csv(c: Comparison) -> str:
@@ -272,8 +261,6 @@ def _natural_width(head: list[str], rows: list[list[str]]) -> int:
 
 def _long_form(c: Comparison, console: Any) -> None:
     """The table as one block per variant, for terminals too narrow for its columns."""
-    from rich.padding import Padding
-    from rich.text import Text
 
     def indented(text: str, style: str = "") -> Padding:
         return Padding(Text(text, style=style), (0, 0, 0, 4))
@@ -304,10 +291,6 @@ def _long_form(c: Comparison, console: Any) -> None:
 def print_table(c: Comparison, console: Any = None) -> None:
     """The comparison and verdicts in the terminal (rich); one block per variant when the
     terminal is too narrow for the table."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     if _natural_width(header(c), table_rows(c, compact=True)) > console.width:
         _long_form(c, console)
@@ -342,12 +325,10 @@ def print_table(c: Comparison, console: Any = None) -> None:
 
 
 def _print_notes(c: Comparison, console: Any) -> None:
-    if c.affinity and c.affinity.get("groupings"):
-        for g in c.affinity["groupings"][1:2]:  # the two-model recommendation
-            groups = " | ".join(" + ".join(x) for x in g["groups"])
-            console.print(f"task affinity: best split into {g['models']} models: {groups}")
-    for f in c.failures:
-        model = f" ({f['model']})" if f.get("model") else ""
-        console.print(f"[red]failed[/]: {f['variant']}{model}, seed {f['seed']}: {f['error']}")
+    if c.affinity:
+        for g in c.affinity.groupings[1:2]:  # the two-model recommendation
+            console.print(f"task affinity: best split into {len(g.groups)} models: {g.describe()}")
+    for line in failure_lines(c.failures):
+        console.print(f"[red]failed[/]: {line}")
     for note in c.notes:
         console.print(f"note: {note}")

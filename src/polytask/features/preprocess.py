@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from polytask.encoders.text import TextOptions
 from polytask.errors import PolytaskError, close_matches
 from polytask.features.arrays import base_dir, image_tensor_layout, load_arrays
-from polytask.features.text import TextColumn
+from polytask.features.text import TextColumn, TextOptions
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
 
 UNKNOWN, MISSING = 0, 1

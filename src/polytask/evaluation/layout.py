@@ -1,4 +1,6 @@
-"""Running a comparison: single-task baselines and multi-task variants over seeds.
+"""A comparison's layout: what is compared (variants, seeds, their run configs) and where
+each run and result file lives. :mod:`polytask.compare` runs it; the summary and the
+renderers read it back.
 
 One single-task model per task (the same encoder, budget and splits as the multi-task
 models, hard sharing with one head, plain loss) and one multi-task model per balancing
@@ -13,26 +15,23 @@ Layout::
       compare.json               what was asked (config, methods, architectures, seeds)
       runs/VARIANT/seed-S/       each run directory (see polytask.run_dir)
       runs/VARIANT/seed-S.json   its result: metrics, parameters, time, or the error
-      results.json|.md|.csv      the summary (see polytask.evaluation.comparison)
+      results.json|.md|.csv      the summary (see polytask.evaluation.summary)
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from polytask import run_dir
-from polytask.config import RunConfig, parse_config
+from polytask.architectures import ARCHITECTURES, architecture_class
+from polytask.balancing import get as get_balancer
+from polytask.config import RunConfig, parse_config, validate_options
 from polytask.errors import PolytaskError
-from polytask.io import write_json as write_json_atomic
 
 SPEC = "compare.json"
 RUNS = "runs"
@@ -110,9 +109,6 @@ def make_spec(
 ) -> CompareSpec:
     """Validate what to compare before any work: known methods and architectures (and
     their options), at least two tasks, at least one seed."""
-    from polytask.architectures import ARCHITECTURES, architecture_class
-    from polytask.balancing import get as get_balancer
-
     if len(cfg.tasks) < 2:
         raise PolytaskError(
             "compare needs at least two tasks to compare multi-task models with single-task "
@@ -130,8 +126,6 @@ def make_spec(
     architectures = _unique(architectures or [cfg.model.architecture])
     for m in methods:  # an unknown method, or a bad option, fails here
         get_balancer(m, **(cfg.balancing.options if m == cfg.balancing.method else {}))
-    from polytask.config import validate_options
-
     options = {a: dict(o) for a, o in (architecture_options or {}).items()}
     for a in options:
         if a not in architectures:
@@ -210,7 +204,12 @@ def variant_config(
 
 
 def run_path(out: Path, variant: Variant, seed: int) -> Path:
-    return out / RUNS / variant.slug / f"seed-{seed}"
+    return slug_run_path(out, variant.slug, seed)
+
+
+def slug_run_path(out: Path, slug: str, seed: int) -> Path:
+    """The run directory of the variant whose folder name is ``slug``."""
+    return out / RUNS / slug / f"seed-{seed}"
 
 
 def result_path(out: Path, variant: Variant, seed: int) -> Path:
@@ -275,125 +274,23 @@ def check_out(out: Path, spec: CompareSpec, overwrite: bool) -> None:
                 )
 
 
-Progress = Callable[[str], None]
-
-
-def run_comparison(
-    spec: CompareSpec,
-    out: str | Path,
-    data: pd.DataFrame | None = None,
-    validation: pd.DataFrame | None = None,
-    test: pd.DataFrame | None = None,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Train every variant over every seed (seed by seed), skipping finished runs; returns
-    the result records (finished, skipped and failed)."""
-    from polytask.api import train_run
-    from polytask.evaluation.affinity import TaskAffinity
-    from polytask.prepare import read_frames
-
-    out = Path(out)
-    check_out(out, spec, overwrite)
-    cfg = spec.config
-    if cfg.sources:  # every source reads its own data
-        if data is not None:
-            raise PolytaskError("a config with sources reads each source's data itself")
-    else:
-        data, validation, test = read_frames(cfg.data, data, validation, test)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / SPEC, spec.to_dict())
-
-    say = progress or (lambda _msg: None)
-    plan = [(seed, v) for seed in spec.seeds for v in spec.variants()]
-    results = []
-    for n, (seed, v) in enumerate(plan, 1):
-        where = f"[{n}/{len(plan)}] {v.name}, seed {seed}"
-        rcfg = variant_config(cfg, v, seed, spec.architecture_options)
-        run, res = run_path(out, v, seed), result_path(out, v, seed)
-        old = read_result(res)
-        if is_done(old, rcfg, run):
-            assert old is not None
-            results.append(old)
-            say(f"{where}: done earlier, kept")
-            continue
-        callbacks = []
-        affinity = None
-        if v.kind == "multi" and spec.affinity_every > 0:
-            affinity = TaskAffinity(spec.affinity_every)
-            callbacks.append(affinity)
-        t0 = time.perf_counter()
-        record: dict[str, Any] = {"variant": v.to_dict(), "seed": seed, "config": rcfg.to_dict()}
-        try:
-            model = train_run(
-                rcfg,
-                data,
-                validation,
-                test,
-                out=run,
-                # the folder is the comparison's own: an unfinished or stale run of this
-                # variant is replaced (check_out refused a different config already)
-                overwrite=True,
-                verbose=False,
-                callbacks=callbacks,
-            )
-        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: stop, say how to go on
-            stop = KeyboardInterrupt(
-                f"comparison interrupted in {v.name}, seed {seed}; run the same command "
-                "again to go on (finished runs are kept)"
-            )
-            stop.exit_code = getattr(err, "exit_code", 130)  # type: ignore[attr-defined]
-            raise stop from None
-        except Exception as err:  # a failed run is reported; the others go on
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
-            record.update(
-                status="failed",
-                error=f"{type(err).__name__}: {message}",
-                traceback=None if isinstance(err, PolytaskError) else traceback.format_exc(),
-            )
-            write_json_atomic(res, record)
-            results.append(record)
-            say(f"{where}: FAILED ({record['error']})")
-            continue
-        info = model.info
-        spent = affinity.seconds if affinity is not None else 0.0
-        epochs = max(int(info.get("epochs_run") or 1), 1)
-        record.update(
-            status="ok",
-            metrics=model.metrics,
-            params=sum(p.numel() for p in model.net.parameters()),
-            epochs_run=info.get("epochs_run"),
-            best_epoch=info.get("best_epoch"),
-            train_seconds=info.get("train_seconds"),
-            affinity_seconds=round(spent, 4),
-            seconds_per_epoch=round((float(info.get("train_seconds") or 0.0) - spent) / epochs, 5),
+def load_spec(out: Path) -> dict[str, Any]:
+    """What a comparison folder says was asked (``compare.json``)."""
+    if not (out / SPEC).is_file():
+        raise PolytaskError(
+            f"'{out}' holds no comparison ({SPEC} is missing); pass the --out of a "
+            "polytask compare run"
         )
-        write_json_atomic(res, record)
-        results.append(record)
-        say(f"{where}: {time.perf_counter() - t0:.1f}s, {epochs} epochs")
-    return results
+    return run_dir.read_json(out / SPEC)
 
 
-def compare(
-    spec: CompareSpec,
-    out: str | Path,
-    data: pd.DataFrame | None = None,
-    validation: pd.DataFrame | None = None,
-    test: pd.DataFrame | None = None,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-    report: bool = True,
-) -> Any:
-    """Run (or resume) the comparison, write results.json/.md/.csv and the HTML report;
-    returns the :class:`~polytask.evaluation.comparison.Comparison`."""
-    from polytask.evaluation.comparison import summarise_comparison
-    from polytask.evaluation.tables import write_results
+def spec_variants(spec: dict[str, Any]) -> list[Variant]:
+    """The variants a written ``compare.json`` lists, in its order."""
+    return [
+        Variant(**{k: v[k] for k in ("kind", "method", "architecture", "task")})
+        for v in spec["variants"]
+    ]
 
-    run_comparison(spec, out, data, validation, test, overwrite=overwrite, progress=progress)
-    comparison = summarise_comparison(out)
-    write_results(out, comparison)
-    if report:
-        from polytask.evaluation.report import write_report
 
-        write_report(out)
-    return comparison
+def is_comparison(folder: Path) -> bool:
+    return (folder / SPEC).is_file()

@@ -11,23 +11,30 @@ single-task models of the same seed, which share its split and initial seed).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from polytask import run_dir
-from polytask.errors import PolytaskError
-from polytask.evaluation.compare import (
+from polytask.analysis.affinity import AffinitySummary, summarise_affinity
+from polytask.analysis.conflict import ConflictSummary, summarise_conflict
+from polytask.analysis.grouping import MAX_TASKS
+from polytask.config import parse_config
+from polytask.evaluation.layout import (
     SPEC,
     Variant,
+    load_spec,
     read_result,
     result_path,
     run_path,
+    spec_variants,
 )
-from polytask.evaluation.delta_m import FORMULA, delta_m
-from polytask.evaluation.verdict import Verdict, compare_values
+from polytask.metrics.delta_m import FORMULA, delta_m, headline_of
+from polytask.metrics.verdict import Verdict, compare_values
+from polytask.model import build_tasks
 
 SINGLE = "single-task"
 
@@ -65,11 +72,14 @@ class Comparison:
     chosen: str | None
     verdicts: list[Verdict]
     formula: str = FORMULA
-    #: {"variant", "tasks", "matrix", "seconds", "share", "groupings"}
-    affinity: dict[str, Any] | None = None
-    #: {"variant", "pairs": [PairConflict dicts]}
-    conflict: dict[str, Any] | None = None
+    #: task affinity in the analysis variant's training (see ``analysis_variant``)
+    affinity: AffinitySummary | None = None
+    #: gradient conflict in the analysis variant's training
+    conflict: ConflictSummary | None = None
     notes: list[str] = field(default_factory=list)
+    #: what was compared, as asked (compare.json); not part of results.json
+    methods: list[str] = field(default_factory=list)
+    architectures: list[str] = field(default_factory=list)
 
     def row(self, name: str) -> Row | None:
         return next((r for r in self.rows if r.name == name), None)
@@ -88,8 +98,8 @@ class Comparison:
             "rows": [asdict(r) for r in self.rows],
             "verdicts": [v.to_dict() for v in self.verdicts],
             "failures": self.failures,
-            "affinity": self.affinity,
-            "conflict": self.conflict,
+            "affinity": self.affinity.to_dict() if self.affinity else None,
+            "conflict": self.conflict.to_dict() if self.conflict else None,
             "notes": self.notes,
         }
 
@@ -145,107 +155,27 @@ def _means(values: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, flo
     return {t: {m: float(np.mean(v)) for m, v in ms.items()} for t, ms in values.items()}
 
 
-def load_spec(out: Path) -> dict[str, Any]:
-    if not (out / SPEC).is_file():
-        raise PolytaskError(
-            f"'{out}' holds no comparison ({SPEC} is missing); pass the --out of a "
-            "polytask compare run"
-        )
-    return run_dir.read_json(out / SPEC)
+Results = dict[Variant, dict[int, dict[str, Any]]]
 
 
 def summarise_comparison(out: str | Path) -> Comparison:
     """Everything the comparison's tables and report show, from the files under ``out``."""
-    from polytask.config import parse_config
-    from polytask.evaluation.delta_m import headline_of
-    from polytask.model import build_tasks
-
     out = Path(out)
     spec = load_spec(out)
     cfg = parse_config(spec["config"], where=str(out / SPEC))
     headline = headline_of(build_tasks(cfg))
-    tasks = list(headline)
     seeds = [int(s) for s in spec["seeds"]]
-    variants = [
-        Variant(**{k: v[k] for k in ("kind", "method", "architecture", "task")})
-        for v in spec["variants"]
-    ]
-    results: dict[Variant, dict[int, dict[str, Any]]] = {}
-    for v in variants:
-        results[v] = {}
-        for seed in seeds:
-            r = read_result(result_path(out, v, seed))
-            if r is not None:
-                results[v][seed] = r
-
-    # the single-task row: every task's own model, per seed
-    singles = {v.task: v for v in variants if v.kind == "single"}
-    stl_row = Row(SINGLE, "single", None, "hard", [], {}, {})
-    stl_seed: dict[int, dict[str, Any]] = {}
-    for seed in seeds:
-        entry = {}
-        for task, v in singles.items():
-            r = results[v].get(seed)
-            if r is not None and r.get("status") == "ok":
-                entry[task] = r
-            elif r is not None:
-                stl_row.failures.append({"seed": seed, "model": task, "error": r.get("error")})
-        if len(entry) == len(singles):
-            stl_seed[seed] = entry
-            stl_row.seeds.append(seed)
-    stl_test = _collect(stl_seed, headline, "test", single=True)
-    stl_row.test = {t: {m: _stats(v) for m, v in ms.items()} for t, ms in stl_test.items()}
-    stl_val = _means(_collect(stl_seed, headline, "validation", single=True))
-    stl_row.validation = stl_val
-    if stl_seed:
-        stl_row.params = int(sum(next(iter(stl_seed.values()))[t]["params"] for t in singles))
-        stl_row.seconds_per_epoch = float(
-            sum(np.mean([stl_seed[s][t]["seconds_per_epoch"] for s in stl_seed]) for t in singles)
-        )
-    stl_test_means = _means(stl_test)
-
+    variants = spec_variants(spec)
+    results: Results = {v: _results_of(out, v, seeds) for v in variants}
+    stl_row, stl_seed = _single_task_row(variants, results, headline, seeds)
     rows = [stl_row]
-    for v in variants:
-        if v.kind != "multi":
-            continue
-        row = Row(v.name, "multi", v.method, v.architecture, [], {}, {}, slug=v.slug)
-        ok: dict[int, dict[str, Any]] = {}
-        for seed, r in results[v].items():
-            if r.get("status") == "ok":
-                ok[seed] = r
-                row.seeds.append(seed)
-            else:
-                row.failures.append({"seed": seed, "error": r.get("error")})
-        row.seeds.sort()
-        test_values = _collect(ok, headline, "test")
-        row.test = {t: {m: _stats(vals) for m, vals in ms.items()} for t, ms in test_values.items()}
-        row.validation = _means(_collect(ok, headline, "validation"))
-        if ok:
-            row.params = int(next(iter(ok.values()))["params"])
-            row.seconds_per_epoch = float(np.mean([r["seconds_per_epoch"] for r in ok.values()]))
-        if stl_seed and ok:
-            dm = delta_m(_means(test_values), stl_test_means, headline)
-            row.delta_m, row.delta_m_terms = dm.value, dm.terms
-            dv = delta_m(row.validation, stl_val, headline)
-            row.delta_m_validation = dv.value
-            per_seed = [
-                delta_m(
-                    _scores_of(ok[s], "test", False),
-                    _scores_of(stl_seed[s], "test", True),
-                    headline,
-                ).value
-                for s in ok
-                if s in stl_seed
-            ]
-            per_seed = [x for x in per_seed if x is not None]
-            if len(per_seed) > 1:
-                row.delta_m_std = float(np.std(per_seed, ddof=1))
-        rows.append(row)
+    rows += [
+        _multi_task_row(v, results[v], stl_seed, headline) for v in variants if v.kind == "multi"
+    ]
     if stl_seed:
         stl_row.delta_m = 0.0
         stl_row.delta_m_validation = 0.0
     _rank(rows, headline)
-
     notes: list[str] = []
     candidates = [r for r in rows[1:] if r.delta_m_validation is not None]
     chosen = min(candidates, key=lambda r: r.delta_m_validation).name if candidates else None
@@ -255,15 +185,114 @@ def summarise_comparison(out: str | Path) -> Comparison:
             "multi-task runs with validation metrics"
         )
     verdicts = _verdicts(rows, chosen, headline, stl_seed, results, variants)
-    comparison = Comparison(tasks, headline, seeds, rows, chosen, verdicts, notes=notes)
+    comparison = Comparison(
+        list(headline),
+        headline,
+        seeds,
+        rows,
+        chosen,
+        verdicts,
+        notes=notes,
+        methods=list(spec["methods"]),
+        architectures=list(spec["architectures"]),
+    )
     _add_analysis(comparison, out, variants, results, spec)
     return comparison
 
 
+def _results_of(out: Path, v: Variant, seeds: list[int]) -> dict[int, dict[str, Any]]:
+    """{seed: result record} of the seeds with a (readable) result file."""
+    found = {seed: read_result(result_path(out, v, seed)) for seed in seeds}
+    return {seed: r for seed, r in found.items() if r is not None}
+
+
+def _single_task_row(
+    variants: list[Variant],
+    results: Results,
+    headline: dict[str, dict[str, bool]],
+    seeds: list[int],
+) -> tuple[Row, dict[int, dict[str, Any]]]:
+    """The single-task row (every task's own model, per seed) and, per seed where every
+    task's model finished, those results by task."""
+    singles = {v.task: v for v in variants if v.kind == "single"}
+    row = Row(SINGLE, "single", None, "hard", [], {}, {})
+    per_seed: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        entry = {}
+        for task, v in singles.items():
+            r = results[v].get(seed)
+            if r is not None and r.get("status") == "ok":
+                entry[task] = r
+            elif r is not None:
+                row.failures.append({"seed": seed, "model": task, "error": r.get("error")})
+        if len(entry) == len(singles):
+            per_seed[seed] = entry
+            row.seeds.append(seed)
+    test = _collect(per_seed, headline, "test", single=True)
+    row.test = {t: {m: _stats(v) for m, v in ms.items()} for t, ms in test.items()}
+    row.validation = _means(_collect(per_seed, headline, "validation", single=True))
+    if per_seed:
+        row.params = int(sum(next(iter(per_seed.values()))[t]["params"] for t in singles))
+        row.seconds_per_epoch = float(
+            sum(np.mean([per_seed[s][t]["seconds_per_epoch"] for s in per_seed]) for t in singles)
+        )
+    return row, per_seed
+
+
+def _multi_task_row(
+    v: Variant,
+    results: dict[int, dict[str, Any]],
+    stl_seed: dict[int, dict[str, Any]],
+    headline: dict[str, dict[str, bool]],
+) -> Row:
+    """One multi-task variant's row: its metrics over seeds and Δm against single-task."""
+    row = Row(v.name, "multi", v.method, v.architecture, [], {}, {}, slug=v.slug)
+    ok: dict[int, dict[str, Any]] = {}
+    for seed, r in results.items():
+        if r.get("status") == "ok":
+            ok[seed] = r
+            row.seeds.append(seed)
+        else:
+            row.failures.append({"seed": seed, "error": r.get("error")})
+    row.seeds.sort()
+    test_values = _collect(ok, headline, "test")
+    row.test = {t: {m: _stats(vals) for m, vals in ms.items()} for t, ms in test_values.items()}
+    row.validation = _means(_collect(ok, headline, "validation"))
+    if ok:
+        row.params = int(next(iter(ok.values()))["params"])
+        row.seconds_per_epoch = float(np.mean([r["seconds_per_epoch"] for r in ok.values()]))
+    if stl_seed and ok:
+        _add_delta_m(row, _means(test_values), ok, stl_seed, headline)
+    return row
+
+
+def _add_delta_m(
+    row: Row,
+    test_means: dict[str, dict[str, float]],
+    ok: dict[int, dict[str, Any]],
+    stl_seed: dict[int, dict[str, Any]],
+    headline: dict[str, dict[str, bool]],
+) -> None:
+    """Δm on test and validation from the mean metrics; its ± from the per-seed Δm."""
+    stl_test = _means(_collect(stl_seed, headline, "test", single=True))
+    stl_val = _means(_collect(stl_seed, headline, "validation", single=True))
+    dm = delta_m(test_means, stl_test, headline)
+    row.delta_m, row.delta_m_terms = dm.value, dm.terms
+    row.delta_m_validation = delta_m(row.validation, stl_val, headline).value
+    per_seed = [
+        delta_m(
+            _scores_of(ok[s], "test", False), _scores_of(stl_seed[s], "test", True), headline
+        ).value
+        for s in ok
+        if s in stl_seed
+    ]
+    per_seed = [x for x in per_seed if x is not None]
+    if len(per_seed) > 1:
+        row.delta_m_std = float(np.std(per_seed, ddof=1))
+
+
 def _rank(rows: list[Row], headline: dict[str, dict[str, bool]]) -> None:
     """Mean over headline metrics of each row's rank (1 = best) among rows with a value."""
-    from scipy.stats import rankdata
-
     ranks: dict[str, list[float]] = {r.name: [] for r in rows}
     for task, metrics in headline.items():
         for metric, higher in metrics.items():
@@ -283,7 +312,7 @@ def _verdicts(
     chosen: str | None,
     headline: dict[str, dict[str, bool]],
     stl_seed: dict[int, dict[str, Any]],
-    results: dict[Variant, dict[int, dict[str, Any]]],
+    results: Results,
     variants: list[Variant],
 ) -> list[Verdict]:
     if chosen is None:
@@ -323,17 +352,9 @@ def _add_analysis(
     comparison: Comparison,
     out: Path,
     variants: list[Variant],
-    results: dict[Variant, dict[int, dict[str, Any]]],
+    results: Results,
     spec: dict[str, Any],
 ) -> None:
-    from polytask.evaluation.affinity import (
-        affinity_cost,
-        affinity_over_training,
-        relative_strength,
-    )
-    from polytask.evaluation.conflict import summarise_many
-    from polytask.evaluation.grouping import MAX_TASKS, recommend_groups
-
     v = analysis_variant(comparison, variants)
     if v is None:
         return
@@ -342,41 +363,13 @@ def _add_analysis(
     histories = [h for h in histories if h]
     if not histories:
         return
-    mats, spent, shares = [], 0.0, []
-    names: list[str] = []
-    for h in histories:
-        aff = affinity_over_training(h)
-        if aff is None:
-            continue
-        names, mean, _ = aff
-        mats.append(mean)
-        s, share = affinity_cost(h)
-        spent += s
-        if share is not None:
-            shares.append(share)
-    if mats:
-        matrix = np.nanmean(np.stack(mats), axis=0)
-        groupings = []
-        if len(names) <= MAX_TASKS:
-            for g in range(1, min(len(names), 4) + 1):
-                best = recommend_groups(names, matrix, g)
-                groupings.append({"models": g, "groups": best.groups, "score": best.score})
-        else:
+    affinity = summarise_affinity(histories, v.name)
+    if affinity is not None:
+        if len(affinity.tasks) > MAX_TASKS:
             comparison.notes.append(
                 f"no grouping recommendation: the exhaustive search stops at {MAX_TASKS} tasks"
             )
-        comparison.affinity = {
-            "variant": v.name,
-            "seeds": len(mats),
-            "every": spec.get("affinity_every"),
-            "tasks": names,
-            "matrix": [[None if math.isnan(x) else float(x) for x in row] for row in matrix],
-            "seconds": round(spent, 3),
-            "share": float(np.mean(shares)) if shares else None,
-            #: largest between-task effect as a share of the target's own (see affinity)
-            "strength": relative_strength(matrix),
-            "groupings": groupings,
-        }
-    pairs = summarise_many(histories)
-    if pairs:
-        comparison.conflict = {"variant": v.name, "pairs": [p.to_dict() for p in pairs]}
+        comparison.affinity = replace(
+            affinity, every=spec.get("affinity_every"), seconds=round(affinity.seconds, 3)
+        )
+    comparison.conflict = summarise_conflict(histories, v.name)

@@ -8,6 +8,7 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.features.preprocess import FeatureTensors
+from polytask.features.sources import MultiSourceTable
 from polytask.tasks import Task, metric_direction
 from polytask.tasks.grouped import grouped_losses
 
@@ -40,8 +41,6 @@ def split_outputs(
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """``(outputs, targets, masks)`` per task over a split: a ``TensorTable``, or a
     ``MultiSourceTable`` where each task is run and scored on its own source's rows."""
-    from polytask.features.sources import MultiSourceTable
-
     if not isinstance(table, MultiSourceTable):
         outs = raw_outputs(net, table.features, batch_size, device)
         return outs, list(table.targets), list(table.masks)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 ALPHA = 0.05
 
@@ -63,8 +64,6 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     diff = x.mean() - y.mean()
     if vx + vy == 0:  # no spread at all: any difference is beyond it
         return 0.0 if diff != 0 else 1.0
-    from scipy import stats
-
     return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 

@@ -17,12 +17,15 @@ epoch's mean matrix under ``"affinity"`` with what measuring cost.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from polytask.analysis.grouping import MAX_TASKS, Grouping, recommend_groups
 from polytask.errors import PolytaskError
 from polytask.training.callbacks import Callback
 from polytask.training.steps import batch_losses, present_tasks
@@ -211,3 +214,80 @@ def relative_strength(matrix: np.ndarray) -> float | None:
         if i != j and np.isfinite(z[i, j]) and np.isfinite(diag[j]) and diag[j] > 0
     ]
     return max(ratios) if ratios else None
+
+
+@dataclass(frozen=True)
+class AffinitySummary:
+    """Task affinity over training (one run, or the mean over seeds) with the recommended
+    groupings: what the report, the tables and results.json show."""
+
+    tasks: list[str]
+    #: (T, T), NaN where never measured
+    matrix: np.ndarray
+    seconds: float
+    share: float | None
+    every: int | None
+    groupings: list[Grouping]
+    #: whose training it was measured in, and over how many seeds (a comparison's)
+    variant: str | None = None
+    seeds: int | None = None
+
+    @property
+    def strength(self) -> float | None:
+        """The largest between-task effect as a share of the target's own."""
+        return relative_strength(self.matrix)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "seeds": self.seeds,
+            "every": self.every,
+            "tasks": self.tasks,
+            "matrix": [[None if math.isnan(x) else float(x) for x in row] for row in self.matrix],
+            "seconds": self.seconds,
+            "share": self.share,
+            "strength": self.strength,
+            "groupings": [
+                {"models": len(g.groups), "groups": g.groups, "score": g.score}
+                for g in self.groupings
+            ],
+        }
+
+
+def groupings(names: list[str], matrix: np.ndarray) -> list[Grouping]:
+    """The best split into G = 1..4 models (none beyond the exhaustive search's reach)."""
+    if len(names) > MAX_TASKS:
+        return []
+    return [recommend_groups(names, matrix, g) for g in range(1, min(len(names), 4) + 1)]
+
+
+def summarise_affinity(
+    histories: list[list[dict[str, Any]]], variant: str | None = None
+) -> AffinitySummary | None:
+    """The affinity measured over one or several runs of one model (NaN-mean of their
+    matrices over training; seconds summed, shares averaged). None if none measured it."""
+    mats, shares, spent, names, every = [], [], 0.0, [], None
+    for h in histories:
+        aff = affinity_over_training(h)
+        if aff is None:
+            continue
+        names, mean, _ = aff
+        mats.append(mean)
+        s, share = affinity_cost(h)
+        spent += s
+        if share is not None:
+            shares.append(share)
+        every = next((r["affinity"].get("every") for r in h if r.get("affinity")), None)
+    if not mats:
+        return None
+    matrix = mats[0] if len(mats) == 1 else np.nanmean(np.stack(mats), axis=0)
+    return AffinitySummary(
+        tasks=names,
+        matrix=matrix,
+        seconds=spent,
+        share=float(np.mean(shares)) if shares else None,
+        every=every,
+        groupings=groupings(names, matrix),
+        variant=variant,
+        seeds=len(mats) if variant is not None else None,
+    )
