@@ -45,7 +45,7 @@ from polytask.compare import compare, make_spec
 from polytask.datasets import SUPPORT2_FEATURES, SUPPORT2_TASKS, load_support2
 from polytask.datasets.synthetic import MMOE_TASKS, mmoe_synthetic
 from polytask.evaluation.summary import Comparison
-from polytask.evaluation.tables import print_table
+from polytask.evaluation.terminal import print_table
 from polytask.features.io import read_table
 from polytask.metrics.delta_m import FORMULA
 
@@ -175,10 +175,8 @@ def _markdown(name: str, what: str, c: Comparison, seconds: float, minutes: floa
         strength = affinity.get("strength")
         rel = "" if strength is None else f"; largest between tasks {strength * 100:.1f}% of self"
         out.append(f"- affinity ({affinity['variant']}; cost {cost}{rel}): " + ", ".join(pairs))
-        for g in affinity.get("groupings", [])[1:2]:
-            out.append(
-                "- best split into 2 models: " + " | ".join(" + ".join(x) for x in g["groups"])
-            )
+        for g in c.affinity.groupings[1:2] if c.affinity else []:
+            out.append(f"- best split into 2 models: {g.describe()}")
     if conflict:
         out.append(
             "- gradient cosine: "

@@ -466,7 +466,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     from rich.console import Console
 
     from polytask.compare import compare, make_spec
-    from polytask.evaluation.tables import print_table
+    from polytask.evaluation.terminal import print_table
 
     spec = make_spec(_train_config(a), a.methods, a.architectures, a.seeds, a.affinity_every)
     progress = None if a.quiet else Console(stderr=True, highlight=False).print

@@ -3,7 +3,7 @@
 This is the part of a comparison that trains, so it sits beside :mod:`polytask.api`
 (above evaluation): what is compared and where its files go is
 :mod:`polytask.evaluation.layout`, the summary :mod:`polytask.evaluation.summary`, the
-tables and the report :mod:`polytask.evaluation.tables` and
+renderers :mod:`polytask.evaluation.tables`, :mod:`polytask.evaluation.terminal` and
 :mod:`polytask.evaluation.report`, all below it.
 """
 

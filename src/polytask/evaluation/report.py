@@ -32,9 +32,17 @@ from polytask.evaluation.plots import (
     learning_curves,
     task_weights,
 )
-from polytask.evaluation.sections import conflict_cells, cost_text, failure_lines
+from polytask.evaluation.sections import (
+    VERDICT_HEADER,
+    caption,
+    conflict_cells,
+    cost_text,
+    failure_lines,
+    header,
+    table_rows,
+    verdict_lines,
+)
 from polytask.evaluation.summary import Comparison, summarise_comparison
-from polytask.evaluation.tables import VERDICT_HEADER, caption, header, table_rows, verdict_lines
 from polytask.io import write_text as write_text_atomic
 from polytask.metrics.delta_m import headline_of
 from polytask.model import build_tasks
