@@ -7,6 +7,7 @@ import base64
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ import polytask
 from polytask.analysis.affinity import TaskAffinity
 from polytask.api import build_config, train_run
 from polytask.compare import compare, make_spec
-from polytask.evaluation.report import write_report
+from polytask.evaluation.report import compare_page, write_report
+from polytask.evaluation.summary import summarise_comparison
 from tests.conftest import FAST_TRAIN, assert_user_error, make_synthetic, make_table
 
 WIDTH, HEIGHT = 1280, 2400
@@ -172,6 +174,18 @@ def _screenshot(html: Path, png: Path, profile: Path) -> None:
     ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert png.is_file(), "chromium wrote no screenshot"
+
+
+def test_compare_page_renders_the_comparison_it_is_given(comparison: Path, tmp_path: Path) -> None:
+    """The page lays out the summary; it reads no history to recompute a section."""
+    folder = shutil.copytree(comparison, tmp_path / "cmp")
+    c = summarise_comparison(folder)
+    assert c.affinity is not None and c.conflict is not None
+    full = compare_page(folder, c).html()
+    assert "Gradient conflict" in full and "Task affinity" in full
+    shutil.rmtree(folder / "runs" / "hard-ew")  # the analysis variant's runs and histories
+    page = compare_page(folder, replace(c, conflict=None)).html()
+    assert "Gradient conflict" not in page and "Task affinity" in page
 
 
 def test_compare_report_renders_in_headless_chromium(comparison: Path, tmp_path: Path) -> None:
