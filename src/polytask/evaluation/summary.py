@@ -65,6 +65,9 @@ class Row:
 
 @dataclass
 class Comparison:
+    """A comparison's summary, the one object the Markdown, CSV, JSON, terminal and HTML
+    renderers all read (none goes back to the run files for what is here)."""
+
     tasks: list[str]
     headline: dict[str, dict[str, bool]]
     seeds: list[int]
