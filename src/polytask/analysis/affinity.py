@@ -52,8 +52,8 @@ class TaskAffinity(Callback):
     def on_train_begin(self, trainer: Trainer) -> None:
         net = trainer.net
         self.names = list(trainer.names)
-        self._loss_fns = [t.loss for t in trainer.tasks]
-        self._shared = [p for p in net.shared_parameters() if p.requires_grad]
+        self._loss_fns: list[Any] = [t.loss for t in trainer.tasks]
+        self._shared: list[torch.Tensor] = [p for p in net.shared_parameters() if p.requires_grad]
         if not self._shared:
             raise PolytaskError(
                 "task affinity needs shared layers, but the model has none (model.hidden is "
@@ -266,7 +266,10 @@ def summarise_affinity(
 ) -> AffinitySummary | None:
     """The affinity measured over one or several runs of one model (NaN-mean of their
     matrices over training; seconds summed, shares averaged). None if none measured it."""
-    mats, shares, spent, names, every = [], [], 0.0, [], None
+    mats: list[np.ndarray] = []
+    shares: list[float] = []
+    names: list[str] = []
+    spent, every = 0.0, None
     for h in histories:
         aff = affinity_over_training(h)
         if aff is None:

@@ -171,8 +171,9 @@ def variant_config(
     if variant.architecture != base.model.architecture:
         data["model"]["architecture"] = variant.architecture
         data["model"]["options"] = {}
-    if variant.kind == "multi" and variant.architecture in (architecture_options or {}):
-        data["model"]["options"] = dict(architecture_options[variant.architecture])
+    options = architecture_options or {}
+    if variant.kind == "multi" and variant.architecture in options:
+        data["model"]["options"] = dict(options[variant.architecture])
     if variant.kind == "single" and data["sources"]:
         # the task's own source alone, with that task only
         source = next(
@@ -187,7 +188,7 @@ def variant_config(
     if variant.kind == "single":
         keep = [t for t in data["tasks"] if t["name"] == variant.task]
         others = [c for t in base.tasks if t.name != variant.task for c in t.label_columns]
-        own = set(base.tasks[[t.name for t in base.tasks].index(variant.task)].label_columns)
+        own = set(next(t for t in base.tasks if t.name == variant.task).label_columns)
         data["tasks"] = keep
         feats = data["features"]
         if feats.get("include") is not None:

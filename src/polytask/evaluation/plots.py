@@ -269,7 +269,7 @@ def delta_m_bars(c: Comparison) -> Figure | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 0.5 * len(rows) + 1.6), layout="constrained")
     y = np.arange(len(rows))
-    values = [r.delta_m for r in rows]
+    values = [r.delta_m for r in rows if r.delta_m is not None]
     errors = [r.delta_m_std or 0.0 for r in rows]
     colors = ["#2ca02c" if v < 0 else "#d62728" for v in values]
     bars = ax.barh(y, values, xerr=errors, color=colors, alpha=0.85, capsize=3)

@@ -181,7 +181,7 @@ def summarise_comparison(out: str | Path) -> Comparison:
     _rank(rows, headline)
     notes: list[str] = []
     candidates = [r for r in rows[1:] if r.delta_m_validation is not None]
-    chosen = min(candidates, key=lambda r: r.delta_m_validation).name if candidates else None
+    chosen = min(candidates, key=_validation_delta_m).name if candidates else None
     if chosen is None:
         notes.append(
             "no multi-task variant could be chosen: it needs finished single-task and "
@@ -203,6 +203,10 @@ def summarise_comparison(out: str | Path) -> Comparison:
     return comparison
 
 
+def _validation_delta_m(row: Row) -> float:
+    return math.inf if row.delta_m_validation is None else row.delta_m_validation
+
+
 def _results_of(out: Path, v: Variant, seeds: list[int]) -> dict[int, dict[str, Any]]:
     """{seed: result record} of the seeds with a (readable) result file."""
     found = {seed: read_result(result_path(out, v, seed)) for seed in seeds}
@@ -217,7 +221,7 @@ def _single_task_row(
 ) -> tuple[Row, dict[int, dict[str, Any]]]:
     """The single-task row (every task's own model, per seed) and, per seed where every
     task's model finished, those results by task."""
-    singles = {v.task: v for v in variants if v.kind == "single"}
+    singles = {v.task: v for v in variants if v.kind == "single" and v.task is not None}
     row = Row(SINGLE, "single", None, "hard", [], {}, {})
     per_seed: dict[int, dict[str, Any]] = {}
     for seed in seeds:
@@ -237,7 +241,10 @@ def _single_task_row(
     if per_seed:
         row.params = int(sum(next(iter(per_seed.values()))[t]["params"] for t in singles))
         row.seconds_per_epoch = float(
-            sum(np.mean([per_seed[s][t]["seconds_per_epoch"] for s in per_seed]) for t in singles)
+            sum(
+                float(np.mean([per_seed[s][t]["seconds_per_epoch"] for s in per_seed]))
+                for t in singles
+            )
         )
     return row, per_seed
 
@@ -282,14 +289,14 @@ def _add_delta_m(
     dm = delta_m(test_means, stl_test, headline)
     row.delta_m, row.delta_m_terms = dm.value, dm.terms
     row.delta_m_validation = delta_m(row.validation, stl_val, headline).value
-    per_seed = [
+    values = [
         delta_m(
             _scores_of(ok[s], "test", False), _scores_of(stl_seed[s], "test", True), headline
         ).value
         for s in ok
         if s in stl_seed
     ]
-    per_seed = [x for x in per_seed if x is not None]
+    per_seed = [x for x in values if x is not None]
     if len(per_seed) > 1:
         row.delta_m_std = float(np.std(per_seed, ddof=1))
 

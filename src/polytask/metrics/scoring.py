@@ -42,8 +42,8 @@ def split_outputs(
     """``(outputs, targets, masks)`` per task over a split: a ``TensorTable``, or a
     ``MultiSourceTable`` where each task is run and scored on its own source's rows."""
     if not isinstance(table, MultiSourceTable):
-        outs = raw_outputs(net, table.features, batch_size, device)
-        return outs, list(table.targets), list(table.masks)
+        single = raw_outputs(net, table.features, batch_size, device)
+        return single, list(table.targets), list(table.masks)
     n_tasks = len(table.tables[0].targets)
     outs: list[Any] = [None] * n_tasks
     targets: list[Any] = [None] * n_tasks

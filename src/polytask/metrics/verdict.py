@@ -55,7 +55,7 @@ class Verdict:
         return {**asdict(self), "label": self.label}
 
 
-def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+def welch_p(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
     """Two-sided p-value of Welch's t-test; None with fewer than two values on a side."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) < 2 or len(y) < 2:
