@@ -20,8 +20,6 @@ ALLOWED = {
     "features/preprocess.py:fit",
     "serving/app.py:create_app",
     "sklearn.py",
-    "training/trainer.py",
-    "training/trainer.py:fit",
 }
 
 

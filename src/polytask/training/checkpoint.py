@@ -25,7 +25,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,10 @@ from safetensors.torch import save as save_bytes
 
 from polytask import io
 from polytask.errors import PolytaskError
+
+if TYPE_CHECKING:
+    from polytask.balancing.base import Balancer
+    from polytask.training.distributed import DistContext
 
 FORMAT = "polytask-checkpoint"
 VERSION = 1
@@ -103,6 +107,14 @@ def from_bytes(data: bytes) -> dict[str, Any]:
     return unpack(json.loads(header["__metadata__"]["json"]), load_bytes(data))
 
 
+def share_initial_state(ctx: DistContext, net: torch.nn.Module, balancer: Balancer) -> None:
+    """Every process starts from process 0's weights and balancer state (e.g. the
+    generator of a method seeded at random)."""
+    ctx.broadcast_module(net)
+    blob = to_bytes(balancer.state_dict()) if ctx.is_main else None
+    balancer.load_state_dict(from_bytes(ctx.broadcast_bytes(blob)))
+
+
 # -- pieces of a training state ------------------------------------------------------------
 
 
@@ -140,6 +152,20 @@ def set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def restore_rng(state: Mapping[str, Any], device: torch.device, ctx: DistContext | None) -> None:
+    """A training state's generators; in several processes each takes its own dropout
+    generators back (saved by rank)."""
+    set_rng_state(state["rng"], device)
+    if ctx is None:
+        return
+    ranks = state.get("rng_ranks")
+    if ranks is not None and ctx.rank < len(ranks):
+        torch.set_rng_state(ranks[ctx.rank])
+    cuda = state.get("cuda_rng_ranks")
+    if cuda is not None and ctx.rank < len(cuda) and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda[ctx.rank], device)
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -28,6 +28,17 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.exit_code = 128 + self.signum
 
 
+def interrupted(
+    signum: int, epoch: int, step: int, steps: int, global_step: int
+) -> TrainingInterrupted:
+    """The error the loop raises once it saved a checkpoint after a stop request."""
+    return TrainingInterrupted(
+        f"training stopped in epoch {epoch} after step {step} of {steps} (step "
+        f"{global_step} in all) and saved a checkpoint",
+        signum,
+    )
+
+
 class StopRequest:
     def __init__(self) -> None:
         self.requested = False

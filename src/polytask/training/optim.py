@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from polytask.config import TrainingConfig
+
+#: without early stopping (``patience: null``) the plateau schedule still waits a third
+#: of the schema's default patience
+_DEFAULT_PATIENCE: int = TrainingConfig.model_fields["patience"].default
 
 
 def make_optimizer(
@@ -36,7 +41,10 @@ def make_scheduler(
     """A per-epoch schedule: linear warm-up, then cosine decay to 5% (or constant)."""
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=0.5, patience=max(1, (cfg.patience or 10) // 3)
+            optimizer,
+            mode="min",
+            factor=0.5,
+            patience=max(1, (cfg.patience or _DEFAULT_PATIENCE) // 3),
         )
     warm, total = cfg.warmup_epochs, cfg.epochs
 
@@ -51,3 +59,11 @@ def make_scheduler(
     if cfg.schedule == "constant" and not warm:
         return None
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def step_scheduler(scheduler: Any, monitor: float) -> None:
+    """The epoch-end step: the plateau schedule watches the monitored value."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitor)
+    elif scheduler is not None:
+        scheduler.step()

@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    import torch
+
+    from polytask.tasks import Task
 
 REFRESH_SECONDS = 0.2
 
@@ -70,3 +75,26 @@ class TrainingProgress:
             self.progress.console.print(message, highlight=False)
         else:
             print(message, file=sys.stderr)
+
+
+def format_losses(names: list[str], losses: torch.Tensor) -> str:
+    """The bar's text: each task's running mean loss."""
+    return "  ".join(f"{n} {v:.4f}" for n, v in zip(names, losses.tolist(), strict=True))
+
+
+def epoch_summary(tasks: list[Task], record: dict[str, Any]) -> str:
+    """One line per epoch: train and validation losses, each task's headline metric and
+    a ``*`` on a new best."""
+    parts = [f"epoch {record['epoch']:>3}"]
+    parts.append("train " + " ".join(f"{v:.4f}" for v in record["train"]["loss"].values()))
+    if "validation" in record:
+        parts.append("val " + " ".join(f"{v:.4f}" for v in record["validation"]["loss"].values()))
+        heads = []
+        for t in tasks:
+            m = next(iter(t.headline))
+            v = record["validation"]["metrics"][t.name].get(m)
+            heads.append(f"{t.name}.{m} {v:.4f}" if v is not None else f"{t.name}.{m} -")
+        parts.append(" ".join(heads))
+    if record["best"]:
+        parts.append("*")
+    return " | ".join(parts)
