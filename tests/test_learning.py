@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import polytask
 from polytask import MultiTaskModel
+from polytask.training.early_stopping import EarlyStopping
 from tests.conftest import make_synthetic
 
 SETTINGS = {"epochs": 40, "hidden": [64, 64], "batch_size": 128, "lr": 5e-3}
@@ -142,3 +144,17 @@ def test_monitor_a_higher_is_better_metric() -> None:
     assert m.info["best_epoch"] == 1 + int(np.argmax(aurocs))
     assert [r["monitor"] for r in m.history] == pytest.approx([-a for a in aurocs])
     assert m.metrics["validation"]["y2"]["auroc"] == pytest.approx(max(aurocs))
+
+
+def test_early_stopping_counts_patience_from_the_last_improvement_beyond_min_delta() -> None:
+    net = torch.nn.Linear(2, 1)
+    early = EarlyStopping(patience=2, min_delta=0.1)
+    assert early.update(1.0, 1, net) and early.best_weights is not None
+    assert not early.update(0.95, 2, net)  # better, but not by more than min_delta
+    assert not early.stopped_early and early.since_best == 1
+    assert not early.update(0.99, 3, net)
+    assert early.stopped_early and (early.best, early.best_epoch) == (1.0, 1)
+    never = EarlyStopping(patience=None)
+    for epoch in range(1, 20):
+        never.update(1.0, epoch, net)
+    assert not never.stopped_early

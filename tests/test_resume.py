@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from polytask.training.checkpoint import (
     unpack,
     write_checkpoint,
 )
+from polytask.training.early_stopping import EarlyStopping
+from polytask.training.fit_state import LoopState
 from tests.conftest import assert_user_error, call_cli, make_table
 
 TASKS = ["--task", "y_reg:regression", "--task", "y_bin:binary", "--task", "y_cls:multiclass"]
@@ -383,3 +386,22 @@ def test_pack_refuses_what_json_cannot_hold() -> None:
         pack({"f": object()}, {})
     tensors: dict[str, torch.Tensor] = {}
     assert unpack(pack({"x": [1.0, {"y": torch.ones(2)}]}, tensors), tensors)["x"][0] == 1.0
+
+
+def test_loop_counters_go_through_their_dataclass_fields(tmp_path: Path) -> None:
+    """Every field of LoopState and EarlyStopping reaches the checkpoint and comes back
+    with its type (a new field needs no other line), and the keys stay flat."""
+    loop = LoopState(epoch=4, step_in_epoch=3, finished=True, seconds=1.5, history=[{"a": 1}])
+    early = EarlyStopping(patience=2, min_delta=0.0, best=0.25, best_epoch=2, since_best=1)
+    write_checkpoint(tmp_path, {"global_step": 7, **loop.state_dict(), **early.state_dict()})
+    state = read_checkpoint(tmp_path)
+    assert state is not None
+    assert {f.name for f in fields(LoopState)} | {f.name for f in fields(EarlyStopping)} <= set(
+        state
+    )
+    loop2, early2 = LoopState(), EarlyStopping(patience=2)
+    loop2.load_state_dict(state)
+    early2.load_state_dict({**state, "best_epoch": 2.0})  # an int written as a float
+    assert loop2 == loop and early2 == early
+    assert type(early2.best_epoch) is int and type(loop2.seconds) is float
+    assert early2.best == 0.25 and EarlyStopping().best == math.inf

@@ -41,6 +41,8 @@ class LoopState(FieldState):
 
 @dataclass
 class TrainResult:
+    """What ``Trainer.fit`` returns (the best weights are already in the net)."""
+
     best_epoch: int
     epochs_run: int
     best_monitor: float

@@ -2,13 +2,15 @@
 
 The per-step path does only what a hand-written loop would: forward, one masked loss per
 task, the balancer's objective, backward, (clip), step. Losses are accumulated as tensors
-and read back only when the progress bar redraws, every ``FINITE_CHECK_STEPS`` steps (one
-check for NaN/inf), at a checkpoint or when an epoch ends. benchmarks/throughput.py
-measures this loop against plain PyTorch loops.
+and read back only when the progress bar redraws, every few steps (one check for NaN/inf,
+:mod:`polytask.training.divergence`), at a checkpoint or when an epoch ends.
+benchmarks/throughput.py measures this loop against plain PyTorch loops.
 
 Checkpoints (:mod:`polytask.training.checkpoint`) and several processes
 (:mod:`polytask.training.distributed`) are optional; without them the loop does nothing
-for them but a few ``is None`` checks per step.
+for them but a few ``is None`` checks per step. What the loop decides lives in small
+collaborators that own their state: early stopping, the checkpoint schedule, the NaN/inf
+window (divergence), the history file and the monitored value.
 """
 
 from __future__ import annotations
@@ -42,12 +44,7 @@ from polytask.training.checkpoint import (
 )
 from polytask.training.device import resolve_device
 from polytask.training.distributed import DistContext, StepSync
-from polytask.training.divergence import (
-    FINITE_CHECK_STEPS,
-    DivergenceWatch,
-    TrainingDiverged,
-    check_finite,
-)
+from polytask.training.divergence import DivergenceWatch, TrainingDiverged, check_finite
 from polytask.training.early_stopping import EarlyStopping
 from polytask.training.fit_state import FitRun, LoopState, TrainResult
 from polytask.training.history import HistoryWriter
@@ -58,20 +55,16 @@ from polytask.training.progress import TrainingProgress, epoch_summary, format_l
 from polytask.training.schedule import CheckpointSchedule
 from polytask.training.steps import make_step
 
-__all__ = [
-    "FINITE_CHECK_STEPS",
-    "LoopState",
-    "TrainResult",
-    "Trainer",
-    "TrainingDiverged",
-    "resolve_device",
-]
+__all__ = ["LoopState", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device"]
 
 #: the BalanceLog attributes a checkpoint keeps (its step count and the epoch's sums)
 BALANCE_LOG_FIELDS = ("count", "weight_sums", "weight_n", "cos_sums", "cos_n")
 
 
 class Trainer:
+    """Trains a net on its tasks with a balancer; ``fit`` may be resumed from a checkpoint
+    and called in several processes (torchrun)."""
+
     def __init__(
         self,
         net: MultiTaskNet,
@@ -240,24 +233,22 @@ class Trainer:
             if due():
                 bar.step(i, epoch, format_losses(self.names, torch.stack(running) / i))
             if save_due is not None:
-                self._save_if_due(run, save_due(self.global_step), order_state, running, epoch, i)
+                save, stopping = save_due(self.global_step)
+                if save:
+                    self._save_mid_epoch(run, order_state, running, epoch, i, stopping)
         watch.check(running, epoch, run.steps, self.global_step)
         return running
 
-    def _save_if_due(
+    def _save_mid_epoch(
         self,
         run: FitRun,
-        decision: tuple[bool, bool],
         order_state: torch.Tensor,
         running: list[torch.Tensor],
         epoch: int,
         i: int,
+        stopping: bool,
     ) -> None:
-        """A mid-epoch checkpoint after batch ``i`` when ``decision`` (save, stop) says so,
-        of finite losses only; then stop if asked."""
-        save, stopping = decision
-        if not save:
-            return
+        """A checkpoint after batch ``i`` (of finite losses only), then stop if asked."""
         assert run.checkpoints is not None
         run.watch.check(running, epoch, i, self.global_step)
         run.loop.step_in_epoch = i
@@ -366,7 +357,8 @@ class Trainer:
 
     def _restore(self, state: Mapping[str, Any], run: FitRun) -> list[torch.Tensor] | None:
         """Load a checkpoint's state (all but the global random generators, see
-        :meth:`_restore_rng`); returns the current epoch's running loss sums, if any."""
+        :func:`~polytask.training.checkpoint.restore_rng`); returns the current epoch's
+        running loss sums, if any."""
         assert self.optimizer is not None
         device, monitor_log = self.device, run.monitor_log
         self.net.load_state_dict(state["model"])
