@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 import polytask.balancing as balancing
+from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.balancing.solvers import SolverWarning, cagrad_weights
 from polytask.encoders import TabularEncoder
@@ -58,7 +59,7 @@ def support2_like(t: int, norm: str, embeddings: bool) -> tuple[HardSharing, lis
         tasks.append(task)
     cards = CARDS if embeddings else []
     enc = TabularEncoder(NUMERIC, cards, [4] * len(cards), [256, 128], "relu", 0.3, norm)
-    net = HardSharing(enc, tasks, [], "relu", 0.0)
+    net = HardSharing(ArchitectureSpec(enc, tasks, [], "relu", 0.0))
     cat = torch.stack([torch.randint(0, c, (N,)) for c in cards], 1) if cards else None
     targets = [
         torch.randint(0, 5, (N,)) if task.kind == "multiclass" else torch.randn(N) for task in tasks

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import polytask.balancing as balancing
+from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.balancing.solvers import SolverWarning
 from polytask.encoders import TabularEncoder
@@ -62,7 +63,7 @@ def build(t: int, seed: int = 0) -> tuple[HardSharing, list, Batch]:
         task.fitted = True
         tasks.append(task)
     enc = TabularEncoder(IN, [], [], [WIDTH, WIDTH], "relu", 0.0, "none")
-    net = HardSharing(enc, tasks, [], "relu", 0.0)
+    net = HardSharing(ArchitectureSpec(enc, tasks, [], "relu", 0.0))
     x = torch.randn(BATCH, IN)
     batch = Batch(
         x,

@@ -14,7 +14,7 @@ import torch
 import polytask
 import polytask.balancing as balancing
 from polytask import PolytaskError
-from polytask.architectures import ARCHITECTURES, MultiTaskNet
+from polytask.architectures import ARCHITECTURES, ArchitectureSpec, MultiTaskNet
 from polytask.architectures.cgc import CGC
 from polytask.architectures.cross_stitch import CrossStitch
 from polytask.architectures.mmoe import MMoE
@@ -71,7 +71,7 @@ def _net(
     opts = cls.Options(**(SMALL.get(arch, {}) if options is None else options))
     extra = {"hidden": hidden, "norm": norm} if own else {}
     head = [5] if head_hidden is None else head_hidden
-    return cls(enc, tasks, head, "relu", 0.0, options=opts, **extra)
+    return cls(ArchitectureSpec(enc, tasks, head, "relu", 0.0, options=opts, **extra))
 
 
 def _batch(tasks: list[Task], n: int = 24, seed: int = 1) -> Batch:

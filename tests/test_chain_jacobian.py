@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import polytask.balancing as balancing
+from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.encoders import TabularEncoder
@@ -135,7 +136,7 @@ def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str
     torch.manual_seed(0)
     tasks = _tasks(4)
     enc = TabularEncoder(7, [5, 3], [4, 2], [16, 12, 8], activation, 0.2, norm)
-    net = HardSharing(enc, tasks, [], activation, 0.0)
+    net = HardSharing(ArchitectureSpec(enc, tasks, [], activation, 0.0))
     batch = _batch(tasks, 40, [5, 3], missing=1)
     _check(net, tasks, batch, seed=7)
 
@@ -144,7 +145,9 @@ def test_rows_match_autograd_for_every_mlp_layer_kind(norm: str, activation: str
 def test_tasks_in_chunks_under_a_small_memory_bound_give_the_same_rows(norm: str) -> None:
     torch.manual_seed(0)
     tasks = _tasks(5)
-    net = HardSharing(TabularEncoder(7, [4], [3], [12, 8], "silu", 0.1, norm), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [4], [3], [12, 8], "silu", 0.1, norm), tasks, [])
+    )
     batch = _batch(tasks, 21, [4], missing=3)
     _check(net, tasks, batch, seed=3, memory_bound=1)  # one task a chunk
 
@@ -152,7 +155,9 @@ def test_tasks_in_chunks_under_a_small_memory_bound_give_the_same_rows(norm: str
 def test_rows_match_autograd_with_head_towers_and_numeric_input_only() -> None:
     torch.manual_seed(0)
     tasks = _tasks(4)
-    net = HardSharing(TabularEncoder(7, [], [], [10, 6], "relu", 0.0, "none"), tasks, [5])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [], [], [10, 6], "relu", 0.0, "none"), tasks, [5])
+    )
     batch = _batch(tasks, 33, [])
     _check(net, tasks, batch)
 
@@ -163,7 +168,7 @@ def test_frozen_first_layer_and_leaky_relu() -> None:
     enc = TabularEncoder(7, [4], [3], [9, 5], "relu", 0.0, "none")
     enc.trunk[1] = nn.LeakyReLU(0.1)
     enc.trunk[0].weight.requires_grad_(False)  # frozen: no row, but δ still flows below it
-    net = HardSharing(enc, tasks, [])
+    net = HardSharing(ArchitectureSpec(enc, tasks, []))
     batch = _batch(tasks, 20, [4])
     _check(net, tasks, batch)
 
@@ -171,7 +176,9 @@ def test_frozen_first_layer_and_leaky_relu() -> None:
 def test_batch_norm_with_running_statistics_matches_autograd() -> None:
     torch.manual_seed(0)
     tasks = _tasks(4)
-    net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "batch"), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "batch"), tasks, [])
+    )
     batch = _batch(tasks, 25, [])
     net(*batch.inputs)  # some running statistics
     net.eval()  # BatchNorm now uses them: a fixed affine map
@@ -183,7 +190,9 @@ def test_update_equals_the_autograd_path(method: str) -> None:
     """Same step with and without the hand-written path: the same .grad everywhere."""
     torch.manual_seed(0)
     tasks = _tasks(4)
-    net = HardSharing(TabularEncoder(7, [5], [3], [16, 8], "gelu", 0.0, "layer"), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [5], [3], [16, 8], "gelu", 0.0, "layer"), tasks, [])
+    )
     batch = _batch(tasks, 30, [5], missing=2)
     opts = {"seed": 0} if method == "graddrop" else {}
     fast = GradientStep(net, tasks, balancing.get(method, **opts), "parameters")
@@ -199,7 +208,9 @@ def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> No
 
     torch.manual_seed(0)
     tasks = _tasks(4)
-    net = Scaled(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
+    net = Scaled(
+        ArchitectureSpec(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
+    )
     batch = _batch(tasks, 12, [])
     _check(net, tasks, batch, by_hand=0)
 
@@ -207,7 +218,9 @@ def test_falls_back_to_autograd_when_the_chain_is_not_the_representation() -> No
 def test_tape_records_only_when_armed_and_releases_activations() -> None:
     torch.manual_seed(0)
     tasks = _tasks(4)
-    net = HardSharing(TabularEncoder(7, [], [], [8], "relu", 0.0, "none"), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [], [], [8], "relu", 0.0, "none"), tasks, [])
+    )
     batch = _batch(tasks, 10, [])
     step = GradientStep(net, tasks, balancing.get("mean"), "parameters")
     assert step.chain is not None
@@ -224,7 +237,9 @@ def test_few_tasks_use_autograds_batched_backward() -> None:
     """Below MIN_TASKS tasks the written-out path is not faster: it is not set up."""
     torch.manual_seed(0)
     tasks = _tasks(MIN_TASKS - 1)
-    net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "layer"), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "layer"), tasks, [])
+    )
     assert GradientStep(net, tasks, balancing.get("mean"), "parameters").chain is None
     _check(net, tasks, _batch(tasks, 12, []), by_hand=0)
 
@@ -273,7 +288,9 @@ def test_graddrop_outer_form_equals_the_matrix_form(leak: float) -> None:
 def test_graddrop_at_representation_uses_the_outer_form_with_linear_heads() -> None:
     torch.manual_seed(0)
     tasks = _tasks(3)
-    net = HardSharing(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(7, [], [], [8, 6], "relu", 0.0, "none"), tasks, [])
+    )
     batch = _batch(tasks, 16, [], missing=0)
     fast = GradientStep(net, tasks, balancing.get("graddrop", seed=1), "representation")
     slow = GradientStep(net, tasks, balancing.get("graddrop", seed=1), "representation")

@@ -13,7 +13,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "polytask"
 MAX_FUNCTION, MAX_MODULE = 60, 400
 
 ALLOWED = {
-    "api.py:train_run",
     "cli.py",
     "cli.py:_parser",
     "config.py",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import polytask.balancing as balancing
+from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
@@ -23,7 +24,7 @@ def _setup(seed: int = 0, t: int = 3, missing_task: int | None = None):
         task.fitted = True
         tasks.append(task)
     enc = TabularEncoder(6, [4], [3], [16, 8], "relu", 0.0, "none")
-    net = HardSharing(enc, tasks, [5], "relu", 0.0)
+    net = HardSharing(ArchitectureSpec(enc, tasks, [5], "relu", 0.0))
     n = 32
     num = torch.randn(n, 6)
     cat = torch.randint(0, 4, (n, 1))
@@ -116,7 +117,7 @@ def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> Non
     cls.fit(__import__("pandas").Series(["a", "b", "c", "a"], name="c"))
     tasks = [reg, cls]
     enc = TabularEncoder(6, [], [], [16, 8], "relu", 0.0, "none")
-    net = HardSharing(enc, tasks, [], "relu", 0.0)
+    net = HardSharing(ArchitectureSpec(enc, tasks, [], "relu", 0.0))
     assert net.linear_heads() is not None
     n = 40
     batch = Batch(
@@ -145,7 +146,9 @@ def test_fused_inference_heads_match_the_per_head_forward() -> None:
         t = make_task(f"y{i}", "regression", [f"y{i}"], {})
         t.fitted = True
         tasks.append(t)
-    net = HardSharing(TabularEncoder(5, [], [], [8], "relu", 0.0, "none"), tasks, [], "relu")
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(5, [], [], [8], "relu", 0.0, "none"), tasks, [], "relu")
+    )
     x = torch.randn(7, 5)
     cat = torch.zeros(7, 0, dtype=torch.long)
     per_head = net.forward_list(x, cat)  # grad enabled: one head at a time

@@ -12,6 +12,7 @@ import torch
 
 import polytask
 import polytask.balancing as balancing
+from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
@@ -220,7 +221,9 @@ def test_gradnorm_trains_each_head_with_its_weight() -> None:
         t = make_task(f"y{i}", "regression", [f"y{i}"], {"standardize": False, "transform": "none"})
         t.fitted = True
         tasks.append(t)
-    net = HardSharing(TabularEncoder(4, [], [], [8], "relu", 0.0, "none"), tasks, [], "relu")
+    net = HardSharing(
+        ArchitectureSpec(TabularEncoder(4, [], [], [8], "relu", 0.0, "none"), tasks, [], "relu")
+    )
     batch = Batch(
         torch.randn(16, 4),
         torch.zeros(16, 0, dtype=torch.long),

@@ -11,7 +11,9 @@ import pandas as pd
 import torch
 
 from polytask import run_dir
+from polytask.architectures import MultiTaskNet
 from polytask.balancing import get as get_balancer
+from polytask.balancing.base import Balancer
 from polytask.config import (
     ModelConfig,
     RunConfig,
@@ -22,16 +24,15 @@ from polytask.config import (
 )
 from polytask.encoders.build import image_options, text_options
 from polytask.errors import PolytaskError, did_you_mean
-from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
-from polytask.features.preprocess import Preprocessor
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
-from polytask.prepare import fit_source, read_frames, task_table
+from polytask.prepare import PreparedData, prepare_single
 from polytask.tasks import Task
 from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
+from polytask.training.trainer import TrainResult
 
 TaskSpec = str | Mapping[str, Any]
 
@@ -97,24 +98,66 @@ def build_config(
     return parse_config(data)
 
 
-def _prepare_single(
+def _check_run(cfg: RunConfig) -> Balancer:
+    """Everything that can fail without data fails here, before any work: the tasks,
+    the balancing method, the encoder options and the tracking package."""
+    if not cfg.tasks:
+        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
+    names = [t.name for t in cfg.tasks]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
+    balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
+    text_options(cfg.model)
+    image_options(cfg.model)
+    tracking.check_available(cfg.tracking)
+    return balancer
+
+
+def _prepare(
     cfg: RunConfig,
     tasks: list[Task],
-    data: pd.DataFrame | None,
-    validation: pd.DataFrame | None,
-    test: pd.DataFrame | None,
-) -> tuple[Preprocessor, dict[str, TensorTable | None], dict[str, int], dict[str, str], tuple]:
-    """Read and split the data, fit the tasks and the preprocessing on the training rows;
-    returns the preprocessor, each split's table, row counts, feature types and the
-    frames read (for the run's data fingerprint)."""
-    frames = read_frames(cfg.data, data, validation, test)
-    fitted = fit_source(cfg.model, cfg.data, cfg.features, tasks, frames, cfg.training.seed)
-    pre = fitted.preprocessor
-    tables = {
-        split: task_table(tasks, pre, frame) if frame is not None and len(frame) else None
-        for split, frame in fitted.frames.items()
+    frames: tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None],
+    ctx: distributed.DistContext | None,
+) -> PreparedData:
+    """The run's data, one source or several: the same prepared type either way."""
+    if not cfg.multi_source:
+        return prepare_single(cfg, tasks, *frames)
+    if any(f is not None for f in frames):
+        raise PolytaskError("a config with sources reads each source's data itself")
+    if ctx is not None:
+        raise PolytaskError("a multi-source model trains in one process; run it without torchrun")
+    return prepare_sources(cfg, tasks)
+
+
+def _final_metrics(
+    net: MultiTaskNet,
+    tasks: list[Task],
+    prepared: PreparedData,
+    batch_size: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Every split's scores with the trained network (splits without rows left out)."""
+    metrics: dict[str, Any] = {}
+    for split in prepared.tables:
+        table = prepared.split(split)
+        if table is not None:
+            outs, targets, masks = split_outputs(net, table, batch_size, device)
+            metrics[split] = score(tasks, outs, targets, masks)
+    return metrics
+
+
+def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device) -> dict[str, Any]:
+    """The run's info file, less the versions that ``MultiTaskModel`` adds."""
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **prepared.info(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.seconds, 3),
+        "device": str(device),
     }
-    return pre, tables, fitted.rows, fitted.feature_types, frames
 
 
 def train_run(
@@ -133,80 +176,38 @@ def train_run(
     ``out`` the run trains in ``out.partial`` with checkpoints; ``resume=True`` continues
     from its last checkpoint (see :func:`resume`). Under torchrun it trains in several
     processes (see :mod:`polytask.training.distributed`)."""
-    if not cfg.tasks:
-        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
-    names = [t.name for t in cfg.tasks]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
-    b = cfg.balancing
-    balancer = get_balancer(b.method, **b.options)  # a bad method fails before any work
-    text_options(cfg.model)  # and so do bad encoder options
-    image_options(cfg.model)
-    tracking.check_available(cfg.tracking)  # so does a missing tracking package
+    balancer = _check_run(cfg)
     out_path = Path(out) if out is not None else None
     ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
-
     tasks = build_tasks(cfg)
-    if cfg.multi_source:
-        if data is not None or validation is not None or test is not None:
-            raise PolytaskError("a config with sources reads each source's data itself")
-        if ctx is not None:
-            raise PolytaskError(
-                "a multi-source model trains in one process; run it without torchrun"
-            )
-        prepared = prepare_sources(cfg, tasks)
-        pre: Preprocessor | list[Preprocessor] = prepared.preprocessors
-        tables: dict[str, Any] = dict(prepared.tables)
-        rows: dict[str, Any] = prepared.rows
-        types: dict[str, Any] = prepared.feature_types
-        frames: tuple[Any, ...] = prepared.frames
-    else:
-        pre, tables, rows, types, frames = _prepare_single(cfg, tasks, data, validation, test)
+    prepared = _prepare(cfg, tasks, (data, validation, test), ctx)
     torch.manual_seed(cfg.training.seed)
-    net = build_net(cfg, pre, tasks)
-    train_table = tables["train"]
-    val_table = tables["validation"] if tables.get("validation") is not None else None
-    if val_table is not None and not len(val_table):
-        val_table = None
-
-    fingerprint = run_staging.data_fingerprint(*frames) if out_path else None
+    net = build_net(cfg, prepared.preprocessors, tasks)
+    fingerprint = run_staging.data_fingerprint(*prepared.frames) if out_path else None
+    b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
-        history_path = tmp / run_dir.HISTORY if tmp is not None else None
         trainer = Trainer(
             net,
             tasks,
             balancer,
             cfg.training,
-            history_path=history_path,
+            history_path=tmp / run_dir.HISTORY if tmp is not None else None,
             verbose=verbose,
             jacobian=b.jacobian,
             log_every=b.log_every,
             callbacks=list(callbacks),
             distributed=ctx,
         )
-        result = trainer.fit(train_table, val_table, stage.checkpointer, stage.resume_state)
-        net = trainer.net
-        device = trainer.device
-        metrics: dict[str, Any] = {}
-        for split, table in tables.items():
-            if table is None or not len(table):
-                continue
-            outs, targets, masks = split_outputs(net, table, cfg.training.eval_batch_size, device)
-            metrics[split] = score(tasks, outs, targets, masks)
+        train, val = prepared.tables["train"], prepared.split("validation")
+        result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
+        net, device = trainer.net, trainer.device
+        bs = cfg.training.eval_batch_size
+        metrics = _final_metrics(net, tasks, prepared, bs, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
-        info = {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "rows": rows,
-            "feature_types": types,
-            "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-            "train_seconds": round(result.seconds, 3),
-            "device": str(device),
-        }
-        model = MultiTaskModel(cfg, pre, tasks, net.cpu(), metrics, result.history, info)
+        info = _run_info(prepared, result, device)
+        pres, history = prepared.preprocessors, result.history
+        model = MultiTaskModel(cfg, pres, tasks, net.cpu(), metrics, history, info)
         if tmp is not None and out_path is not None:
             try:
                 model._write(tmp)

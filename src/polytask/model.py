@@ -13,14 +13,16 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from polytask import io, run_dir
-from polytask.architectures import MultiTaskNet, architecture_class
-from polytask.config import RunConfig, load_yaml, parse_config
+from polytask.architectures import ArchitectureSpec, MultiTaskNet, architecture_class
+from polytask.config import RunConfig, load_yaml, parse_config, validate_options
 from polytask.encoders.build import build_encoder
+from polytask.encoders.protocol import Encoder
 from polytask.encoders.sources import SourceRouter
 from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import Preprocessor
 from polytask.metrics.scoring import raw_outputs, score
+from polytask.prepare import check_sources
 from polytask.tasks import Task, make_task
 from polytask.version import __version__
 
@@ -32,39 +34,44 @@ def build_tasks(cfg: RunConfig) -> list[Task]:
 def build_net(
     cfg: RunConfig, pre: Preprocessor | list[Preprocessor], tasks: list[Task]
 ) -> MultiTaskNet:
-    """The network for fitted preprocessing; a list of preprocessors (one per source)
-    builds a multi-source network (:class:`polytask.encoders.sources.SourceRouter`)."""
+    """The network for fitted preprocessing, one preprocessor per data source (a bare one
+    is a single table's); a config with sources gets a multi-source encoder
+    (:class:`polytask.encoders.sources.SourceRouter`) in front of the architecture."""
     m = cfg.model
     cls = architecture_class(m.architecture)
-    from polytask.config import validate_options
-
     options = validate_options(cls.Options, m.options, where=f"architecture '{m.architecture}'")
     # an architecture that builds its own shared layers gets the encoder without hidden
-    # layers, plus the widths and norm to build them with
-    own = cls.builds_shared_layers
-    hidden = [] if own else list(m.hidden)
-    encoder: torch.nn.Module
-    if isinstance(pre, list):
-        by_name = {t.name: t for t in tasks}
-        encoders = []
-        for source, p in zip(cfg.sources, pre, strict=True):
-            mine = [by_name[t.name] for t in source.tasks]
-            if any(t.dense for t in mine):
-                raise PolytaskError(
-                    f"source '{source.name}': per-pixel tasks need a model of their own; "
-                    "they cannot share layers with other sources yet"
-                )
-            encoders.append(build_encoder(m, p, mine, []))
-        width = m.hidden[0] if m.hidden else 64
-        encoder = SourceRouter(encoders, width, hidden[1:], m.activation, m.dropout, m.norm)
+    # layers, and builds them from the spec's widths and norm
+    hidden = [] if cls.builds_shared_layers else list(m.hidden)
+    pres = pre if isinstance(pre, list) else [pre]
+    if cfg.sources:
+        encoder: Encoder = _source_router(cfg, pres, tasks, hidden)
     else:
-        encoder = build_encoder(m, pre, tasks, hidden, getattr(cls, "needs_spatial", False))
-    if getattr(encoder, "spatial", False) and own:
+        encoder = build_encoder(m, pres[0], tasks, hidden, cls.needs_spatial)
+    if encoder.spatial and cls.builds_shared_layers:
         raise PolytaskError(
             f"architecture '{m.architecture}' does not take per-pixel tasks; use 'hard'"
         )
-    layers = {"hidden": list(m.hidden), "norm": m.norm} if own else {}
-    return cls(encoder, tasks, m.head_hidden, m.activation, m.dropout, options=options, **layers)
+    spec = ArchitectureSpec(
+        encoder, tasks, m.head_hidden, m.activation, m.dropout, options, m.hidden, m.norm
+    )
+    return cls(spec)
+
+
+def _source_router(
+    cfg: RunConfig, pres: list[Preprocessor], tasks: list[Task], hidden: list[int]
+) -> SourceRouter:
+    """Each source's own encoder (no hidden layers) and first layer, then ``hidden[1:]``
+    shared by all: the first hidden width is where the sources meet."""
+    m = cfg.model
+    check_sources(cfg, tasks)
+    by_name = {t.name: t for t in tasks}
+    encoders = [
+        build_encoder(m, p, [by_name[t.name] for t in source.tasks], [])
+        for source, p in zip(cfg.sources, pres, strict=True)
+    ]
+    width = m.hidden[0] if m.hidden else 64
+    return SourceRouter(encoders, width, hidden[1:], m.activation, m.dropout, m.norm)
 
 
 def _as_frame(data: pd.DataFrame | str | Path, what: str = "data") -> pd.DataFrame:
@@ -87,7 +94,8 @@ class MultiTaskModel:
         info: dict[str, Any] | None = None,
     ):
         self.config = config
-        #: one per data source (a single one unless the config has ``sources``)
+        #: one per data source (a single one unless the config has ``sources``): a
+        #: single table is the one-source case throughout
         self.preprocessors = preprocessor if isinstance(preprocessor, list) else [preprocessor]
         #: the source names of a multi-source model, else None
         self.sources = [s.name for s in config.sources] if config.sources else None
@@ -230,29 +238,30 @@ class MultiTaskModel:
         return score(present, [torch.from_numpy(outs[i]) for i in index], targets, masks)
 
     # -- persistence -----------------------------------------------------------------------
+    def _preprocessing(self) -> dict[str, Any]:
+        """The run's preprocessing file: a single table's features at the top level (the
+        layout runs have always had), else one entry per source; every task's state."""
+        features: dict[str, Any] = (
+            {"features": self.preprocessors[0].to_dict()}
+            if self.sources is None
+            else {
+                "sources": [
+                    {"name": n, "features": p.to_dict()}
+                    for n, p in zip(self.sources, self.preprocessors, strict=True)
+                ]
+            }
+        )
+        tasks = [
+            {"name": t.name, "kind": t.kind, "columns": t.columns, "state": t.state()}
+            for t in self.tasks
+        ]
+        return {**features, "tasks": tasks}
+
     def _write(self, folder: Path) -> None:
         (folder / run_dir.CONFIG).write_text(
             yaml.safe_dump(self.config.to_dict(), sort_keys=False), encoding="utf-8"
         )
-        run_dir.write_json(
-            folder / run_dir.PREPROCESSING,
-            {
-                **(
-                    {"features": self.preprocessors[0].to_dict()}
-                    if self.sources is None
-                    else {
-                        "sources": [
-                            {"name": n, "features": p.to_dict()}
-                            for n, p in zip(self.sources, self.preprocessors, strict=True)
-                        ]
-                    }
-                ),
-                "tasks": [
-                    {"name": t.name, "kind": t.kind, "columns": t.columns, "state": t.state()}
-                    for t in self.tasks
-                ],
-            },
-        )
+        run_dir.write_json(folder / run_dir.PREPROCESSING, self._preprocessing())
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(folder / run_dir.WEIGHTS), metadata={"format": "polytask-run"})
         run_dir.write_json(folder / run_dir.METRICS, self.metrics)
@@ -290,11 +299,9 @@ class MultiTaskModel:
         prep = run_dir.read_json(folder / run_dir.PREPROCESSING)
         tasks = build_tasks(cfg)
         try:
-            pre: Preprocessor | list[Preprocessor] = (
-                [Preprocessor.from_dict(src["features"]) for src in prep["sources"]]
-                if "sources" in prep
-                else Preprocessor.from_dict(prep["features"])
-            )
+            # a single table's features sit at the top level (prep may not even be a dict)
+            sources = prep["sources"] if "sources" in prep else [prep]  # noqa: SIM401
+            pres = [Preprocessor.from_dict(src["features"]) for src in sources]
             states = {t["name"]: t["state"] for t in prep["tasks"]}
             for t in tasks:
                 t.load_state(states[t.name])
@@ -303,7 +310,7 @@ class MultiTaskModel:
                 f"'{folder / run_dir.PREPROCESSING}' is damaged ({type(err).__name__}: {err}); "
                 "train the run again"
             ) from None
-        net = build_net(cfg, pre, tasks)
+        net = build_net(cfg, pres, tasks)
         try:
             weights = load_file(str(folder / run_dir.WEIGHTS))
             net.load_state_dict(weights)
@@ -318,4 +325,4 @@ class MultiTaskModel:
         )
         info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
         history = run_dir.read_history(folder)
-        return cls(cfg, pre, tasks, net, metrics=metrics, history=history, info=info)
+        return cls(cfg, pres, tasks, net, metrics=metrics, history=history, info=info)

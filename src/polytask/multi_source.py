@@ -1,31 +1,25 @@
 """Preparing a multi-source run: each source's table is split, its feature types found
 and its preprocessing fitted on its own training rows; every split becomes a
-:class:`~polytask.features.sources.MultiSourceTable` with all tasks' targets."""
+:class:`~polytask.features.sources.MultiSourceTable` with all tasks' targets. The result
+is the same :class:`~polytask.prepare.PreparedData` a single table gives."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
 from polytask.config import RunConfig
-from polytask.errors import PolytaskError
 from polytask.features.batches import TensorTable
 from polytask.features.preprocess import Preprocessor
 from polytask.features.sources import MultiSourceTable
-from polytask.prepare import SPLITS, fit_source, read_frames
+from polytask.prepare import (
+    SPLITS,
+    PreparedData,
+    Table,
+    check_sources,
+    fit_source,
+    read_frames,
+)
 from polytask.tasks import Task
-
-
-@dataclass
-class PreparedSources:
-    preprocessors: list[Preprocessor]
-    tables: dict[str, MultiSourceTable]
-    rows: dict[str, dict[str, int]]
-    feature_types: dict[str, dict[str, str]]
-    #: every frame read, source by source (for the run's data fingerprint)
-    frames: tuple[pd.DataFrame | None, ...] = ()
 
 
 def source_table(
@@ -45,19 +39,16 @@ def source_table(
     return TensorTable(pre.transform(df), targets, masks)
 
 
-def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedSources:
+def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedData:
+    """Every source read, split and fitted on its own training rows; each split becomes
+    one :class:`MultiSourceTable` over all sources, with every task's targets."""
+    check_sources(cfg, tasks)
     by_name = {t.name: t for t in tasks}
-    dense = [t for t in tasks if t.dense]
-    if dense:
-        raise PolytaskError(
-            f"task '{dense[0].name}' predicts per pixel; per-pixel tasks cannot share a model "
-            "with other sources yet: train them in a run of their own"
-        )
     parts: dict[str, list[TensorTable]] = {s: [] for s in SPLITS}
     pres: list[Preprocessor] = []
-    rows: dict[str, Any] = {}
-    types_of: dict[str, Any] = {}
-    read: list[Any] = []
+    rows: list[dict[str, int]] = []
+    types_of: list[dict[str, str]] = []
+    read: list[pd.DataFrame | None] = []
     for source in cfg.sources:
         own = [by_name[t.name] for t in source.tasks]
         frames = read_frames(source.data, source=source.name)
@@ -72,8 +63,8 @@ def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedSources:
             where=f"source '{source.name}': ",
         )
         pres.append(fitted.preprocessor)
-        types_of[source.name] = fitted.feature_types
-        rows[source.name] = fitted.rows
+        types_of.append(fitted.feature_types)
+        rows.append(fitted.rows)
         train = fitted.frames["train"]
         assert train is not None  # fit_source always draws a training split
         for split, frame in fitted.frames.items():
@@ -81,5 +72,8 @@ def prepare_sources(cfg: RunConfig, tasks: list[Task]) -> PreparedSources:
             parts[split].append(source_table(tasks, own, fitted.preprocessor, empty))
     index = [[tasks.index(by_name[t.name]) for t in s.tasks] for s in cfg.sources]
     method, temperature = cfg.sampling.method, cfg.sampling.temperature
-    tables = {split: MultiSourceTable(parts[split], index, method, temperature) for split in SPLITS}
-    return PreparedSources(pres, tables, rows, types_of, tuple(read))
+    tables: dict[str, Table | None] = {
+        split: MultiSourceTable(parts[split], index, method, temperature) for split in SPLITS
+    }
+    names = [s.name for s in cfg.sources]
+    return PreparedData(pres, types_of, rows, tables, tuple(read), names)

@@ -1,26 +1,32 @@
 """One data source from files to fitted preprocessing: read its data, split it, find the
 feature types, fit the tasks and the preprocessing on the training rows, and turn each
 split into tensors. A single-source run does this once; a multi-source run
-(:mod:`polytask.multi_source`) once per source."""
+(:mod:`polytask.multi_source`) once per source. Both end in one :class:`PreparedData`,
+whose per-source lists have one entry for a single table."""
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from polytask.config import DataConfig, FeaturesConfig, ModelConfig
+from polytask.config import DataConfig, FeaturesConfig, ModelConfig, RunConfig
 from polytask.encoders.build import text_options
 from polytask.errors import PolytaskError, close_matches
 from polytask.features.batches import TensorTable
 from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import read_table
 from polytask.features.preprocess import Preprocessor
+from polytask.features.sources import MultiSourceTable
 from polytask.features.splits import split_frame
 from polytask.tasks import Task
 
 SPLITS = ("train", "validation", "test")
+
+#: one split as the trainer reads it: a single table's tensors, or every source's
+Table = TensorTable | MultiSourceTable
 
 
 def require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
@@ -102,6 +108,20 @@ def read_frames(
     return data, validation, test
 
 
+def check_sources(cfg: RunConfig, tasks: list[Task]) -> None:
+    """A multi-source model's tasks all read vectors: per-pixel tasks need a model of
+    their own (checked before any data is read, and again when a run is loaded)."""
+    by_name = {t.name: t for t in tasks}
+    for source in cfg.sources:
+        dense = [t.name for t in source.tasks if by_name[t.name].dense]
+        if dense:
+            raise PolytaskError(
+                f"source '{source.name}': task '{dense[0]}' predicts per pixel; per-pixel "
+                "tasks cannot share a model with other sources yet: train them in a run of "
+                "their own"
+            )
+
+
 @dataclass
 class FittedSource:
     preprocessor: Preprocessor
@@ -165,3 +185,52 @@ def task_table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> Tensor
         targets.append(y)
         masks.append(m)
     return TensorTable(pre.transform(df), targets, masks)
+
+
+@dataclass
+class PreparedData:
+    """A run's data ready to train on: per source (one for a single table) its fitted
+    preprocessing, feature types and row counts; each split's table; the frames read."""
+
+    preprocessors: list[Preprocessor]
+    feature_types: list[dict[str, str]]
+    rows: list[dict[str, int]]
+    tables: dict[str, Table | None]
+    #: every frame read, source by source (for the run's data fingerprint)
+    frames: tuple[pd.DataFrame | None, ...]
+    #: the source names of a multi-source run; None for a single table
+    names: list[str] | None = None
+
+    def info(self) -> dict[str, Any]:
+        """``rows`` and ``feature_types`` as a run's info file holds them: flat for a
+        single table, keyed by source name otherwise (the run-directory format)."""
+        if self.names is None:
+            return {"rows": self.rows[0], "feature_types": self.feature_types[0]}
+        return {
+            "rows": dict(zip(self.names, self.rows, strict=True)),
+            "feature_types": dict(zip(self.names, self.feature_types, strict=True)),
+        }
+
+    def split(self, name: str) -> Table | None:
+        """The split's table, or None where it has no rows."""
+        table = self.tables.get(name)
+        return table if table is not None and len(table) else None
+
+
+def prepare_single(
+    cfg: RunConfig,
+    tasks: list[Task],
+    data: pd.DataFrame | None,
+    validation: pd.DataFrame | None,
+    test: pd.DataFrame | None,
+) -> PreparedData:
+    """Read and split a single table (the frames given, else the config's files), fit the
+    tasks and the preprocessing on the training rows, and turn each split into tensors."""
+    frames = read_frames(cfg.data, data, validation, test)
+    fitted = fit_source(cfg.model, cfg.data, cfg.features, tasks, frames, cfg.training.seed)
+    pre = fitted.preprocessor
+    tables: dict[str, Table | None] = {
+        split: task_table(tasks, pre, frame) if frame is not None and len(frame) else None
+        for split, frame in fitted.frames.items()
+    }
+    return PreparedData([pre], [fitted.feature_types], [fitted.rows], tables, frames)

@@ -1,8 +1,9 @@
-"""Architectures by name. A new one is one module plus one line in ``ARCHITECTURES``."""
+"""Architectures by name. A new one is one module plus its class in ``_CLASSES``; the
+registry key is the class's own ``name``."""
 
 from __future__ import annotations
 
-from polytask.architectures.base import ArchitectureOptions, MultiTaskNet
+from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, MultiTaskNet
 from polytask.architectures.cgc import CGC
 from polytask.architectures.cross_stitch import CrossStitch
 from polytask.architectures.hard import HardSharing
@@ -11,14 +12,9 @@ from polytask.architectures.mtan import MTAN
 from polytask.architectures.ple import PLE
 from polytask.errors import PolytaskError, did_you_mean
 
-ARCHITECTURES: dict[str, type[MultiTaskNet]] = {
-    "hard": HardSharing,
-    "mmoe": MMoE,
-    "cgc": CGC,
-    "ple": PLE,
-    "cross_stitch": CrossStitch,
-    "mtan": MTAN,
-}
+_CLASSES: tuple[type[MultiTaskNet], ...] = (HardSharing, MMoE, CGC, PLE, CrossStitch, MTAN)
+ARCHITECTURES: dict[str, type[MultiTaskNet]] = {cls.name: cls for cls in _CLASSES}
+assert len(ARCHITECTURES) == len(_CLASSES) and "" not in ARCHITECTURES, "names must differ"
 
 
 def architecture_class(name: str) -> type[MultiTaskNet]:
@@ -31,4 +27,10 @@ def architecture_class(name: str) -> type[MultiTaskNet]:
         ) from None
 
 
-__all__ = ["ARCHITECTURES", "ArchitectureOptions", "MultiTaskNet", "architecture_class"]
+__all__ = [
+    "ARCHITECTURES",
+    "ArchitectureOptions",
+    "ArchitectureSpec",
+    "MultiTaskNet",
+    "architecture_class",
+]

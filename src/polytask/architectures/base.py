@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -9,12 +11,32 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from polytask.encoders.mlp import mlp
+from polytask.encoders.protocol import Encoder
 from polytask.errors import PolytaskError
 from polytask.tasks import Task
 
 
 class ArchitectureOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, eq=False)
+class ArchitectureSpec:
+    """Everything an architecture is built from, one argument for every constructor.
+
+    ``hidden`` and ``norm`` are the shared layers' widths and norm: an architecture that
+    builds its own shared layers (``builds_shared_layers``) builds them from these; the
+    others get an encoder that already ends in those layers and ignore them."""
+
+    encoder: Encoder
+    tasks: Sequence[Task]
+    head_hidden: Sequence[int] = ()
+    activation: str = "relu"
+    dropout: float = 0.0
+    #: the architecture's validated options (None: its defaults)
+    options: ArchitectureOptions | None = None
+    hidden: Sequence[int] = ()
+    norm: str = "none"
 
 
 class MultiTaskNet(nn.Module):
@@ -32,17 +54,24 @@ class MultiTaskNet(nn.Module):
     #: architecture adds heads. True: the architecture builds its own shared layers
     #: (experts, task columns) from ``model.hidden``; it gets the encoder without hidden
     #: layers (for tables: the categorical embeddings joined to the numeric features; an
-    #: image or text encoder would pass its backbone's feature vector) and the keyword
-    #: arguments ``hidden`` and ``norm``.
+    #: image or text encoder would pass its backbone's feature vector) and builds them
+    #: from the spec's ``hidden`` and ``norm``.
     builds_shared_layers: ClassVar[bool] = False
+    #: True: the encoder keeps an image's feature map even without per-pixel tasks
+    needs_spatial: ClassVar[bool] = False
+    #: the name users type (``model.architecture``); the registry is built from it
+    name: ClassVar[str] = ""
     task_names: list[str]
+
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__()
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The shared representation from the positional inputs: ``(numeric,
         categorical, *text_and_image_columns)`` (see ``FeatureTensors.inputs``)."""
         raise NotImplementedError
 
-    def _set_heads(self, heads: dict[str, nn.Module]) -> None:
+    def _set_heads(self, heads: Mapping[str, nn.Module]) -> None:
         """Register one head per task, in task order (the keys are the task names)."""
         self.task_names = list(heads)
         self.heads = nn.ModuleDict(heads)

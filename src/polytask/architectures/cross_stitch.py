@@ -14,16 +14,13 @@ task t's alone. So the representation is the columns' last outputs before that u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from pydantic import Field
 from torch import nn
 
-from polytask.architectures.base import ArchitectureOptions, task_head
+from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, task_head
 from polytask.architectures.parallel_mlp import ParallelLayer
 from polytask.architectures.shared_layers import SharedLayersNet
-from polytask.tasks import Task
 
 
 class CrossStitchOptions(ArchitectureOptions):
@@ -64,23 +61,16 @@ class CrossStitch(SharedLayersNet):
     name = "cross_stitch"
     Options = CrossStitchOptions
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tasks: list[Task],
-        head_hidden: list[int],
-        activation: str = "relu",
-        dropout: float = 0.0,
-        options: CrossStitchOptions | None = None,
-        *,
-        hidden: Sequence[int] = (),
-        norm: str = "none",
-    ):
-        super().__init__()
-        opts = options or CrossStitchOptions()
-        widths = self.widths(None, hidden, "model.hidden")
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__(spec)
+        opts = spec.options or CrossStitchOptions()
+        assert isinstance(opts, CrossStitchOptions)
+        widths = self.widths(None, spec.hidden, "model.hidden")
+        tasks = spec.tasks
+        head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
+        norm = spec.norm
         n_tasks = len(tasks)
-        self.encoder = encoder
+        self.encoder = encoder = spec.encoder
         ins = [encoder.out_features, *widths[:-1]]
         self.columns = nn.ModuleList(
             ParallelLayer(n_tasks, i, w, activation, dropout, norm)

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from polytask.architectures.base import (
+    ArchitectureSpec,
     MultiTaskNet,
     dense_needs_image,
     fused_linear,
@@ -13,34 +14,30 @@ from polytask.architectures.base import (
 )
 from polytask.encoders.cnn import ConvDecoder, GridPool
 from polytask.encoders.mlp import mlp
-from polytask.tasks import Task
+from polytask.encoders.protocol import Encoder, spatial
 
 
 class HardSharing(MultiTaskNet):
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tasks: list[Task],
-        head_hidden: list[int],
-        activation: str = "relu",
-        dropout: float = 0.0,
-        options: object = None,
-    ):
-        super().__init__()
-        self.encoder = encoder
+    name = "hard"
+    encoder: Encoder
+
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__(spec)
+        self.encoder = encoder = spec.encoder
+        head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
         width = encoder.out_features
-        heads = {}
-        spatial = getattr(encoder, "spatial", False)
-        for task in tasks:
+        heads: dict[str, nn.Module] = {}
+        conv = spatial(encoder)
+        for task in spec.tasks:
             if task.dense:
-                if not spatial:
+                if conv is None:
                     raise dense_needs_image(task)
                 heads[task.name] = ConvDecoder(
-                    width, task.output_size, encoder.strides, encoder.size, activation
+                    width, task.output_size, conv.strides, conv.size, activation
                 )
                 continue
-            pool = [GridPool(encoder.pool)] if spatial else []
-            n_in = width * encoder.pool**2 if spatial else width
+            pool = [GridPool(conv.pool)] if conv is not None else []
+            n_in = width * conv.pool**2 if conv is not None else width
             body = mlp(n_in, head_hidden, activation, dropout)
             last = nn.Linear(head_hidden[-1] if head_hidden else n_in, task.output_size)
             head = nn.Sequential(*pool, *body, last)
@@ -51,14 +48,14 @@ class HardSharing(MultiTaskNet):
         layers = [list(h.children()) for h in self._head_list]
         self._linear: list[nn.Linear] | None = None
         if all(len(ms) == 1 and isinstance(ms[0], nn.Linear) for ms in layers):
-            self._linear = [ms[0] for ms in layers]
+            self._linear = [m for ms in layers for m in ms if isinstance(m, nn.Linear)]
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.encoder(*inputs)
 
     def shared_chain(self) -> nn.Sequential | None:
-        trunk = getattr(self.encoder, "trunk", None)
-        return trunk if isinstance(trunk, nn.Sequential) and len(trunk) else None
+        trunk = self.encoder.trunk
+        return trunk if trunk is not None and len(trunk) else None
 
     def linear_heads(self) -> list[nn.Linear] | None:
         return self._linear

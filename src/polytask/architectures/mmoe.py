@@ -9,17 +9,13 @@ embeddings are shared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from pydantic import PositiveInt
-from torch import nn
 
-from polytask.architectures.base import ArchitectureOptions, task_head
+from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, task_head
 from polytask.architectures.gating import GatedHead
 from polytask.architectures.parallel_mlp import ParallelMLP
 from polytask.architectures.shared_layers import SharedLayersNet
-from polytask.tasks import Task
 
 
 class MMoEOptions(ArchitectureOptions):
@@ -33,26 +29,18 @@ class MMoE(SharedLayersNet):
     name = "mmoe"
     Options = MMoEOptions
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tasks: list[Task],
-        head_hidden: list[int],
-        activation: str = "relu",
-        dropout: float = 0.0,
-        options: MMoEOptions | None = None,
-        *,
-        hidden: Sequence[int] = (),
-        norm: str = "none",
-    ):
-        super().__init__()
-        opts = options or MMoEOptions()
-        widths = self.widths(opts.expert_hidden, hidden, "expert_hidden")
-        self.encoder = encoder
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__(spec)
+        opts = spec.options or MMoEOptions()
+        assert isinstance(opts, MMoEOptions)
+        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
+        self.encoder = encoder = spec.encoder
+        head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
+        norm = spec.norm
         d, width = encoder.out_features, widths[-1]
         self.experts = ParallelMLP(opts.experts, d, widths, activation, dropout, norm)
         heads = {}
-        for task in tasks:
+        for task in spec.tasks:
             tower = task_head(width, head_hidden, activation, dropout, task)
             heads[task.name] = GatedHead(0, d, opts.experts, width, None, tower)
         self._set_heads(heads)

@@ -15,16 +15,21 @@ decoder for per-pixel tasks, else a pooled grid and an MLP), so the split is exa
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from polytask.architectures.base import ArchitectureOptions, MultiTaskNet, task_head
+from polytask.architectures.base import (
+    ArchitectureOptions,
+    ArchitectureSpec,
+    MultiTaskNet,
+    task_head,
+)
 from polytask.encoders.cnn import ConvDecoder, GridPool
 from polytask.encoders.mlp import ACTIVATIONS
+from polytask.encoders.protocol import spatial
 from polytask.errors import PolytaskError
-from polytask.tasks import Task
 
 
 class MTANOptions(ArchitectureOptions):
@@ -85,26 +90,21 @@ class TaskAttention(nn.Module):
 
 
 class MTAN(MultiTaskNet):
+    name = "mtan"
     Options: ClassVar[type[ArchitectureOptions]] = MTANOptions
     #: asks for the image backbone's feature maps even without per-pixel tasks
     needs_spatial: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tasks: list[Task],
-        head_hidden: list[int],
-        activation: str = "relu",
-        dropout: float = 0.0,
-        options: Any = None,
-    ):
-        super().__init__()
-        if not getattr(encoder, "spatial", False):
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__(spec)
+        encoder = spatial(spec.encoder)
+        if encoder is None:
             raise PolytaskError(
                 "architecture 'mtan' attends over a conv backbone: it needs one image column "
                 "as the only feature (--features IMAGE_COLUMN)"
             )
         self.encoder = encoder
+        head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
         conv = encoder.conv
         first = next(m for m in conv.modules() if isinstance(m, nn.Conv2d))
         with torch.no_grad():
@@ -116,7 +116,7 @@ class MTAN(MultiTaskNet):
         stride = encoder.strides[0] if encoder.strides else 1
         c = shapes[-1][0]
         heads = {}
-        for task in tasks:
+        for task in spec.tasks:
             if task.dense:
                 tower: nn.Module = ConvDecoder(
                     c, task.output_size, encoder.strides, encoder.size, activation

@@ -16,17 +16,16 @@ task t's loss reaches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
-from polytask.architectures.base import ArchitectureOptions, task_head
+from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, task_head
 from polytask.architectures.gating import GatedHead, make_gate, mix
 from polytask.architectures.parallel_mlp import ParallelMLP
 from polytask.architectures.shared_layers import SharedLayersNet
-from polytask.tasks import Task
 
 
 class ExtractionOptions(ArchitectureOptions):
@@ -64,7 +63,9 @@ class ExtractionLevel(nn.Module):
 
         self.task_experts = nn.ModuleList(bank(e) for _ in range(n_tasks)) if e else None
         self.shared_experts = bank(s)
-        self.task_gates = nn.ModuleList(make_gate(in_features, e + s) for _ in range(n_tasks))
+        # a single expert's gate is None: ModuleList keeps the slot empty
+        gates = [make_gate(in_features, e + s) for _ in range(n_tasks)]
+        self.task_gates = nn.ModuleList(gates)  # type: ignore[arg-type]
         self.shared_gate = make_gate(in_features, n_tasks * e + s)
 
     def forward(
@@ -76,7 +77,7 @@ class ExtractionLevel(nn.Module):
         else:
             own = [bank(u) for bank, u in zip(self.task_experts, task_inputs, strict=True)]
         task_out = [
-            mix(gate, u, torch.cat([o, shared], dim=1))
+            mix(gate, u, torch.cat([o, shared], dim=1))  # type: ignore[arg-type]
             for gate, u, o in zip(self.task_gates, task_inputs, own, strict=True)
         ]
         shared_out = mix(self.shared_gate, shared_input, torch.cat([*own, shared], dim=1))
@@ -85,25 +86,18 @@ class ExtractionLevel(nn.Module):
 
 class PLE(SharedLayersNet):
     name = "ple"
-    Options = PLEOptions
+    Options: ClassVar[type[ArchitectureOptions]] = PLEOptions
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tasks: list[Task],
-        head_hidden: list[int],
-        activation: str = "relu",
-        dropout: float = 0.0,
-        options: ExtractionOptions | None = None,
-        *,
-        hidden: Sequence[int] = (),
-        norm: str = "none",
-    ):
-        super().__init__()
-        opts = options or self.Options()
+    def __init__(self, spec: ArchitectureSpec):
+        super().__init__(spec)
+        opts = spec.options or self.Options()
+        assert isinstance(opts, ExtractionOptions)
         levels = self.levels_of(opts)
-        widths = self.widths(opts.expert_hidden, hidden, "expert_hidden")
-        self.encoder = encoder
+        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
+        self.encoder = encoder = spec.encoder
+        tasks = spec.tasks
+        head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
+        norm = spec.norm
         d, width, n_tasks = encoder.out_features, widths[-1], len(tasks)
         self.lower = nn.ModuleList(
             ExtractionLevel(

@@ -16,8 +16,6 @@ from polytask.errors import PolytaskError
 
 class SharedLayersNet(MultiTaskNet):
     builds_shared_layers: ClassVar[bool] = True
-    #: the name users type, for error messages
-    name: ClassVar[str] = ""
 
     @classmethod
     def widths(cls, option: Sequence[int] | None, hidden: Sequence[int], key: str) -> list[int]:

@@ -15,6 +15,7 @@ from torch import nn
 from polytask.config import ModelConfig, validate_options
 from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
 from polytask.encoders.mlp import TabularEncoder
+from polytask.encoders.protocol import Encoder
 from polytask.encoders.text import TextOptions, text_encoder
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import Preprocessor
@@ -35,7 +36,7 @@ def build_encoder(
     tasks: Sequence[Task],
     hidden: Sequence[int],
     spatial: bool = False,
-) -> nn.Module:
+) -> Encoder:
     """``spatial``: keep the image's feature map as the representation (architectures
     such as MTAN ask for it; per-pixel tasks always get it)."""
     images = image_options(m)

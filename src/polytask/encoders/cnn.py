@@ -100,6 +100,8 @@ class SpatialImageEncoder(nn.Module):
     Takes the network's positional inputs and ignores the (empty) table inputs."""
 
     spatial = True
+    #: no MLP trunk: the representation is the conv stack's map
+    trunk: nn.Sequential | None = None
 
     def __init__(
         self,

@@ -47,6 +47,9 @@ class TabularEncoder(nn.Module):
     through its own module from ``extra``, which maps it to a vector of that module's
     ``out_features``. Everything is joined, then the MLP trunk (``hidden``) runs."""
 
+    #: the representation is a vector (see :class:`polytask.encoders.protocol.Encoder`)
+    spatial = False
+
     def __init__(
         self,
         numeric_width: int,

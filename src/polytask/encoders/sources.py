@@ -12,14 +12,18 @@ import torch
 from torch import nn
 
 from polytask.encoders.mlp import mlp
+from polytask.encoders.protocol import Encoder
 
 
 class SourceRouter(nn.Module):
     """(source, *that source's inputs) -> (N, out_features)."""
 
+    #: the representation is a vector (see :class:`polytask.encoders.protocol.Encoder`)
+    spatial = False
+
     def __init__(
         self,
-        encoders: Sequence[nn.Module],
+        encoders: Sequence[Encoder],
         width: int,
         hidden: Sequence[int],
         activation: str = "relu",
@@ -27,7 +31,8 @@ class SourceRouter(nn.Module):
         norm: str = "none",
     ):
         super().__init__()
-        self.encoders = nn.ModuleList(encoders)
+        # every encoder is a module; the protocol names what architectures read of it
+        self.encoders = nn.ModuleList(encoders)  # type: ignore[arg-type]
         # each source's own first layer maps its features to the shared width
         self.adapters = nn.ModuleList(
             mlp(int(cast(int, e.out_features)), [width], activation, dropout, norm)
