@@ -447,3 +447,16 @@ def test_mmoe_learns_the_mmoe_synthetic_tasks() -> None:
         linear_r2 = 1 - resid.var() / test[task].var(ddof=0)
         assert scores[task]["r2"] > 0.9, scores
         assert scores[task]["r2"] > linear_r2 + 0.1, (scores, linear_r2)
+
+
+def test_the_registry_is_keyed_by_each_class_name_and_every_class_takes_one_spec() -> None:
+    import inspect
+
+    from polytask.architectures.base import MultiTaskNet as Base
+
+    for name, cls in ARCHITECTURES.items():
+        assert cls.name == name and issubclass(cls, Base)
+        assert list(inspect.signature(cls.__init__).parameters) == ["self", "spec"], name
+    spec = ArchitectureSpec(TabularEncoder(6, [], [], [8], "relu", 0.0, "none"), _tasks())
+    with pytest.raises(AttributeError):
+        spec.dropout = 0.5  # type: ignore[misc]  (frozen: one spec may build several nets)

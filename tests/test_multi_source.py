@@ -156,3 +156,41 @@ def test_compare_runs_single_source_baselines_for_a_multi_source_config(sources,
         terms[key] = (-1 if up else 1) * (mtl - stl) / stl * 100
     assert multi["delta_m_terms"] == pytest.approx(terms)
     assert multi["delta_m"] == pytest.approx(np.mean(list(terms.values())))
+
+
+def test_a_single_table_and_several_sources_prepare_into_one_type(sources):
+    """One prepared-data type: per-source lists, of length one for a single table, whose
+    info keeps the run-directory layout (flat for a table, by source name otherwise)."""
+    from polytask.config import parse_config
+    from polytask.model import build_tasks
+    from polytask.multi_source import prepare_sources
+    from polytask.prepare import PreparedData, prepare_single
+
+    cfg = parse_config(config(sources))
+    many = prepare_sources(cfg, build_tasks(cfg))
+    table = pd.read_csv(sources / "other.csv")
+    effect = {"name": "effect", "column": "effect", "kind": "regression"}
+    one_cfg = parse_config({"tasks": [effect]})
+    one = prepare_single(one_cfg, build_tasks(one_cfg), table, None, None)
+    assert isinstance(many, PreparedData) and isinstance(one, PreparedData)
+    assert len(many.preprocessors) == 3 and many.names == ["patients", "images", "trial"]
+    assert len(one.preprocessors) == 1 and one.names is None
+    assert one.info()["rows"] == one.rows[0]
+    assert set(one.info()["rows"]) == {"train", "validation", "test"}
+    assert one.info()["feature_types"] == {"dose": "numeric", "weight": "numeric"}
+    assert set(many.info()["rows"]) == {"patients", "images", "trial"}
+    assert many.info()["feature_types"]["trial"] == one.info()["feature_types"]
+    assert sum(one.info()["rows"].values()) == len(table)
+    assert one.split("train") is not None and len(one.split("train")) == one.rows[0]["train"]
+
+
+def test_per_pixel_tasks_in_a_source_fail_before_any_data_is_read(sources):
+    from polytask.config import parse_config
+    from polytask.model import build_tasks
+    from polytask.prepare import check_sources
+
+    raw = config(sources)
+    raw["sources"][1]["tasks"] = [{"name": "mask", "kind": "segmentation"}]
+    cfg = parse_config(raw)
+    with pytest.raises(PolytaskError, match="source 'images': task 'mask' predicts per pixel"):
+        check_sources(cfg, build_tasks(cfg))
