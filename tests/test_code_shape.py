@@ -16,7 +16,6 @@ ALLOWED = {
     "cli.py",
     "cli.py:_parser",
     "config.py",
-    "features/preprocess.py:fit",
     "serving/app.py:create_app",
     "sklearn.py",
 }

@@ -153,6 +153,51 @@ def _fit_image(values: pd.Series, root: Any) -> ImageColumn:
     )
 
 
+def _fit_numeric(name: str, values: pd.Series, kind: str) -> NumericColumn:
+    """A numeric or boolean column's imputation (median) and standardisation (mean, std
+    of the imputed values), and whether it needs a missing-value indicator."""
+    arr = _parse_numeric(values, name) if kind == "numeric" else _parse_boolean(values, name)
+    present = arr[~np.isnan(arr)]
+    if present.size:
+        median = float(np.median(present))
+        filled = np.where(np.isnan(arr), median, arr)
+        mean, std = float(filled.mean()), float(filled.std())
+    else:
+        median, mean, std = 0.0, 0.0, 1.0
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise PolytaskError(
+            f"feature column '{name}' has values too large to standardise "
+            f"(largest {np.nanmax(np.abs(arr)):.3g}); rescale the column"
+        )
+    return NumericColumn(
+        name=name,
+        kind=kind,
+        median=median,
+        mean=mean,
+        std=std if std > 1e-12 and math.isfinite(std) else 1.0,
+        indicator=bool(np.isnan(arr).any()),
+    )
+
+
+def _fit_categorical(
+    name: str,
+    values: pd.Series,
+    min_count: int,
+    max_categories: int,
+    fixed_dim: int | None,
+    max_dim: int,
+) -> CategoricalColumn:
+    """A categorical column's vocabulary (the most frequent values seen at least
+    ``min_count`` times, at most ``max_categories``) and its embedding width."""
+    miss = missing_mask(values)
+    counts = pd.Series(canonical_series(values, miss)[~miss]).value_counts()
+    counts = counts[counts >= min_count].iloc[:max_categories]
+    vocab = sorted(str(k) for k in counts.index)
+    card = len(vocab) + 2
+    dim = fixed_dim or embedding_dim(card, max_dim)
+    return CategoricalColumn(name=name, vocab=vocab, dim=dim)
+
+
 def _image_tensor(col: ImageColumn, values: pd.Series, root: Any) -> np.ndarray:
     arrays, present = load_arrays(values, root, shape=tuple(col.shape))
     x = image_tensor_layout(arrays)
@@ -209,41 +254,12 @@ class Preprocessor:
                 images.append(_fit_image(values, base_dir(df)))
                 continue
             if kind in ("numeric", "boolean"):
-                arr = (
-                    _parse_numeric(values, name)
-                    if kind == "numeric"
-                    else _parse_boolean(values, name)
-                )
-                present = arr[~np.isnan(arr)]
-                if present.size:
-                    median = float(np.median(present))
-                    filled = np.where(np.isnan(arr), median, arr)
-                    mean, std = float(filled.mean()), float(filled.std())
-                else:
-                    median, mean, std = 0.0, 0.0, 1.0
-                if not (math.isfinite(mean) and math.isfinite(std)):
-                    raise PolytaskError(
-                        f"feature column '{name}' has values too large to standardise "
-                        f"(largest {np.nanmax(np.abs(arr)):.3g}); rescale the column"
-                    )
-                numeric.append(
-                    NumericColumn(
-                        name=name,
-                        kind=kind,
-                        median=median,
-                        mean=mean,
-                        std=std if std > 1e-12 and math.isfinite(std) else 1.0,
-                        indicator=bool(np.isnan(arr).any()),
-                    )
-                )
+                numeric.append(_fit_numeric(name, values, kind))
             elif kind == "categorical":
-                miss = missing_mask(values)
-                counts = pd.Series(canonical_series(values, miss)[~miss]).value_counts()
-                counts = counts[counts >= min_category_count].iloc[:max_categories]
-                vocab = sorted(str(k) for k in counts.index)
-                card = len(vocab) + 2
-                dim = embedding_dim_fixed or embedding_dim(card, max_embedding_dim)
-                categorical.append(CategoricalColumn(name=name, vocab=vocab, dim=dim))
+                dims = (embedding_dim_fixed, max_embedding_dim)
+                categorical.append(
+                    _fit_categorical(name, values, min_category_count, max_categories, *dims)
+                )
             else:
                 raise PolytaskError(f"feature column '{name}': unsupported type '{kind}'")
         if not (numeric or categorical or text or images):
