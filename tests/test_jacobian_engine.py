@@ -7,6 +7,7 @@ import torch
 
 import polytask.balancing as balancing
 from polytask.architectures.hard import HardSharing
+from polytask.balancing.jacobian import LinearHeadJacobian
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
@@ -68,7 +69,8 @@ def test_parameter_level_rows_are_each_tasks_own_gradient() -> None:
         name = "spy"
         needs_matrix = True  # the step hands it the whole (T, P) matrix
 
-        def direction(self, matrix, tasks):
+        def direction(self, jac, tasks, losses):
+            matrix = jac.matrix()
             seen["m"] = matrix.clone()
             return matrix.sum(0)
 
@@ -86,13 +88,13 @@ def test_task_without_labels_sits_out(level: str) -> None:
     net, tasks, batch = _setup(t=3, missing_task=1)
     seen = {}
     m = balancing.get("mgda")
-    orig = m.weigh
+    orig = m.coefficients
 
-    def spy(gram, tasks=None, losses=None):
+    def spy(gram, tasks, losses):
         seen["rows"], seen["tasks"] = gram.shape[0], list(tasks)
         return orig(gram, tasks, losses)
 
-    m.weigh = spy
+    m.coefficients = spy
     losses = GradientStep(net, tasks, m, level)(batch)
     assert seen == {"rows": 2, "tasks": [0, 2]}
     assert float(losses[1].detach()) == 0.0
@@ -125,13 +127,15 @@ def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> Non
         [torch.randn(n), torch.randint(0, 3, (n,))],
         [None, None],
     )
-    fast = GradientStep(net, tasks, balancing.get(method), "representation")
-    assert fast.closed_form
-    fast(batch)
+    bal, handed = balancing.get(method), []
+    update = bal.update
+    bal.update = lambda jac, *args: handed.append(jac) or update(jac, *args)
+    GradientStep(net, tasks, bal, "representation")(batch)
+    # the closed form: the heads' Jacobian, its (T, N, H) rows never formed
+    assert isinstance(handed[0], LinearHeadJacobian) and handed[0]._rows is None
     got = _grads(net)
     net.zero_grad(set_to_none=True)
     slow = GradientStep(net, tasks, balancing.get(method), "representation")
-    slow.closed_form = False
     slow.linear = None  # the generic path: each head on its own alias, explicit rows
     slow(batch)
     for g, e in zip(got, _grads(net), strict=True):

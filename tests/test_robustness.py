@@ -159,7 +159,7 @@ def _step(bal: balancing.Balancer, i: int) -> torch.Tensor:
         return bal.aggregate(g, losses=[1.0, 0.5]) if bal.needs_losses else bal.aggregate(g)
     out = bal.combine([torch.tensor(1.0 + i), torch.tensor(0.5)]).detach()
     bal.end_epoch({"a": 1.0 + i, "b": 0.5})
-    bal.after_step([torch.tensor(0.9 + i), torch.tensor(0.5)])
+    bal.after_update(lambda: [torch.tensor(0.9 + i), torch.tensor(0.5)])
     return out
 
 
