@@ -103,10 +103,8 @@ class LossBalancer(Balancer):
 Losses = torch.Tensor | np.ndarray | list[float] | list[torch.Tensor]
 
 
-def loss_values(losses: Losses | None) -> np.ndarray | None:
-    """The task losses as a float64 array (one read-back per task), or None."""
-    if losses is None:
-        return None
+def loss_values(losses: Losses) -> np.ndarray:
+    """The task losses as a float64 array (one read-back per task)."""
     return np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
 
 

@@ -244,8 +244,13 @@ class RepresentationJacobian(TaskJacobian):
     """Rows (T, *rep.shape) at the representation: the update is back-propagated once
     through the trunk."""
 
-    def __init__(self, rep: torch.Tensor, rows: torch.Tensor):
-        self.rep, self.rows = rep, rows
+    def __init__(self, rep: torch.Tensor, rows: torch.Tensor | None):
+        self.rep, self._rows = rep, rows
+
+    @property
+    def rows(self) -> torch.Tensor:
+        assert self._rows is not None
+        return self._rows
 
     def matrix(self) -> torch.Tensor:
         return self.rows.reshape(self.rows.shape[0], -1)
@@ -262,11 +267,11 @@ class LinearHeadJacobian(RepresentationJacobian):
     def __init__(
         self, rep: torch.Tensor, out_grads: list[torch.Tensor], weights: list[torch.Tensor]
     ):
-        self.rep, self.out_grads, self.weights = rep, out_grads, weights
-        self._rows: torch.Tensor | None = None
+        super().__init__(rep, None)
+        self.out_grads, self.weights = out_grads, weights
         self._dw: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    @property  # type: ignore[override]
+    @property
     def rows(self) -> torch.Tensor:
         if self._rows is None:
             self._rows = outer_rep_gradients(self.out_grads, self.weights)

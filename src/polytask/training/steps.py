@@ -14,14 +14,20 @@ processes; with one process ``sync`` is None and none of that code runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.architectures.base import fused_linear
-from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer, loss_values
+from polytask.balancing.base import (
+    Balancer,
+    GradientBalancer,
+    LossBalancer,
+    Losses,
+    loss_values,
+)
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
@@ -166,11 +172,11 @@ class GradientStep:
     def _step(self, batch: Batch, rep: torch.Tensor, by_hand: bool) -> list[torch.Tensor]:
         """``by_hand``: the chain Jacobian applies (it takes task gradients (N, T, H))."""
         losses, present, jac = self._jacobian(batch, rep, by_hand)
-        if not present:
+        if jac is None:  # no task is labelled in this batch
             return losses
-        values = [losses[t].detach() for t in present]
+        values: Losses = [losses[t].detach() for t in present]
         if self.balancer.needs_losses or self.balancer.head_loss == "log":
-            values = loss_values(values)
+            values = loss_values(values)  # one read-back, shared with the heads' scaling
         coef = self.balancer.update(jac, present, values, self.level)
         if self.record_cosine:
             self.last_cosine = (present, cosine_from_gram(jac.gram().detach()))
@@ -218,11 +224,13 @@ class GradientStep:
         if by_hand:
             assert self.chain is not None
             blocks = self.chain.blocks(rep_grads, self.memory_bound)
+            concat = self.chain.matrix  # into its reused buffer
         else:
             blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
+            concat = None
         if self.sync is not None:
             blocks = self.sync.sum_blocks(blocks)
-        return TrunkJacobian(self.trunk, blocks, self.chain.matrix if by_hand else None)
+        return TrunkJacobian(self.trunk, blocks, concat)
 
     # -- the heads ---------------------------------------------------------------------------
     def _losses(
@@ -263,7 +271,7 @@ class GradientStep:
         grads = d.split([h.out_features for h in linear], dim=1)
         return losses, present, [grads[t] for t in present]
 
-    def _scale_heads(self, present: list[int], coef: np.ndarray | None, losses: Any) -> None:
+    def _scale_heads(self, present: list[int], coef: np.ndarray | None, losses: Losses) -> None:
         """Each head trained on what the method says: L_t (as the heads' backward left
         it), w_t L_t with the step's coefficients, or log L_t (gradient ∇L_t / L_t)."""
         how = self.balancer.head_loss
