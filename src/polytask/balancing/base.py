@@ -1,7 +1,9 @@
 """The balancer protocol.
 
 A balancer decides how task losses become one update. Loss-level methods (``level =
-"loss"``) turn the per-task losses into one objective with :meth:`LossBalancer.combine`.
+"loss"``) turn the per-task losses into one objective with :meth:`LossBalancer.combine`;
+gradient-level ones (:class:`GradientBalancer`) turn the step's task Jacobian into the
+update: weightings from the Gramian and the losses, aggregators from the matrix.
 Each method declares its options once, as a pydantic model named ``Options`` next to its
 code; :func:`polytask.balancing.get` validates them.
 """

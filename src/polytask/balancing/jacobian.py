@@ -14,6 +14,9 @@ D_t W_t, from the gradient D_t at its output (an outer product for one-output he
   and 4 tasks or more, written out by hand in :mod:`polytask.balancing.chain_jacobian`),
   take the T x T Gramian block by block, and write c @ G into the trunk's ``.grad``. The
   (T, P) matrix is concatenated only for methods that need it whole (GradDrop, DB-MTL).
+
+Whichever way they were taken, the step hands the method one :class:`TaskJacobian`
+(Gramian, matrix, rank-one factors where there are some, and the way back to ``.grad``).
 """
 
 from __future__ import annotations

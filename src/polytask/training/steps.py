@@ -1,14 +1,16 @@
 """One training step's gradient computation, per kind of balancer.
 
 ``LossStep``: the balancer turns the task losses into one objective; one backward pass.
-``GradientStep``: per-task gradients from the Jacobian engine (see
-:mod:`polytask.balancing.jacobian`), aggregated by the balancer at the representation or
-at the shared parameters. Both return the detached task losses and leave ``.grad`` set;
-the trainer clips and steps the optimiser.
+``GradientStep``: the task Jacobian at the representation or at the shared parameters,
+from the engine that fits (see :mod:`polytask.balancing.jacobian`), handed to the
+method, which writes the update through it. Both return the task losses and leave
+``.grad`` set; the trainer clips and steps the optimiser, then hands the method a closure
+that recomputes the losses (:meth:`~polytask.balancing.base.Balancer.after_update`).
 
 With several processes (:mod:`polytask.training.distributed`) a step gets a ``sync``
-object that turns the local losses into global ones and sums the gradient pieces across
-processes; with one process ``sync`` is None and none of that code runs.
+object: it turns the local losses into global ones, sums the Jacobian blocks (parameter
+level) or wraps the representation-level Jacobian (``ShardedRows``), and sums the
+gradients after the update; with one process ``sync`` is None and none of that runs.
 """
 
 from __future__ import annotations
