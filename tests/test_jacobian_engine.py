@@ -7,7 +7,7 @@ import torch
 
 import polytask.balancing as balancing
 from polytask.architectures.hard import HardSharing
-from polytask.balancing.jacobian import LinearHeadJacobian
+from polytask.balancing.jacobian import LinearHeadJacobian, RepresentationJacobian, TrunkJacobian
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
@@ -157,3 +157,37 @@ def test_fused_inference_heads_match_the_per_head_forward() -> None:
         fused = net.forward_list(x, cat)
     for a, b in zip(per_head, fused, strict=True):
         torch.testing.assert_close(a.detach(), b)
+
+
+@pytest.mark.parametrize("level", ["parameters", "representation"])
+def test_a_method_gets_what_it_declares_it_needs_at_each_level(level: str) -> None:
+    """DB-MTL averages whole gradients at the parameters (it builds the direction from the
+    matrix) but only their norms at the representation (coefficients from the Gramian)."""
+    net, tasks, batch = _setup()
+    db, handed, asked = balancing.get("db_mtl"), [], []
+    update = db.update
+    db.update = lambda jac, *args: handed.append(jac) or update(jac, *args)
+    direction = db.direction
+    db.direction = lambda jac, *args: asked.append(jac) or direction(jac, *args)
+    GradientStep(net, tasks, db, level)(batch)
+    assert len(handed) == 1 and bool(asked) == (level == "parameters")
+    assert isinstance(handed[0], TrunkJacobian if level == "parameters" else RepresentationJacobian)
+
+
+def test_losses_after_is_a_closure_over_the_batch_at_the_current_parameters() -> None:
+    net, tasks, batch = _setup()
+    ew = balancing.get("ew")
+    ew.setup([t.name for t in tasks])
+    step = LossStep(net, tasks, ew)
+    step(batch)
+    closure = step.losses_after(batch)  # computes nothing yet
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)
+        outs = net.forward_list(*batch.inputs)
+        expected = [
+            t.loss(o, y, m)
+            for t, o, y, m in zip(tasks, outs, batch.targets, batch.masks, strict=True)
+        ]
+    for got, want in zip(closure(), expected, strict=True):
+        torch.testing.assert_close(got, want)
