@@ -115,12 +115,13 @@ class GradientBalancer(Balancer):
 
     A *weighting* (most methods) needs only the T x T Gramian K = G Gᵀ: it implements
     :meth:`coefficients` and the update is c @ G. An *aggregator* (methods that look at
-    single coordinates, GradDrop) declares :meth:`needs_matrix_at` and implements
+    single coordinates, GradDrop) sets ``needs_matrix`` (or, where that depends on the
+    level, overrides :meth:`needs_matrix_at`, as DB-MTL does) and implements
     :meth:`direction`, which gets the step's :class:`TaskJacobian` (the matrix, or its
     rank-one factors where the engine has them). Losses are an explicit argument; methods
     that read them set ``needs_losses``. ``head_loss`` says what each task head is trained
-    on: its loss L_t, the weighted w_t L_t with the step's coefficient (GradNorm), or
-    log L_t (DB-MTL). ``tasks`` names each row's task index, so per-task state survives
+    on: its loss L_t, the weighted w_t L_t with the step's coefficient (GradNorm, a
+    weighting), or log L_t (DB-MTL). ``tasks`` names each row's task index, so per-task state survives
     steps in which some tasks sit out (no labels in the batch)."""
 
     level = "gradient"
