@@ -182,10 +182,10 @@ def test_every_balancer_state_round_trips_through_json(name: str) -> None:
         # beyond state(): the last weights (RLW: its last draw) and random generators
         rest = set(bal.state_dict()) - {"last_weights", "last", "generator", "rng"}
         assert not rest, f"{name} keeps {rest} in its checkpoint but reports no state()"
-        return
     fresh = balancing.get(name, **bal.options.model_dump())
     fresh.setup(["a", "b"])
-    assert json.loads(json.dumps(fresh.state())) != state  # the steps changed something
+    if state:
+        assert json.loads(json.dumps(fresh.state())) != state  # the steps changed something
     fresh.load_state(state)
     assert json.loads(json.dumps(fresh.state())) == state
     # for most methods that state is empty, so comparing it proves little: the checkpoint

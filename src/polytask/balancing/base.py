@@ -121,8 +121,8 @@ class GradientBalancer(Balancer):
     rank-one factors where the engine has them). Losses are an explicit argument; methods
     that read them set ``needs_losses``. ``head_loss`` says what each task head is trained
     on: its loss L_t, the weighted w_t L_t with the step's coefficient (GradNorm, a
-    weighting), or log L_t (DB-MTL). ``tasks`` names each row's task index, so per-task state survives
-    steps in which some tasks sit out (no labels in the batch)."""
+    weighting), or log L_t (DB-MTL). ``tasks`` names each row's task index, so per-task
+    state survives steps in which some tasks sit out (no labels in the batch)."""
 
     level = "gradient"
     needs_matrix: ClassVar[bool] = False
