@@ -105,7 +105,9 @@ def step_cost_gramian(t: int = 20) -> np.ndarray:
     class Keep(balancing.GradientBalancer):
         name = "keep"
 
-        def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+        def coefficients(
+            self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+        ) -> np.ndarray:
             seen.append(gram.copy())
             return np.full(gram.shape[0], 1.0 / gram.shape[0])
 

@@ -19,6 +19,7 @@ from polytask.architectures.cgc import CGC
 from polytask.architectures.cross_stitch import CrossStitch
 from polytask.architectures.mmoe import MMoE
 from polytask.architectures.ple import PLE
+from polytask.balancing.jacobian import TaskJacobian
 from polytask.datasets.synthetic import MMOE_TASKS, mmoe_synthetic
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
@@ -104,7 +105,8 @@ class Spy(balancing.GradientBalancer):
     needs_matrix = True
     seen: torch.Tensor | None = None
 
-    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+    def direction(self, jac: TaskJacobian, tasks: list[int], losses: object) -> torch.Tensor:
+        matrix = jac.matrix()
         self.seen = matrix.clone()
         return matrix.sum(0)
 

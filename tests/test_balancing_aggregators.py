@@ -11,20 +11,15 @@ import torch
 import polytask.balancing as balancing
 from polytask.balancing.solvers import SolverWarning
 
+#: the methods that work standalone on a (T, P) matrix, from the registry
 GRADIENT_METHODS = [
-    "mean",
-    "sum",
-    "mgda",
-    "pcgrad",
-    "graddrop",
-    "gradvac",
-    "cagrad",
-    "imtl_g",
-    "nash_mtl",
-    "aligned_mtl",
-    "upgrad",
-    "dualproj",
-    "config",
+    name
+    for name, cls in balancing.METHODS.items()
+    if cls.level == "gradient" and not cls.needs_losses  # type: ignore[attr-defined]
+]
+#: gradient methods with a ``seed`` option
+STOCHASTIC = [
+    name for name in GRADIENT_METHODS if "seed" in balancing.METHODS[name].Options.model_fields
 ]
 
 
@@ -80,6 +75,13 @@ def test_dualproj_keeps_the_mean_when_nothing_conflicts() -> None:
     g = torch.rand(4, 10, dtype=torch.float64) + 0.1  # all positive: no conflict
     torch.testing.assert_close(balancing.get("dualproj").aggregate(g), g.mean(0))
     torch.testing.assert_close(balancing.get("upgrad").aggregate(g), g.mean(0))
+
+
+@pytest.mark.parametrize("t", [1, 3, 6])
+def test_mean_and_sum_are_the_rows_mean_and_sum(t: int) -> None:
+    g = conflicting(t, p=20, seed=t)
+    torch.testing.assert_close(balancing.get("mean").aggregate(g), g.mean(0))
+    torch.testing.assert_close(balancing.get("sum").aggregate(g), g.sum(0))
 
 
 def test_pcgrad_two_conflicting_gradients_sum_of_projections() -> None:
@@ -197,7 +199,7 @@ def test_gradvac_leaves_pairs_above_target_alone() -> None:
 @pytest.mark.parametrize("name", GRADIENT_METHODS)
 def test_one_task_gives_positive_multiple(name: str) -> None:
     g = torch.randn(1, 30, dtype=torch.float64)
-    d = balancing.get(name, **({"seed": 0} if name in ("pcgrad", "gradvac", "graddrop") else {}))
+    d = balancing.get(name, **({"seed": 0} if name in STOCHASTIC else {}))
     out = d.aggregate(g)
     if name == "graddrop":  # a single gradient is never dropped
         torch.testing.assert_close(out, g[0])
@@ -207,7 +209,7 @@ def test_one_task_gives_positive_multiple(name: str) -> None:
     torch.testing.assert_close(out, k * g[0])
 
 
-@pytest.mark.parametrize("name", ["pcgrad", "gradvac", "graddrop"])
+@pytest.mark.parametrize("name", STOCHASTIC)
 def test_stochastic_methods_reproducible_with_seed(name: str) -> None:
     g = conflicting(5, p=60, seed=3)
     a = [balancing.get(name, seed=7).aggregate(g) for _ in range(2)]

@@ -97,7 +97,7 @@ def test_famo_gradient_and_logit_update() -> None:
     assert float(losses[0].grad) == pytest.approx(0.8 * 0.5 / 2.0)
     assert float(losses[1].grad) == pytest.approx(0.8 * 0.5 / 0.5)
     # a's loss fell by half, b's did not move: b's weight must grow
-    famo.after_step([torch.tensor(1.0), torch.tensor(0.5)])
+    famo.after_update(lambda: [torch.tensor(1.0), torch.tensor(0.5)])
     w = famo.weights()
     assert w["b"] > w["a"] and w["a"] + w["b"] == pytest.approx(1.0)
 

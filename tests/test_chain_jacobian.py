@@ -11,6 +11,7 @@ import polytask.balancing as balancing
 from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
+from polytask.balancing.jacobian import MatrixJacobian, TaskJacobian
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
@@ -27,7 +28,8 @@ class Spy(balancing.GradientBalancer):
         super().__init__()
         self.seen: list[torch.Tensor] = []
 
-    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+    def direction(self, jac: TaskJacobian, tasks: list[int], losses: object) -> torch.Tensor:
+        matrix = jac.matrix()
         self.seen.append(matrix.clone())
         return matrix.sum(0)
 
@@ -271,6 +273,20 @@ def test_buffers_are_reused_from_step_to_step() -> None:
     assert jac.buffer("x", (2, 4), torch.zeros(1, dtype=torch.float64)).dtype == torch.float64
 
 
+class RankOne(MatrixJacobian):
+    """Rows given by their rank-one factors only (the matrix is not for reading)."""
+
+    def __init__(self, d: torch.Tensor, w: torch.Tensor) -> None:
+        super().__init__(torch.empty(0))
+        self.d, self.w = d, w
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.d, self.w
+
+    def matrix(self) -> torch.Tensor:
+        raise AssertionError("the rank-one form should not need the matrix")
+
+
 @pytest.mark.parametrize("leak", [0.0, 0.3])
 def test_graddrop_outer_form_equals_the_matrix_form(leak: float) -> None:
     """Linear one-output heads at the representation: GradDrop from the rank-one factors
@@ -282,7 +298,9 @@ def test_graddrop_outer_form_equals_the_matrix_form(leak: float) -> None:
     matrix = (d[:, :, None] * w[:, None, :]).reshape(5, -1)
     a = balancing.get("graddrop", seed=3, leak=leak)
     b = balancing.get("graddrop", seed=3, leak=leak)
-    torch.testing.assert_close(a.outer_direction(d, w, list(range(5))), b.aggregate(matrix))
+    factored = RankOne(d, w)
+    a.update(factored, list(range(5)))
+    torch.testing.assert_close(factored.result, b.aggregate(matrix))
 
 
 def test_graddrop_at_representation_uses_the_outer_form_with_linear_heads() -> None:

@@ -8,6 +8,7 @@ import torch
 import polytask.balancing as balancing
 from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
+from polytask.balancing.jacobian import LinearHeadJacobian, RepresentationJacobian, TrunkJacobian
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
@@ -69,7 +70,8 @@ def test_parameter_level_rows_are_each_tasks_own_gradient() -> None:
         name = "spy"
         needs_matrix = True  # the step hands it the whole (T, P) matrix
 
-        def direction(self, matrix, tasks):
+        def direction(self, jac, tasks, losses):
+            matrix = jac.matrix()
             seen["m"] = matrix.clone()
             return matrix.sum(0)
 
@@ -87,13 +89,13 @@ def test_task_without_labels_sits_out(level: str) -> None:
     net, tasks, batch = _setup(t=3, missing_task=1)
     seen = {}
     m = balancing.get("mgda")
-    orig = m.weigh
+    orig = m.coefficients
 
-    def spy(gram, tasks=None, losses=None):
+    def spy(gram, tasks, losses):
         seen["rows"], seen["tasks"] = gram.shape[0], list(tasks)
         return orig(gram, tasks, losses)
 
-    m.weigh = spy
+    m.coefficients = spy
     losses = GradientStep(net, tasks, m, level)(batch)
     assert seen == {"rows": 2, "tasks": [0, 2]}
     assert float(losses[1].detach()) == 0.0
@@ -126,13 +128,15 @@ def test_linear_heads_closed_form_matches_explicit_gradients(method: str) -> Non
         [torch.randn(n), torch.randint(0, 3, (n,))],
         [None, None],
     )
-    fast = GradientStep(net, tasks, balancing.get(method), "representation")
-    assert fast.closed_form
-    fast(batch)
+    bal, handed = balancing.get(method), []
+    update = bal.update
+    bal.update = lambda jac, *args: handed.append(jac) or update(jac, *args)
+    GradientStep(net, tasks, bal, "representation")(batch)
+    # the closed form: the heads' Jacobian, its (T, N, H) rows never formed
+    assert isinstance(handed[0], LinearHeadJacobian) and handed[0]._rows is None
     got = _grads(net)
     net.zero_grad(set_to_none=True)
     slow = GradientStep(net, tasks, balancing.get(method), "representation")
-    slow.closed_form = False
     slow.linear = None  # the generic path: each head on its own alias, explicit rows
     slow(batch)
     for g, e in zip(got, _grads(net), strict=True):
@@ -156,3 +160,37 @@ def test_fused_inference_heads_match_the_per_head_forward() -> None:
         fused = net.forward_list(x, cat)
     for a, b in zip(per_head, fused, strict=True):
         torch.testing.assert_close(a.detach(), b)
+
+
+@pytest.mark.parametrize("level", ["parameters", "representation"])
+def test_a_method_gets_what_it_declares_it_needs_at_each_level(level: str) -> None:
+    """DB-MTL averages whole gradients at the parameters (it builds the direction from the
+    matrix) but only their norms at the representation (coefficients from the Gramian)."""
+    net, tasks, batch = _setup()
+    db, handed, asked = balancing.get("db_mtl"), [], []
+    update = db.update
+    db.update = lambda jac, *args: handed.append(jac) or update(jac, *args)
+    direction = db.direction
+    db.direction = lambda jac, *args: asked.append(jac) or direction(jac, *args)
+    GradientStep(net, tasks, db, level)(batch)
+    assert len(handed) == 1 and bool(asked) == (level == "parameters")
+    assert isinstance(handed[0], TrunkJacobian if level == "parameters" else RepresentationJacobian)
+
+
+def test_losses_after_is_a_closure_over_the_batch_at_the_current_parameters() -> None:
+    net, tasks, batch = _setup()
+    ew = balancing.get("ew")
+    ew.setup([t.name for t in tasks])
+    step = LossStep(net, tasks, ew)
+    step(batch)
+    closure = step.losses_after(batch)  # computes nothing yet
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)
+        outs = net.forward_list(*batch.inputs)
+        expected = [
+            t.loss(o, y, m)
+            for t, o, y, m in zip(tasks, outs, batch.targets, batch.masks, strict=True)
+        ]
+    for got, want in zip(closure(), expected, strict=True):
+        torch.testing.assert_close(got, want)

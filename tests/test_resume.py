@@ -341,8 +341,6 @@ def _balancer(name: str) -> balancing.Balancer:
     opts = {"weights": {"a": 1.0, "b": 2.0, "c": 0.5}} if name == "weights" else {}
     bal = balancing.get(name, **opts)
     bal.setup(["a", "b", "c"])
-    if isinstance(bal, balancing.GradientBalancer):
-        bal.on_level("parameters")
     return bal
 
 
@@ -359,7 +357,7 @@ def _steps(bal: balancing.Balancer, seed: int, n: int = 3) -> list[np.ndarray]:
         else:
             ls = [torch.tensor(v, dtype=torch.float64) for v in losses]
             out.append(np.array(float(bal.combine(ls).detach())))
-            bal.after_step([v * 0.9 for v in ls])
+            bal.after_update(lambda ls=ls: [v * 0.9 for v in ls])
             bal.end_epoch(dict(zip(["a", "b", "c"], losses, strict=True)))
         out.append(np.array(list(bal.weights().values()), dtype=np.float64))
     return out

@@ -1,18 +1,23 @@
 """The balancer protocol.
 
 A balancer decides how task losses become one update. Loss-level methods (``level =
-"loss"``) turn the per-task losses into one objective with :meth:`LossBalancer.combine`.
+"loss"``) turn the per-task losses into one objective with :meth:`LossBalancer.combine`;
+gradient-level ones (:class:`GradientBalancer`) turn the step's task Jacobian into the
+update: weightings from the Gramian and the losses, aggregators from the matrix.
 Each method declares its options once, as a pydantic model named ``Options`` next to its
 code; :func:`polytask.balancing.get` validates them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from polytask.balancing.jacobian import MatrixJacobian, TaskJacobian
 
 
 def seeded_generator(seed: int | None) -> torch.Generator:
@@ -42,14 +47,13 @@ class Balancer:
         """Called once by the trainer with the tasks in output order."""
         self.task_names = list(task_names)
 
-    #: True for methods that need the losses again after the optimiser step (FAMO)
-    needs_loss_after_step: ClassVar[bool] = False
-
     def end_epoch(self, train_losses: dict[str, float]) -> None:
-        """Hook for methods that adapt per epoch (e.g. DWA)."""
+        """Called after each epoch with its mean training losses (e.g. DWA adapts)."""
 
-    def after_step(self, new_losses: list[torch.Tensor]) -> None:
-        """The same batch's losses after the update (only with needs_loss_after_step)."""
+    def after_update(self, losses_after: Callable[[], list[torch.Tensor]]) -> None:
+        """Called after every optimiser step. ``losses_after()`` recomputes the batch's
+        task losses at the updated parameters (one more forward, as the closure of
+        ``torch.optim.LBFGS``); a method calls it only if it needs them (FAMO)."""
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Learnable parameters of the method itself (optimised with the model)."""
@@ -98,60 +102,97 @@ class LossBalancer(Balancer):
         raise NotImplementedError
 
 
-class GradientBalancer(Balancer):
-    """Gradient-level methods map a (T, P) matrix of task gradients to one (P,) direction.
+Losses = torch.Tensor | np.ndarray | list[float] | list[torch.Tensor]
 
-    Most methods need only the T x T Gramian K = G Gᵀ: they implement
-    :meth:`coefficients` and the direction is ``c @ G``. Methods that look at single
-    coordinates (GradDrop) set ``needs_matrix`` and implement :meth:`direction`.
-    ``tasks`` names each row's task index, so per-task state survives steps in which
-    some tasks sit out (no labels in the batch)."""
+
+def loss_values(losses: Losses) -> np.ndarray:
+    """The task losses as a float64 array (one read-back per task)."""
+    return np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
+
+
+class GradientBalancer(Balancer):
+    """Gradient-level methods map the T task gradients of a step to one update.
+
+    A *weighting* (most methods) needs only the T x T Gramian K = G Gᵀ: it implements
+    :meth:`coefficients` and the update is c @ G. An *aggregator* (methods that look at
+    single coordinates, GradDrop) sets ``needs_matrix`` (or, where that depends on the
+    level, overrides :meth:`needs_matrix_at`, as DB-MTL does) and implements
+    :meth:`direction`, which gets the step's :class:`TaskJacobian` (the matrix, or its
+    rank-one factors where the engine has them). Losses are an explicit argument; methods
+    that read them set ``needs_losses``. ``head_loss`` says what each task head is trained
+    on: its loss L_t, the weighted w_t L_t with the step's coefficient (GradNorm, a
+    weighting), or log L_t (DB-MTL). ``tasks`` names each row's task index, so per-task
+    state survives steps in which some tasks sit out (no labels in the batch)."""
 
     level = "gradient"
     needs_matrix: ClassVar[bool] = False
     #: True for methods that also read the task losses (GradNorm, DB-MTL)
     needs_losses: ClassVar[bool] = False
+    head_loss: ClassVar[Literal["loss", "weighted", "log"]] = "loss"
 
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
         #: the last step's coefficients per task index (implied weights), for logging
         self.last_weights: dict[int, float] = {}
 
+    def needs_matrix_at(self, level: str) -> bool:
+        """Whether the method needs the matrix when the Jacobian is taken at ``level``
+        ("parameters" or "representation"); standalone :meth:`aggregate` is "parameters"."""
+        return self.needs_matrix
+
     def aggregate(
         self,
         matrix: torch.Tensor,
         tasks: torch.Tensor | list[int] | None = None,
-        losses: torch.Tensor | list[float] | None = None,
+        losses: Losses | None = None,
     ) -> torch.Tensor:
         """(T, P) task gradients -> (P,) direction. ``losses`` (T,) are needed only by
         methods with ``needs_losses``."""
         if matrix.ndim != 2:
             raise ValueError(f"expected a (T, P) matrix, got shape {tuple(matrix.shape)}")
-        idx = self._indices(matrix.shape[0], tasks)
-        if self.needs_matrix:
-            self._take_losses(losses)
-            return self.direction(matrix, idx)
-        coef = self.weigh(matrix @ matrix.T, idx, losses)
-        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
+        jac = MatrixJacobian(matrix)
+        self.update(jac, self._indices(matrix.shape[0], tasks), losses)
+        assert jac.result is not None
+        return jac.result
+
+    def update(
+        self,
+        jac: TaskJacobian,
+        tasks: list[int],
+        losses: Losses | None = None,
+        level: str = "parameters",
+    ) -> np.ndarray | None:
+        """Write this step's update through ``jac``; returns the coefficients (None for a
+        direction built coordinate by coordinate)."""
+        values = self._losses(losses)
+        if self.needs_matrix_at(level):
+            jac.write(self.direction(jac, tasks, values))
+            return None
+        coef = self._weigh(jac.gram(), tasks, values)
+        jac.apply(coef)
+        return coef
 
     def weigh(
         self,
         gram: torch.Tensor | np.ndarray,
         tasks: torch.Tensor | list[int] | None = None,
-        losses: torch.Tensor | list[float] | None = None,
+        losses: Losses | None = None,
     ) -> np.ndarray:
         """The Gramian K = G Gᵀ (T, T) -> coefficients c (T,) with direction c @ G.
 
-        For the methods that need no more than the Gramian (not ``needs_matrix``); the
-        trainer uses it where K is cheaper to get than G (e.g. linear heads)."""
+        For the methods that need no more than the Gramian (not ``needs_matrix``)."""
         if self.needs_matrix:
             raise ValueError(f"{self.name} needs the whole matrix: use aggregate()")
+        idx = self._indices(gram.shape[0], tasks)
+        return self._weigh(gram, idx, self._losses(losses))
+
+    def _weigh(
+        self, gram: torch.Tensor | np.ndarray, tasks: list[int], losses: np.ndarray | None
+    ) -> np.ndarray:
         if isinstance(gram, torch.Tensor):
             gram = gram.detach().double().cpu().numpy()
-        idx = self._indices(gram.shape[0], tasks)
-        self._take_losses(losses)
-        coef = self.coefficients(gram, idx)
-        self.last_weights = dict(zip(idx, (float(c) for c in coef), strict=True))
+        coef = self.coefficients(gram, tasks, losses)
+        self.last_weights = dict(zip(tasks, (float(c) for c in coef), strict=True))
         return coef
 
     @staticmethod
@@ -161,43 +202,25 @@ class GradientBalancer(Balancer):
             raise ValueError(f"tasks has {len(idx)} entries for {rows} rows")
         return idx
 
-    def _take_losses(self, losses: torch.Tensor | list[float] | None) -> None:
+    def _losses(self, losses: Losses | None) -> np.ndarray | None:
         if not self.needs_losses:
-            return
+            return None
         if losses is None:
             raise ValueError(f"{self.name} needs the task losses: aggregate(m, losses=...)")
-        self.losses = np.asarray([float(v) for v in losses], dtype=np.float64).reshape(-1)
+        return loss_values(losses)
 
-    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
-        """Factors for each task head's own gradient in the last step (None: 1 each).
-        Methods whose objective reweights a task's loss (GradNorm's w_t, DB-MTL's log)
-        train that task's head with the same factor."""
-        return None
-
-    def on_level(self, level: str) -> None:
-        """Told by the trainer where the Jacobian is taken ("parameters"/"representation")."""
-
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         """Coefficients c (T,) such that the direction is c @ G."""
         raise NotImplementedError
 
-    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
-        """(T, P) task gradients -> (P,) direction, for ``needs_matrix`` methods. The
-        trainer may hand over a buffer it reuses next step: copy what you keep."""
+    def direction(
+        self, jac: TaskJacobian, tasks: list[int], losses: np.ndarray | None
+    ) -> torch.Tensor:
+        """The (P,) direction, for methods that need the matrix. The matrix may be a
+        buffer the step reuses next step: copy what you keep."""
         raise NotImplementedError
-
-    def outer_direction(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        tasks: list[int],
-        losses: torch.Tensor | list[float] | None = None,
-    ) -> torch.Tensor | None:
-        """The direction for rank-one task gradients g_t = vec(d_t w_tᵀ), d (T, N) and
-        w (T, H), without forming the (T, N·H) matrix; the trainer offers it for linear
-        one-output heads at the representation. None: this method has no such form (the
-        trainer then builds the matrix). Must equal ``aggregate`` on the formed matrix."""
-        return None
 
     def weights(self) -> dict[str, float]:
         if not self.task_names:

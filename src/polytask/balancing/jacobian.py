@@ -14,6 +14,9 @@ D_t W_t, from the gradient D_t at its output (an outer product for one-output he
   and 4 tasks or more, written out by hand in :mod:`polytask.balancing.chain_jacobian`),
   take the T x T Gramian block by block, and write c @ G into the trunk's ``.grad``. The
   (T, P) matrix is concatenated only for methods that need it whole (GradDrop, DB-MTL).
+
+Whichever way they were taken, the step hands the method one :class:`TaskJacobian`
+(Gramian, matrix, rank-one factors where there are some, and the way back to ``.grad``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 #: bytes the (T, P) trunk Jacobian may take before it is built in chunks of tasks
@@ -184,3 +188,141 @@ def cosine_from_gram(gram: torch.Tensor) -> torch.Tensor:
 def pairwise_cosine(matrix: torch.Tensor) -> torch.Tensor:
     """(T, T) cosine similarity of the rows (0 where a row is zero)."""
     return cosine_from_gram(matrix @ matrix.T)
+
+
+def as_coefficients(coef: np.ndarray | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(coef, dtype=like.dtype, device=like.device)
+
+
+class TaskJacobian:
+    """The T task gradients of one step, in the form the engine that took them has.
+
+    A method reads what it needs: the (T, T) Gramian (every Gramian method), the (T, P)
+    matrix (methods that look at coordinates), or the rank-one factors (d, w) with
+    g_t = vec(d_t w_tᵀ) where the engine has them (linear one-output heads). The update
+    goes back through :meth:`apply` (coefficients c: Σ c_t g_t) or :meth:`write` (a
+    direction the method built). The Gramian is computed once and shared, so the logged
+    gradient cosines come from it too."""
+
+    _gram: torch.Tensor | None = None
+
+    def gram(self) -> torch.Tensor:
+        if self._gram is None:
+            self._gram = self._compute_gram()
+        return self._gram
+
+    def _compute_gram(self) -> torch.Tensor:
+        m = self.matrix()
+        return m @ m.T
+
+    def matrix(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(d (T, N), w (T, H)) with g_t = vec(d_t w_tᵀ), or None (no rank-one form)."""
+        return None
+
+    def apply(self, coef: np.ndarray | torch.Tensor) -> None:
+        self.write(as_coefficients(coef, self.matrix()) @ self.matrix())
+
+    def write(self, direction: torch.Tensor) -> None:
+        raise NotImplementedError
+
+
+class MatrixJacobian(TaskJacobian):
+    """A given (T, P) matrix (``aggregate``): the update is kept in :attr:`result`."""
+
+    def __init__(self, matrix: torch.Tensor):
+        self._matrix = matrix
+        self.result: torch.Tensor | None = None
+
+    def matrix(self) -> torch.Tensor:
+        return self._matrix
+
+    def write(self, direction: torch.Tensor) -> None:
+        self.result = direction
+
+
+class RepresentationJacobian(TaskJacobian):
+    """Rows (T, *rep.shape) at the representation: the update is back-propagated once
+    through the trunk."""
+
+    def __init__(self, rep: torch.Tensor, rows: torch.Tensor | None):
+        self.rep, self._rows = rep, rows
+
+    @property
+    def rows(self) -> torch.Tensor:
+        assert self._rows is not None
+        return self._rows
+
+    def matrix(self) -> torch.Tensor:
+        return self.rows.reshape(self.rows.shape[0], -1)
+
+    def write(self, direction: torch.Tensor) -> None:
+        self.rep.backward(direction.view_as(self.rep))
+
+
+class LinearHeadJacobian(RepresentationJacobian):
+    """Linear heads at the representation: J_t = D_t W_t from the gradients D_t at the
+    heads' outputs, so the Gramian and Σ c_t J_t need no (T, N, H) tensor
+    (:func:`linear_head_gramian`); the rows are formed only when a method asks."""
+
+    def __init__(
+        self, rep: torch.Tensor, out_grads: list[torch.Tensor], weights: list[torch.Tensor]
+    ):
+        super().__init__(rep, None)
+        self.out_grads, self.weights = out_grads, weights
+        self._dw: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def rows(self) -> torch.Tensor:
+        if self._rows is None:
+            self._rows = outer_rep_gradients(self.out_grads, self.weights)
+        return self._rows
+
+    def _compute_gram(self) -> torch.Tensor:
+        gram, d, w = linear_head_gramian(self.out_grads, self.weights)
+        self._dw = d, w
+        return gram
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if any(g.shape[1] != 1 for g in self.out_grads):
+            return None
+        return torch.cat(self.out_grads, dim=1).T, torch.cat(self.weights)
+
+    def apply(self, coef: np.ndarray | torch.Tensor) -> None:
+        self.gram()
+        assert self._dw is not None
+        d, w = self._dw
+        sizes = [g.shape[1] for g in self.out_grads]
+        scale = torch.repeat_interleave(
+            as_coefficients(coef, d), torch.tensor(sizes, device=d.device)
+        )
+        self.rep.backward((d * scale) @ w)
+
+
+class TrunkJacobian(TaskJacobian):
+    """Per shared parameter, its (T, numel) block: the Gramian is Σ_blocks B Bᵀ and
+    coefficients are written block by block; the (T, P) matrix is concatenated only when
+    a method asks (by the chain Jacobian, into its reused buffer, when it took them)."""
+
+    def __init__(
+        self,
+        params: list[torch.nn.Parameter],
+        blocks: list[torch.Tensor],
+        concat: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
+    ):
+        self.params, self.blocks = params, blocks
+        self._concat = concat or (lambda blocks: torch.cat(blocks, dim=1))
+
+    def _compute_gram(self) -> torch.Tensor:
+        return blocks_gramian(self.blocks)
+
+    def matrix(self) -> torch.Tensor:
+        return self._concat(self.blocks)
+
+    def apply(self, coef: np.ndarray | torch.Tensor) -> None:
+        write_blocks(self.params, self.blocks, as_coefficients(coef, self.blocks[0]))
+
+    def write(self, direction: torch.Tensor) -> None:
+        write_grad(self.params, direction)

@@ -15,6 +15,9 @@ import torch
 
 from polytask.training.steps import GradientStep, conflict_at_representation
 
+#: what a checkpoint keeps of the log
+STATE_FIELDS = ("count", "weight_sums", "weight_n", "cos_sums", "cos_n")
+
 
 def pair_name(a: str, b: str) -> str:
     return f"{a}~{b}"
@@ -54,6 +57,14 @@ class BalanceLog:
             if w == w:  # skip NaN (methods without weights)
                 self.weight_sums[name] = self.weight_sums.get(name, 0.0) + float(w)
                 self.weight_n[name] = self.weight_n.get(name, 0) + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step count and this epoch's running sums, for checkpoints (plain JSON)."""
+        return {key: getattr(self, key) for key in STATE_FIELDS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in STATE_FIELDS:
+            setattr(self, key, state[key])
 
     def _add_cosine(self, present: list[int], cos: torch.Tensor) -> None:
         values = cos.detach().cpu().tolist()

@@ -43,9 +43,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
+from polytask.balancing.jacobian import RepresentationJacobian, TaskJacobian
 from polytask.errors import PolytaskError
 from polytask.features.batches import Batch
 
@@ -310,3 +312,33 @@ class StepSync:
         )
         lo, hi = bounds[self.ctx.rank], bounds[self.ctx.rank + 1]
         return full, lo, hi
+
+
+class ShardedRows(TaskJacobian):
+    """A representation-level task Jacobian whose rows are split across processes: the
+    Gramian is a sum over rows, so it is summed; a method that needs the matrix gets the
+    whole batch's rows (gathered) and this process back-propagates its own slice of the
+    direction. Rank-one factors are not offered: the method would see local rows only."""
+
+    def __init__(self, local: RepresentationJacobian, sync: StepSync):
+        self.local, self.sync = local, sync
+        self._whole: tuple[torch.Tensor, int, int] | None = None
+
+    def _compute_gram(self) -> torch.Tensor:
+        if self._whole is not None:  # gathered already: no collective needed
+            return super()._compute_gram()
+        return self.sync.sum_(self.local.gram())
+
+    def matrix(self) -> torch.Tensor:
+        if self._whole is None:
+            self._whole = self.sync.gather_rows(self.local.rows)
+        full = self._whole[0]
+        return full.reshape(full.shape[0], -1)
+
+    def apply(self, coef: np.ndarray | torch.Tensor) -> None:
+        self.local.apply(coef)
+
+    def write(self, direction: torch.Tensor) -> None:
+        assert self._whole is not None
+        full, lo, hi = self._whole
+        self.local.write(direction.view(full.shape[1:])[lo:hi])

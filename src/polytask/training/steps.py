@@ -1,14 +1,16 @@
 """One training step's gradient computation, per kind of balancer.
 
 ``LossStep``: the balancer turns the task losses into one objective; one backward pass.
-``GradientStep``: per-task gradients from the Jacobian engine (see
-:mod:`polytask.balancing.jacobian`), aggregated by the balancer at the representation or
-at the shared parameters. Both return the detached task losses and leave ``.grad`` set;
-the trainer clips and steps the optimiser.
+``GradientStep``: the task Jacobian at the representation or at the shared parameters,
+from the engine that fits (see :mod:`polytask.balancing.jacobian`), handed to the
+method, which writes the update through it. Both return the task losses and leave
+``.grad`` set; the trainer clips and steps the optimiser, then hands the method a closure
+that recomputes the losses (:meth:`~polytask.balancing.base.Balancer.after_update`).
 
 With several processes (:mod:`polytask.training.distributed`) a step gets a ``sync``
-object that turns the local losses into global ones and sums the gradient pieces across
-processes; with one process ``sync`` is None and none of that code runs.
+object: it turns the local losses into global ones, sums the Jacobian blocks (parameter
+level) or wraps the representation-level Jacobian (``ShardedRows``), and sums the
+gradients after the update; with one process ``sync`` is None and none of that runs.
 """
 
 from __future__ import annotations
@@ -16,28 +18,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.architectures.base import fused_linear
-from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer
+from polytask.balancing.base import (
+    Balancer,
+    GradientBalancer,
+    LossBalancer,
+    Losses,
+    loss_values,
+)
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
-    blocks_gramian,
+    LinearHeadJacobian,
+    RepresentationJacobian,
+    TaskJacobian,
+    TrunkJacobian,
     cosine_from_gram,
-    linear_head_gramian,
     outer_rep_gradients,
     pairwise_cosine,
     representation_gradients,
     split_forward,
     trunk_jacobian_blocks,
-    write_blocks,
-    write_grad,
 )
 from polytask.errors import PolytaskError
 from polytask.features.batches import Batch
 from polytask.tasks import Task
+from polytask.tasks.grouped import grouped_losses
+from polytask.training.distributed import ShardedRows
 
 if TYPE_CHECKING:
     from polytask.training.distributed import StepSync
@@ -65,6 +76,7 @@ class LossStep:
         balancer: LossBalancer,
         sync: StepSync | None = None,
     ):
+        self.net, self.tasks = net, tasks
         self.forward = net.forward_list
         self.loss_fns: LossFns = [t.loss for t in tasks]
         self.combine = balancer.combine
@@ -82,11 +94,22 @@ class LossStep:
         self.sync.sum_grads(self.params)
         return losses
 
+    def losses_after(self, batch: Batch) -> Callable[[], list[torch.Tensor]]:
+        """The batch's losses at the updated parameters, on demand (see
+        :meth:`polytask.balancing.Balancer.after_update`)."""
+        return losses_after(self.net, self.tasks, batch, self.sync)
+
     def close(self) -> None:
         """Nothing to release (see :meth:`GradientStep.close`)."""
 
 
 class GradientStep:
+    """One step of a gradient-level method, read as the algorithm: forward to the shared
+    representation, the heads' losses and their gradients there, the task Jacobian from
+    the engine that fits (closed-form linear heads, the written-out MLP chain, batched
+    autograd), the method's update through it, the heads scaled as the method trains
+    them, and with several processes the gradients summed."""
+
     def __init__(
         self,
         net: MultiTaskNet,
@@ -107,28 +130,21 @@ class GradientStep:
                 "the model has none (model.hidden is empty); add shared layers or use a "
                 "loss-level method such as ew"
             )
+        self.tasks = tasks
         self.loss_fns: LossFns = [t.loss for t in tasks]
         self.balancer = balancer
         self.level = level
         self.memory_bound = memory_bound
-        balancer.on_level(level)
         #: every head one linear layer on the representation: the heads run as one matrix
         #: product and task t's representation gradient is D_t W_t (no per-head backward)
         self.linear = net.linear_heads()
-        #: closed-form Gramian at the representation: linear heads, a Gramian method
-        self.closed_form = (
-            level == "representation" and self.linear is not None and not balancer.needs_matrix
-        )
         #: parameter level over an MLP: its batched backward written out (chain_jacobian)
-        self.chain: ChainJacobian | None = None
-        chain = net.shared_chain() if level == "parameters" else None
-        if (
-            chain is not None
-            and len(chain)
-            and len(tasks) >= MIN_TASKS
-            and all(supported(m) for m in chain)
-        ):
-            self.chain = ChainJacobian(chain, self.trunk)
+        self.chain = _chain(net, self.trunk, len(tasks)) if level == "parameters" else None
+        #: gradients summed across processes after the update (the trunk's are summed
+        #: before it at the parameter level, as Jacobian blocks)
+        self.summed_after = (
+            self.head_params if level == "parameters" else self.trunk + self.head_params
+        )
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
         self.record_cosine = False
@@ -138,6 +154,9 @@ class GradientStep:
         if self.chain is not None:
             self.chain.tape.remove()
             self.chain = None
+
+    def losses_after(self, batch: Batch) -> Callable[[], list[torch.Tensor]]:
+        return losses_after(self.net, self.tasks, batch, self.sync)
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         tape = None if self.chain is None else self.chain.tape
@@ -153,22 +172,34 @@ class GradientStep:
             tape.records = []  # the activations go with the step
 
     def _step(self, batch: Batch, rep: torch.Tensor, by_hand: bool) -> list[torch.Tensor]:
-        """``by_hand``: the chain Jacobian applies (its task gradients are (N, T, H))."""
+        """``by_hand``: the chain Jacobian applies (it takes task gradients (N, T, H))."""
+        losses, present, jac = self._jacobian(batch, rep, by_hand)
+        if jac is None:  # no task is labelled in this batch
+            return losses
+        values: Losses = [losses[t].detach() for t in present]
+        if self.balancer.needs_losses or self.balancer.head_loss == "log":
+            values = loss_values(values)  # one read-back, shared with the heads' scaling
+        coef = self.balancer.update(jac, present, values, self.level)
+        if self.record_cosine:
+            self.last_cosine = (present, cosine_from_gram(jac.gram().detach()))
+        self._scale_heads(present, coef, values)
+        if self.sync is not None:
+            self.sync.sum_grads(self.summed_after)
+        return losses
+
+    # -- the engines ---------------------------------------------------------------------------
+    def _jacobian(
+        self, batch: Batch, rep: torch.Tensor, by_hand: bool
+    ) -> tuple[list[torch.Tensor], list[int], TaskJacobian | None]:
+        """The losses, the tasks present and their Jacobian at ``self.level``."""
         task_dim = 1 if by_hand else 0
         if self.linear is not None and rep.dim() == 2:
             losses, present, out_grads = self._linear_heads(batch, rep)
             if not present:
-                return losses
+                return losses, present, None
             weights = [self.linear[t].weight.detach() for t in present]
-            if self.closed_form:
-                return self._closed_form(rep, losses, present, out_grads, weights)
-            detached = [losses[i].detach() for i in present]
-            if (
-                self.level == "representation"
-                and self.sync is None
-                and self._outer_direction(rep, present, detached, out_grads, weights)
-            ):
-                return losses
+            if self.level == "representation":
+                return losses, present, self._at_rep(LinearHeadJacobian(rep, out_grads, weights))
             out = None
             if by_hand and all(g.shape[1] == 1 for g in out_grads):
                 assert self.chain is not None
@@ -178,13 +209,30 @@ class GradientStep:
         else:
             losses, present, rep_grads = self._head_pass(batch, rep, task_dim)
             if not present:
-                return losses
-            detached = [losses[i].detach() for i in present]
-        if self.level == "representation":
-            self._at_representation(rep, rep_grads, present, detached)
+                return losses, present, None
+            if self.level == "representation":
+                return losses, present, self._at_rep(RepresentationJacobian(rep, rep_grads))
+        return losses, present, self._trunk_jacobian(rep, rep_grads, by_hand)
+
+    def _at_rep(self, jac: RepresentationJacobian) -> TaskJacobian:
+        return jac if self.sync is None else ShardedRows(jac, self.sync)
+
+    def _trunk_jacobian(
+        self, rep: torch.Tensor, rep_grads: torch.Tensor, by_hand: bool
+    ) -> TrunkJacobian:
+        """The (T, numel) block of every shared parameter: by hand through an MLP chain
+        (rep_grads (N, T, H)), else with autograd's batched backward (rep_grads (T, ...));
+        with several processes, summed: every process has the whole batch's Jacobian."""
+        if by_hand:
+            assert self.chain is not None
+            blocks = self.chain.blocks(rep_grads, self.memory_bound)
+            concat = self.chain.matrix  # into its reused buffer
         else:
-            self._at_parameters(rep, rep_grads, present, detached, by_hand)
-        return losses
+            blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
+            concat = None
+        if self.sync is not None:
+            blocks = self.sync.sum_blocks(blocks)
+        return TrunkJacobian(self.trunk, blocks, concat)
 
     # -- the heads ---------------------------------------------------------------------------
     def _losses(
@@ -225,142 +273,43 @@ class GradientStep:
         grads = d.split([h.out_features for h in linear], dim=1)
         return losses, present, [grads[t] for t in present]
 
-    # -- the two levels ----------------------------------------------------------------------
-    def _at_representation(
-        self,
-        rep: torch.Tensor,
-        rep_grads: torch.Tensor,
-        present: list[int],
-        losses: list[torch.Tensor],
-    ) -> None:
-        matrix = rep_grads.reshape(len(present), -1)
-        if self.sync is None:
-            direction = self.balancer.aggregate(matrix, present, losses)
-            if self.record_cosine:
-                self.last_cosine = (present, pairwise_cosine(matrix.detach()))
-        else:
-            direction = self._distributed_direction(rep_grads, matrix, present, losses)
-        rep.backward(direction.view_as(rep))
-        self._scale_heads(present)
-        if self.sync is not None:
-            self.sync.sum_grads(self.trunk + self.head_params)
-
-    def _at_parameters(
-        self,
-        rep: torch.Tensor,
-        rep_grads: torch.Tensor,
-        present: list[int],
-        losses: list[torch.Tensor],
-        by_hand: bool,
-    ) -> None:
-        """The (T, numel) block of every shared parameter: by hand through an MLP chain
-        (rep_grads (N, T, H)), else with autograd's batched backward (rep_grads (T, ...))."""
-        if by_hand:
-            assert self.chain is not None
-            blocks = self.chain.blocks(rep_grads, self.memory_bound)
-        else:
-            blocks = trunk_jacobian_blocks(rep, self.trunk, rep_grads, self.memory_bound)
-        if self.sync is not None:
-            blocks = self.sync.sum_blocks(blocks)  # every process: the whole batch's Jacobian
-        if self.balancer.needs_matrix:
-            matrix = self.chain.matrix(blocks) if by_hand else torch.cat(blocks, dim=1)
-            write_grad(self.trunk, self.balancer.aggregate(matrix, present, losses))
-            if self.record_cosine:
-                self.last_cosine = (present, pairwise_cosine(matrix.detach()))
-        else:  # Gramian methods: K = Σ_blocks B Bᵀ, grads c @ B, no (T, P) copy
-            gram = blocks_gramian(blocks)
-            coef = self.balancer.weigh(gram, present, losses)
-            write_blocks(
-                self.trunk, blocks, torch.as_tensor(coef, dtype=gram.dtype, device=gram.device)
-            )
-            if self.record_cosine:
-                self.last_cosine = (present, cosine_from_gram(gram.detach()))
-        self._scale_heads(present)
-        if self.sync is not None:
-            self.sync.sum_grads(self.head_params)
-
-    def _distributed_direction(
-        self,
-        rep_grads: torch.Tensor,
-        matrix: torch.Tensor,
-        present: list[int],
-        losses: list[torch.Tensor],
-    ) -> torch.Tensor:
-        """This process's rows of the direction the balancer picks for the whole batch:
-        from the summed Gramian, or from the gathered rows for methods that need them."""
-        assert self.sync is not None
-        if self.balancer.needs_matrix:
-            full, lo, hi = self.sync.gather_rows(rep_grads)
-            whole = full.reshape(len(present), -1)
-            direction = self.balancer.aggregate(whole, present, losses).view(full.shape[1:])
-            if self.record_cosine:
-                self.last_cosine = (present, pairwise_cosine(whole.detach()))
-            return direction[lo:hi]
-        gram = self.sync.sum_(matrix @ matrix.T)
-        coef = self.balancer.weigh(gram, present, losses)
-        if self.record_cosine:
-            self.last_cosine = (present, cosine_from_gram(gram.detach()))
-        return torch.as_tensor(coef, dtype=matrix.dtype, device=matrix.device) @ matrix
-
-    def _scale_heads(self, present: list[int]) -> None:
-        factors = self.balancer.head_factors(present)
-        if factors is None:
+    def _scale_heads(self, present: list[int], coef: np.ndarray | None, losses: Losses) -> None:
+        """Each head trained on what the method says: L_t (as the heads' backward left
+        it), w_t L_t with the step's coefficients, or log L_t (gradient ∇L_t / L_t)."""
+        how = self.balancer.head_loss
+        if how == "loss":
             return
+        factors = coef if how == "weighted" else 1.0 / np.maximum(losses, 1e-12)
+        assert factors is not None
         for t, f in zip(present, factors, strict=True):
             for p in self.heads[t].parameters():
                 if p.grad is not None:
                     p.grad.mul_(float(f))
 
-    def _closed_form(
-        self,
-        rep: torch.Tensor,
-        losses: list[torch.Tensor],
-        present: list[int],
-        out_grads: list[torch.Tensor],
-        weights: list[torch.Tensor],
-    ) -> list[torch.Tensor]:
-        """Linear heads, Gramian method, at the representation: J_t = D_t W_t, so the
-        Gramian and the combined gradient need no (T, N, H) tensor."""
-        gram, d, w = linear_head_gramian(out_grads, weights)
-        if self.sync is not None:
-            gram = self.sync.sum_(gram)  # a sum over rows: the whole batch's Gramian
-        coef = self.balancer.weigh(gram, present, [losses[t].detach() for t in present])
-        sizes = [g.shape[1] for g in out_grads]
-        scale = torch.repeat_interleave(
-            torch.as_tensor(coef, dtype=d.dtype, device=d.device),
-            torch.tensor(sizes, device=d.device),
-        )
-        rep.backward((d * scale) @ w)
-        self._scale_heads(present)
-        if self.record_cosine:
-            self.last_cosine = (present, cosine_from_gram(gram.detach()))
-        if self.sync is not None:
-            self.sync.sum_grads(self.trunk + self.head_params)
-        return losses
 
-    def _outer_direction(
-        self,
-        rep: torch.Tensor,
-        present: list[int],
-        losses: list[torch.Tensor],
-        out_grads: list[torch.Tensor],
-        weights: list[torch.Tensor],
-    ) -> bool:
-        """Linear one-output heads at the representation: task t's gradient is the outer
-        product d_t w_tᵀ, which methods that look at single coordinates (GradDrop) can use
-        without the (T, N, H) matrix. False when the method has no such form."""
-        if any(g.shape[1] != 1 for g in out_grads):
-            return False
-        d = torch.cat(out_grads, dim=1).T
-        w = torch.cat(weights)
-        direction = self.balancer.outer_direction(d, w, present, losses)
-        if direction is None:
-            return False
-        rep.backward(direction.view_as(rep))
-        self._scale_heads(present)
-        if self.record_cosine:
-            self.last_cosine = (present, cosine_from_gram((d @ d.T) * (w @ w.T)))
-        return True
+def _chain(net: MultiTaskNet, trunk: list[torch.nn.Parameter], tasks: int) -> ChainJacobian | None:
+    """The written-out batched backward, where the trunk is an MLP chain it supports and
+    there are enough tasks for it to pay."""
+    chain = net.shared_chain()
+    if chain is None or not len(chain) or tasks < MIN_TASKS or not all(supported(m) for m in chain):
+        return None
+    return ChainJacobian(chain, trunk)
+
+
+def losses_after(
+    net: MultiTaskNet, tasks: list[Task], batch: Batch, sync: StepSync | None = None
+) -> Callable[[], list[torch.Tensor]]:
+    """A closure for :meth:`Balancer.after_update`: the batch's task losses at the
+    updated parameters (FAMO's extra forward), tasks of one kind computed together
+    (:mod:`polytask.tasks.grouped`), global values with several processes."""
+
+    def closure() -> list[torch.Tensor]:
+        with torch.inference_mode():
+            outs = net.forward_list(*batch.inputs)
+            losses = grouped_losses(tasks, outs, batch.targets, batch.masks)
+            return losses if sync is None else sync.loss_values(losses, batch)
+
+    return closure
 
 
 def conflict_at_representation(

@@ -30,7 +30,6 @@ from polytask.config import TrainingConfig
 from polytask.features.batches import Batch, TensorTable
 from polytask.metrics.scoring import score, split_outputs, task_losses
 from polytask.tasks import Task
-from polytask.tasks.grouped import grouped_losses
 from polytask.training.balance_log import BalanceLog
 from polytask.training.callbacks import Callback, overrides
 from polytask.training.checkpoint import (
@@ -56,9 +55,6 @@ from polytask.training.schedule import CheckpointSchedule
 from polytask.training.steps import make_step
 
 __all__ = ["LoopState", "TrainResult", "Trainer", "TrainingDiverged", "resolve_device"]
-
-#: the BalanceLog attributes a checkpoint keeps (its step count and the epoch's sums)
-BALANCE_LOG_FIELDS = ("count", "weight_sums", "weight_n", "cos_sums", "cos_n")
 
 
 class Trainer:
@@ -191,7 +187,6 @@ class Trainer:
         on_begin, on_end = run.on_batch_begin, run.on_batch_end
         params = [p for p in net.parameters() if p.requires_grad]
         opt_params = [p for g in optimizer.param_groups for p in g["params"]]
-        after_step = self.balancer.after_step if self.balancer.needs_loss_after_step else None
         before = run.schedule.before_step if sync is not None else None
         save_due = run.schedule.after_step if run.checkpoints is not None else None
         clip, due = self.cfg.grad_clip, run.bar.due
@@ -221,8 +216,7 @@ class Trainer:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
             optimizer.step()
-            if after_step is not None:
-                after_step(self._losses_after(net, batch, self.tasks, sync))
+            self.balancer.after_update(step.losses_after(batch))
             if logging:
                 monitor_log.after(step, self.balancer)
             for hook in on_end:
@@ -344,7 +338,7 @@ class Trainer:
             "optimizer": optimizer_state(self.optimizer),
             "scheduler": scheduler_state(self.scheduler),
             "balancer": self.balancer.state_dict(),
-            "balance_log": {k: getattr(monitor_log, k) for k in BALANCE_LOG_FIELDS},
+            "balance_log": monitor_log.state_dict(),
             "rng": rng,
             "batch_order_rng": order_state,
             "running": None if running is None else torch.stack(running),
@@ -366,8 +360,7 @@ class Trainer:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
-        for key, value in state["balance_log"].items():
-            setattr(monitor_log, key, value)
+        monitor_log.load_state_dict(state["balance_log"])
         run.generator.set_state(state["batch_order_rng"])
         run.early.load_best(state["best_model"], device)
         self.global_step = int(state["global_step"])
@@ -375,14 +368,3 @@ class Trainer:
         run.early.load_state_dict(state)
         running = state["running"]
         return None if running is None else list(running.to(device).unbind())
-
-    @staticmethod
-    def _losses_after(
-        net: MultiTaskNet, batch: Any, tasks: list[Task], sync: StepSync | None = None
-    ) -> list[torch.Tensor]:
-        """The batch's task losses at the updated parameters (FAMO's extra forward);
-        tasks of one kind are computed together (:mod:`polytask.tasks.grouped`)."""
-        with torch.inference_mode():
-            outs = net.forward_list(*batch.inputs)
-            losses = grouped_losses(tasks, outs, batch.targets, batch.masks)
-            return losses if sync is None else sync.loss_values(losses, batch)

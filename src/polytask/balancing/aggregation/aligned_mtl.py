@@ -27,5 +27,7 @@ def alignment_matrix(gram: np.ndarray) -> np.ndarray:
 class AlignedMTL(GradientBalancer):
     name = "aligned_mtl"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         return alignment_matrix(gram).sum(axis=0)

@@ -26,7 +26,9 @@ class CAGrad(GradientBalancer):
     Options = CAGradOptions
     options: CAGradOptions
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         t = gram.shape[0]
         mean = np.full(t, 1.0 / t)
         c = self.options.c

@@ -13,7 +13,9 @@ from polytask.balancing.base import GradientBalancer
 class ConFIG(GradientBalancer):
     name = "config"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         norms = np.sqrt(np.clip(np.diag(gram), 0.0, None))
         ok = norms > 0
         inv = np.where(ok, 1.0 / np.where(ok, norms, 1.0), 0.0)

@@ -16,6 +16,7 @@ import torch
 from pydantic import Field
 
 from polytask.balancing.base import BalancerOptions, GradientBalancer
+from polytask.balancing.jacobian import TaskJacobian
 
 
 class DBMTLOptions(BalancerOptions):
@@ -29,6 +30,7 @@ class DBMTL(GradientBalancer):
     options: DBMTLOptions
     needs_matrix = True
     needs_losses = True
+    head_loss = "log"  # heads follow ∇ log L_t = ∇L_t / L_t
 
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
@@ -37,23 +39,24 @@ class DBMTL(GradientBalancer):
         self._ema: torch.Tensor | None = None
         self._seen: list[bool] = []
         self.ema_norm: dict[int, float] = {}
-        self.vector_ema = True
 
-    def on_level(self, level: str) -> None:
+    def needs_matrix_at(self, level: str) -> bool:
         # at the representation the rows differ from batch to batch: only the norms are
         # averaged, which the Gramian holds, so the whole matrix is not needed
-        self.vector_ema = level == "parameters"
-        self.needs_matrix = self.vector_ema
+        return level == "parameters"
 
     def _beta(self) -> float:
         self.step += 1
         return self.options.beta / self.step**self.options.sigma
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         """Representation level: EMA of the log-gradient norms ‖g_t‖ / L_t; the direction
         is Σ_t (max_i n̂_i / n̂_t) g_t / L_t."""
         beta = self._beta()
-        losses = np.maximum(self.losses, 1e-12)
+        assert losses is not None
+        losses = np.maximum(losses, 1e-12)
         norms = np.sqrt(np.clip(np.diag(gram), 0.0, None)) / losses
         for t, n in zip(tasks, norms.tolist(), strict=True):
             prev = self.ema_norm.get(t)
@@ -62,12 +65,12 @@ class DBMTL(GradientBalancer):
         weights = ema.max() / np.maximum(ema, 1e-12)
         return weights / losses
 
-    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
-        return 1.0 / np.maximum(self.losses, 1e-12)  # heads follow ∇ log L_t = ∇L_t / L_t
-
-    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
+    def direction(
+        self, jac: TaskJacobian, tasks: list[int], losses: np.ndarray | None
+    ) -> torch.Tensor:
+        matrix = jac.matrix()
         beta = self._beta()
-        inv = 1.0 / torch.as_tensor(self.losses, dtype=matrix.dtype, device=matrix.device)
+        inv = 1.0 / torch.as_tensor(losses, dtype=matrix.dtype, device=matrix.device)
         inv = inv.clamp_max(1e12)[:, None]  # ∇ log L_t = g_t / L_t
         ema = self._ema_rows(matrix, tasks)
         if all(self._seen[t] for t in tasks) and tasks == list(range(ema.shape[0])):

@@ -12,6 +12,8 @@ from polytask.balancing.solvers import nonneg_quadratic
 class DualProj(GradientBalancer):
     name = "dualproj"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         t = gram.shape[0]
         return nonneg_quadratic(gram, np.full(t, 1.0 / t), "DualProj")

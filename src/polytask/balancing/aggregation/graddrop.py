@@ -1,16 +1,19 @@
 """GradDrop (Chen et al. 2020): keep, per coordinate, only the gradients of one sign,
 chosen at random with probability given by the sign purity P = ½(1 + Σg / Σ|g|); sum.
 
-It looks at single coordinates, so it needs the full (T, P) matrix."""
+It looks at single coordinates, so it needs the full (T, P) matrix (or its rank-one
+factors, for linear one-output heads at the representation)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 
 from polytask.balancing.base import BalancerOptions, GradientBalancer, seeded_generator
+from polytask.balancing.jacobian import TaskJacobian
 
 
 class GradDropOptions(BalancerOptions):
@@ -29,19 +32,18 @@ class GradDrop(GradientBalancer):
         super().__init__(options)
         self._gen = seeded_generator(self.options.seed)
 
-    def direction(self, matrix: torch.Tensor, tasks: list[int]) -> torch.Tensor:
-        return self._drop(matrix.sum(0), matrix.abs().sum(0), tasks)
-
-    def outer_direction(
-        self,
-        d: torch.Tensor,
-        w: torch.Tensor,
-        tasks: list[int],
-        losses: torch.Tensor | list[float] | None = None,
+    def direction(
+        self, jac: TaskJacobian, tasks: list[int], losses: np.ndarray | None
     ) -> torch.Tensor:
-        """Rows g_t[n, h] = d_t[n] w_t[h]: Σ_t g_t = Dᵀ W and Σ_t |g_t| = |D|ᵀ |W|, two
-        (N, T) x (T, H) products instead of passes over a (T, N·H) matrix."""
-        return self._drop((d.T @ w).reshape(-1), (d.abs().T @ w.abs()).reshape(-1), tasks)
+        """From the matrix, or from rank-one rows g_t[n, h] = d_t[n] w_t[h] where the
+        Jacobian has them: Σ_t g_t = Dᵀ W and Σ_t |g_t| = |D|ᵀ |W|, two (N, T) x (T, H)
+        products instead of passes over a (T, N·H) matrix."""
+        factors = jac.factors()
+        if factors is not None:
+            d, w = factors
+            return self._drop((d.T @ w).reshape(-1), (d.abs().T @ w.abs()).reshape(-1), tasks)
+        matrix = jac.matrix()
+        return self._drop(matrix.sum(0), matrix.abs().sum(0), tasks)
 
     def _drop(self, total: torch.Tensor, l1: torch.Tensor, tasks: list[int]) -> torch.Tensor:
         """From the per-coordinate sums S = Σ_t g_t and A = Σ_t |g_t|: purity

@@ -28,6 +28,7 @@ class GradNorm(GradientBalancer):
     Options = GradNormOptions
     options: GradNormOptions
     needs_losses = True
+    head_loss = "weighted"  # each head follows w_t L_t with the weights in use
 
     def __init__(self, options: BalancerOptions | None = None):
         super().__init__(options)
@@ -38,8 +39,10 @@ class GradNorm(GradientBalancer):
         self.v: dict[int, float] = {}
         self.step = 0
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
-        losses = self.losses
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
+        assert losses is not None
         for t, loss in zip(tasks, losses, strict=True):
             self.w.setdefault(t, 1.0)
             if t not in self.initial and loss > 0:
@@ -67,9 +70,6 @@ class GradNorm(GradientBalancer):
         total = sum(self.w.values())
         self.w = {k: v * len(self.w) / total for k, v in self.w.items()}
         return w
-
-    def head_factors(self, tasks: list[int]) -> np.ndarray | None:
-        return np.array([self.last_weights[t] for t in tasks])  # the weights w_t in use
 
     def state(self) -> dict[str, Any]:
         def keyed(d: dict[int, float]) -> dict[str, float]:

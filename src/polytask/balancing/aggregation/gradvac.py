@@ -32,7 +32,9 @@ class GradVac(GradientBalancer):
         #: target cosine of each ordered pair (i, j) of task indices
         self.target = np.zeros((0, 0))
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         t = gram.shape[0]
         sq = np.diag(gram)
         beta = self.options.beta

@@ -15,7 +15,9 @@ from polytask.balancing.base import GradientBalancer
 class IMTLG(GradientBalancer):
     name = "imtl_g"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         t = gram.shape[0]
         if t == 1:
             return np.ones(1)

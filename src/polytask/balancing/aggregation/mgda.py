@@ -14,5 +14,7 @@ from polytask.balancing.solvers import min_norm_weights
 class MGDA(GradientBalancer):
     name = "mgda"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         return min_norm_weights(gram)

@@ -31,7 +31,9 @@ class NashMTL(GradientBalancer):
         self._step = 0
         self._alpha: dict[int, float] = {}
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         reuse = self._step % self.options.update_weights_every != 0
         self._step += 1
         if reuse and all(t in self._alpha for t in tasks):

@@ -27,7 +27,9 @@ class PCGrad(GradientBalancer):
         super().__init__(options)
         self._rng = np.random.default_rng(self.options.seed)
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         t = gram.shape[0]
         sq = np.diag(gram)
         coef = np.eye(t)  # row i: g_i' as a combination of the original gradients

@@ -15,5 +15,7 @@ from polytask.balancing.solvers import dual_cone_solutions
 class UPGrad(GradientBalancer):
     name = "upgrad"
 
-    def coefficients(self, gram: np.ndarray, tasks: list[int]) -> np.ndarray:
+    def coefficients(
+        self, gram: np.ndarray, tasks: list[int], losses: np.ndarray | None = None
+    ) -> np.ndarray:
         return dual_cone_solutions(gram, np.eye(gram.shape[0]), "UPGrad").mean(axis=0)

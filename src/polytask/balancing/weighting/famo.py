@@ -8,6 +8,7 @@ step along J_softmax(ξ)ᵀ δ with weight decay γ."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,6 @@ class FAMO(LossBalancer):
     name = "famo"
     Options = FAMOOptions
     options: FAMOOptions
-    needs_loss_after_step = True
 
     def setup(self, task_names: list[str]) -> None:
         super().setup(task_names)
@@ -60,9 +60,11 @@ class FAMO(LossBalancer):
         self._prev = torch.where(present, values, torch.nan)  # NaN: sat this step out
         return torch.dot(stacked, weights)
 
-    def after_step(self, new_losses: list[torch.Tensor]) -> None:
+    def after_update(self, losses_after: Callable[[], list[torch.Tensor]]) -> None:
+        """δ_t needs the batch's losses at the updated parameters: one more forward."""
         if self._prev is None:
             return
+        new_losses = losses_after()
         # one read-back of 2T numbers: the losses before (NaN for absent tasks) and after
         both = torch.stack((self._prev, torch.stack(new_losses))).cpu().numpy()
         prev, new = both.astype(np.float64)
