@@ -102,7 +102,7 @@ class MTAN(MultiTaskNet):
         if not getattr(encoder, "spatial", False):
             raise PolytaskError(
                 "architecture 'mtan' attends over a conv backbone: it needs one image column "
-                "as the only feature (--features IMAGE_COLUMN)"
+                "as the only feature (features.include holding just it)"
             )
         self.encoder = encoder
         conv = encoder.conv
