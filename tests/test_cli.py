@@ -402,3 +402,109 @@ def test_predict_keep_of_a_label_column_keeps_the_prediction_name(
     assert run_cli([*base, kept, "--keep", "id,y_bin"]).rc == 0
     a, b = pd.read_csv(plain), pd.read_csv(kept)
     assert b["y_bin"].tolist() == a["y_bin"].tolist()
+
+
+# -- flags from the schema -------------------------------------------------------------------
+
+OLD_TRAIN_FLAGS = [
+    "--config",
+    "--data",
+    "--task",
+    "--out",
+    "--resume",
+    "--validation",
+    "--test",
+    "--features",
+    "--drop",
+    "--categorical",
+    "--numeric",
+    "--text",
+    "--image",
+    "--epochs",
+    "--batch-size",
+    "--lr",
+    "--patience",
+    "--seed",
+    "--hidden",
+    "--balancing",
+    "--architecture",
+    "--device",
+    "--overwrite",
+    "--quiet",
+    "--affinity-every",
+    "--no-report",
+    "--tensorboard",
+    "--mlflow",
+]
+
+
+def _options(command: str) -> set[str]:
+    from polytask.cli.parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return {o for a in sub.choices[command]._actions for o in a.option_strings}
+
+
+def test_every_train_and_compare_flag_keeps_its_name() -> None:
+    assert set(OLD_TRAIN_FLAGS) <= _options("train")
+    compare = set(OLD_TRAIN_FLAGS) - {"--resume", "--balancing", "--architecture"}
+    assert compare | {"--methods", "--architectures", "--seeds"} <= _options("compare")
+
+
+def test_train_help_shows_each_key_and_its_schema_default(capsys) -> None:
+    from polytask.cli.parser import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in (
+        "(training.epochs; default 100)",
+        "(training.batch_size; default 256)",
+        "(training.lr; default 0.002)",
+        "(training.patience; default 10)",
+        "(model.hidden; default 256,128)",
+        "(balancing.method; default ew)",
+        "(model.architecture; default hard)",
+        "(training.affinity_every; default 0)",
+        "upgrad",
+    ):
+        assert needle in text
+
+
+def test_a_flag_overrides_just_its_own_key_of_the_config(tmp_path: Path) -> None:
+    from polytask.cli import _train_config
+    from polytask.cli.parser import build_parser
+
+    (tmp_path / "run.yaml").write_text(
+        "tasks: [{name: y, kind: regression}]\n"
+        "features: {drop: [a], text: [t]}\n"
+        "balancing: {method: cagrad, c: 0.2, log_every: 5}\n"
+        "training: {epochs: 50, patience: 3}\n"
+        "tracking: {mlflow: {uri: 'file:./m', experiment: e}}\n"
+    )
+    argv = ["train", "--config", str(tmp_path / "run.yaml"), "--epochs", "2", "--drop", "b,c"]
+    argv += ["--balancing", "mean", "--mlflow", "sqlite:///x.db", "--hidden", "8,4", "--out", "r"]
+    argv += ["--no-report", "--features", ""]
+    cfg = _train_config(build_parser().parse_args(argv))
+    assert cfg.training.epochs == 2 and cfg.training.patience == 3
+    assert cfg.training.report is False and cfg.features.include is None
+    assert cfg.features.drop == ["a", "b", "c"] and cfg.features.text == ["t"]
+    assert cfg.balancing.method == "mean" and cfg.balancing.log_every == 5
+    assert cfg.balancing.options == {"c": 0.2}  # the method's check says c is unknown to it
+    assert cfg.tracking.mlflow is not None and cfg.tracking.mlflow.experiment == "e"
+    assert cfg.tracking.mlflow.uri == "sqlite:///x.db" and cfg.model.hidden == [8, 4]
+
+
+def test_cli_errors_name_the_flag_of_a_key_the_library_names() -> None:
+    from polytask.config.keys import with_flags
+
+    assert (
+        with_flags("lower training.lr, set training.grad_clip")
+        == "lower --lr, set training.grad_clip"
+    )
+    assert with_flags("check features.include / features.drop") == "check --features / --drop"
+    assert with_flags("config: 'training.epochs': bad") == "config: 'training.epochs': bad"
+    assert (
+        with_flags("training.epochs_x and xtraining.epochs")
+        == "training.epochs_x and xtraining.epochs"
+    )

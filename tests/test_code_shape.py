@@ -13,11 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "polytask"
 MAX_FUNCTION, MAX_MODULE = 60, 400
 
 ALLOWED = {
-    "cli.py",
-    "cli.py:_parser",
-    "config.py",
     "serving/app.py:create_app",
-    "sklearn.py",
 }
 
 

@@ -186,3 +186,61 @@ def test_load_config_file(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(PolytaskError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+# -- one source of truth: the schema's fields declare flags, keywords and defaults -------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_config_block() -> dict:
+    from polytask.config import load_yaml
+
+    text = README.read_text(encoding="utf-8").split("## Config file", 1)[1]
+    return load_yaml(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def test_readme_config_block_holds_every_key_with_the_schema_default() -> None:
+    """A changed default, a new key or a removed one fails this until the README says it."""
+    block = _readme_config_block()
+    parse_config(block)  # every key in it is a key of the schema
+    # data.path and tasks hold examples; sources and sampling have their own README section
+    shown = {k: v for k, v in _flat(block).items() if k not in ("data.path", "tasks")}
+    defaults = {
+        k: v
+        for k, v in _flat(RunConfig().to_dict()).items()
+        if k not in ("data.path", "tasks", "sources") and not k.startswith("sampling.")
+    }
+    assert shown == defaults
+
+
+def test_flags_and_keywords_come_from_the_schema() -> None:
+    from polytask.config.keys import FLAGS, KEYWORDS
+
+    flags = {f.name: path for path, f in FLAGS.items()}
+    assert flags["--epochs"] == "training.epochs" and flags["--drop"] == "features.drop"
+    assert flags["--balancing"] == "balancing.method" and flags["--mlflow"] == "tracking.mlflow.uri"
+    assert KEYWORDS["drop"] == "features.drop" and KEYWORDS["features"] == "features.include"
+    assert KEYWORDS["text"] == "model.text"  # model keys by their name; --text is features.text
+    for name in ("epochs", "lr", "weight_decay", "checkpoint_every", "hidden", "dropout"):
+        assert KEYWORDS[name].endswith("." + name)
+
+
+def test_build_config_balancing_keyword_replaces_the_section() -> None:
+    base = {"balancing": {"method": "cagrad", "c": 0.2}, "training": {"epochs": 7}}
+    cfg = build_config(base, ["y:regression"], balancing="uw", batch_size=8)
+    assert cfg.balancing.method == "uw" and cfg.balancing.options == {}
+    assert cfg.training.epochs == 7 and cfg.training.batch_size == 8
+    assert base == {"balancing": {"method": "cagrad", "c": 0.2}, "training": {"epochs": 7}}
+    cfg = build_config(None, ["y:regression"], balancing={"method": "cagrad", "c": 0.3})
+    assert cfg.balancing.options == {"c": 0.3}

@@ -10,8 +10,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+import polytask
+from polytask.errors import PolytaskError
 from polytask.tasks import KINDS
 from tests.conftest import FAST_TRAIN, TrainedRun, assert_user_error, make_table
 
@@ -378,3 +381,14 @@ def test_multiclass_unseen_label_at_evaluate_is_a_one_line_warning(
     assert "'extreme'" in result.err
     n = int(trained_run.df["y_cls"].notna().sum()) - 1
     assert json.loads(result.out)["y_cls"]["n"] == n
+
+
+def test_library_errors_name_keys_and_the_cli_names_flags(run_cli, tmp_path: Path) -> None:
+    """The library names the config key (right for an API user); the CLI its flag."""
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    with pytest.raises(PolytaskError, match=r"check features\.include / features\.drop"):
+        polytask.fit(df, tasks=["y:regression"], epochs=1)
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False)
+    result = run_cli(["train", "--data", path, "--task", "y:regression", "--out", tmp_path / "r"])
+    assert_user_error(result, "check --features / --drop")

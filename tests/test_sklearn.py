@@ -242,3 +242,20 @@ def test_sklearn_estimator_checks(estimator: MultiTaskEstimator, check) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check(estimator)
+
+
+def test_estimator_parameters_are_the_config_keywords() -> None:
+    """Every parameter beyond the estimator's own is an API keyword (one table, from the
+    schema), so it sets the config key build_config sets for it."""
+    import inspect
+
+    from polytask.config.keys import KEYWORDS
+
+    params = set(inspect.signature(MultiTaskEstimator.__init__).parameters) - {"self"}
+    own = {"tasks", "config", "validation_fraction", "verbose"}
+    assert params - own <= set(KEYWORDS)
+    est = MultiTaskEstimator(epochs=3, hidden=(8,), balancing={"method": "uw"}, weight_decay=0.1)
+    cfg = est._config([{"name": "y", "column": "y", "kind": "regression"}])
+    assert cfg.training.epochs == 3 and cfg.model.hidden == [8]
+    assert cfg.balancing.method == "uw" and cfg.training.weight_decay == 0.1
+    assert cfg.data.test_fraction == 0.0 and cfg.training.progress is False

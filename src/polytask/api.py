@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,16 +15,10 @@ from polytask import run_dir
 from polytask.architectures import MultiTaskNet
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
-from polytask.config import (
-    ModelConfig,
-    RunConfig,
-    TrainingConfig,
-    load_config,
-    parse_config,
-    parse_task_spec,
-)
+from polytask.config import RunConfig, load_config, parse_config, parse_task_spec
+from polytask.config.keys import apply_keywords
 from polytask.encoders.build import image_options, text_options
-from polytask.errors import PolytaskError, did_you_mean
+from polytask.errors import PolytaskError
 from polytask.features.io import check_frame, read_table
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
@@ -61,7 +56,9 @@ def build_config(
     **overrides: Any,
 ) -> RunConfig:
     """A config from a file/mapping plus keyword overrides (``epochs=20``,
-    ``balancing="ew"``, ``architecture="hard"``, ``hidden=[64]``, ...)."""
+    ``balancing="ew"``, ``architecture="hard"``, ``hidden=[64]``, ...): every field of
+    ``training`` and ``model`` by its name, and the keywords fields declare in the schema
+    (``polytask.config.keys.KEYWORDS``)."""
     if config is None:
         data: dict[str, Any] = {}
     elif isinstance(config, RunConfig):
@@ -69,32 +66,10 @@ def build_config(
     elif isinstance(config, (str, Path)):
         data = load_config(config).to_dict()
     else:
-        data = dict(config)
+        data = copy.deepcopy(dict(config))  # the caller's mapping stays as it was
     if tasks is not None:
         data["tasks"] = _task_list(tasks)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key == "balancing":
-            data["balancing"] = {"method": value} if isinstance(value, str) else dict(value)
-        elif key in TrainingConfig.model_fields:
-            data.setdefault("training", {})[key] = value
-        elif key in ModelConfig.model_fields:
-            data.setdefault("model", {})[key] = value
-        elif key in ("features", "drop"):
-            data.setdefault("features", {})["include" if key == "features" else key] = list(value)
-        elif key == "tracking":
-            data["tracking"] = dict(value)
-        else:
-            known = [
-                *TrainingConfig.model_fields,
-                *ModelConfig.model_fields,
-                "balancing",
-                "features",
-                "drop",
-                "tracking",
-            ]
-            raise PolytaskError(f"unknown option '{key}'{did_you_mean(key, known)}")
+    apply_keywords(data, overrides)  # the keywords come from the schema (config.keys)
     return parse_config(data)
 
 

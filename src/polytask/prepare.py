@@ -72,7 +72,7 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
         if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
             warnings.warn(
                 f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
-                f"if it is one, leave it out with --drop {col}",
+                "if it is one, add it to features.drop",
                 UserWarning,
                 stacklevel=4,
             )
@@ -80,7 +80,7 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
     if not types:
         raise PolytaskError(
             "no feature columns are left to learn from; the data needs columns besides the "
-            "labels (check --features / --drop)"
+            "labels (check features.include / features.drop)"
         )
     return types
 
@@ -99,7 +99,7 @@ def read_frames(
                 raise PolytaskError(
                     f"source '{source}' has no data.path; give each source its data file"
                 )
-            raise PolytaskError("no training data given; pass --data FILE (CSV or Parquet)")
+            raise PolytaskError("no training data given; set data.path (a CSV or Parquet file)")
         data = read_table(dc.path)
     if validation is None and dc.validation:
         validation = read_table(dc.validation)

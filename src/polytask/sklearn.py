@@ -18,6 +18,7 @@ This module imports scikit-learn; ``import polytask`` alone does not import it.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,26 +32,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from polytask.api import build_config, train_run
 from polytask.config import parse_config, parse_task_spec
+from polytask.config.keys import KEYWORDS
 from polytask.errors import PolytaskError
 from polytask.features.io import check_frame
 from polytask.model import MultiTaskModel
 from polytask.tasks._labels import first_values, label_keys, sort_key
 from polytask.tasks.binary import OBVIOUS_PAIRS
-
-#: estimator parameters that map onto a config key of the same name
-_OVERRIDES = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "patience",
-    "seed",
-    "device",
-    "hidden",
-    "dropout",
-    "architecture",
-    "balancing",
-)
 
 
 def infer_kind(values: pd.Series) -> str:
@@ -139,22 +126,10 @@ class MultiTaskEstimator(BaseEstimator):
         tracking: Mapping[str, Any] | None = None,
         verbose: bool = False,
     ):
-        self.tasks = tasks
-        self.config = config
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.hidden = hidden
-        self.dropout = dropout
-        self.architecture = architecture
-        self.balancing = balancing
-        self.validation_fraction = validation_fraction
-        self.tracking = tracking
-        self.verbose = verbose
+        # stored as given (scikit-learn's rule), every parameter of the signature
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
 
     # -- scikit-learn protocol -----------------------------------------------------------------
     def __sklearn_tags__(self) -> Any:
@@ -311,10 +286,11 @@ class MultiTaskEstimator(BaseEstimator):
         return out
 
     def _config(self, specs: list[dict[str, Any]]) -> Any:
-        overrides = {k: getattr(self, k) for k in _OVERRIDES}
-        if overrides["hidden"] is not None:
-            overrides["hidden"] = list(overrides["hidden"])
-        cfg = build_config(self.config, specs, **overrides)
+        """The run config: the parameters that are API keywords (config.keys.KEYWORDS)
+        override the base config's keys; the hold-out replaces its data section."""
+        params = inspect.signature(type(self).__init__).parameters
+        keys = [k for k in params if k in KEYWORDS and k != "tracking"]
+        cfg = build_config(self.config, specs, **{k: getattr(self, k) for k in keys})
         data = cfg.to_dict()
         val = 0.15 if self.validation_fraction is None else self.validation_fraction
         data["data"] = {"validation_fraction": val, "test_fraction": 0.0}

@@ -138,7 +138,7 @@ def task_head(
 def dense_needs_image(task: Task) -> PolytaskError:
     return PolytaskError(
         f"task '{task.name}' ({task.kind}) predicts per pixel: it needs one image column as "
-        "the only feature (--features IMAGE_COLUMN) and architecture 'hard'"
+        "the only feature (features.include holding just it) and architecture 'hard'"
     )
 
 

@@ -101,7 +101,7 @@ class MTAN(MultiTaskNet):
         if encoder is None:
             raise PolytaskError(
                 "architecture 'mtan' attends over a conv backbone: it needs one image column "
-                "as the only feature (--features IMAGE_COLUMN)"
+                "as the only feature (features.include holding just it)"
             )
         self.encoder = encoder
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout

@@ -56,7 +56,7 @@ def build_encoder(
             )
             raise PolytaskError(
                 f"{who} one image column as the only feature, but {found}; choose it with "
-                "--features IMAGE_COLUMN"
+                "features.include"
             )
         col = pre.images[0]
         return SpatialImageEncoder(col.channels, (col.shape[0], col.shape[1]), images, m.activation)

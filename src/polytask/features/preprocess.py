@@ -264,7 +264,7 @@ class Preprocessor:
                 raise PolytaskError(f"feature column '{name}': unsupported type '{kind}'")
         if not (numeric or categorical or text or images):
             raise PolytaskError(
-                "no feature columns are left to learn from; check --features / --drop"
+                "no feature columns are left to learn from; check features.include / features.drop"
             )
         return cls(numeric=numeric, categorical=categorical, text=text, images=images)
 

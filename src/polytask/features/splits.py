@@ -28,7 +28,7 @@ def split_frame(
     if n - n_val - n_test < 2:
         raise PolytaskError(
             f"the data has {n} rows, too few to split into train/validation/test; "
-            "add rows or pass --validation and --test files"
+            "add rows or give data.validation and data.test files"
         )
     val_idx, test_idx, train_idx = (
         perm[:n_val],

@@ -96,7 +96,7 @@ def config_conflicts(saved: RunConfig, given: RunConfig) -> list[str]:
         if isinstance(y, list) and all(isinstance(v, str) for v in y):
             y = list(dict.fromkeys(y))
         if x != y and key not in RESUMABLE_KEYS:
-            out.append(f"{key} is {x!r} in the saved run but {y!r} here")
+            out.append(f"'{key}' is {x!r} in the saved run but {y!r} here")
     return out
 
 

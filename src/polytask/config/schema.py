@@ -1,72 +1,48 @@
 """The run configuration: one validated schema for the YAML file, the CLI flags and the API.
 
-Every key is declared here once (task, balancer and architecture options are declared
-next to their code and validated through :func:`validate_options`). An unknown key is an
-error that names the closest known key.
+Every key is declared here once, with its default, its help and (where it has one) its
+CLI flag and API keyword (see :mod:`polytask.config.keys`); task, balancer and
+architecture options are declared next to their code and validated through
+:func:`~polytask.config.loading.validate_options`. An unknown key is an error that names
+the closest known key.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
-from polytask.errors import PolytaskError, did_you_mean
 
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false are booleans, so values such as
-    ``positive: yes`` or ``positive: on`` stay the text the user wrote."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def _mapping_without_duplicates(loader: _Yaml12Loader, node: yaml.MappingNode) -> Any:
-    """A key given twice is an error (PyYAML would keep the last one silently)."""
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *defaults' may be overridden
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-            seen.add(key)
-        except TypeError:  # an unhashable key: construct_mapping says so
-            break
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is given twice", key_node.start_mark
-            )
-    return loader.construct_mapping(node, deep=True)
-
-
-_Yaml12Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)
+def flag(
+    name: str,
+    help: str,
+    metavar: str | None = None,
+    *,
+    extend: bool = False,
+    keyword: str | None = None,
+    show_default: bool = True,
+) -> dict[str, Any]:
+    """A field's CLI metadata (``json_schema_extra``): ``polytask train``'s flag ``name``
+    sets this key (``extend``: adds to the list instead of replacing it); ``keyword`` is
+    its API/scikit-learn keyword where that is not the field's own name. The flag's help
+    shows the key and the schema's default, so neither is written twice."""
+    out: dict[str, Any] = {"flag": name, "help": help}
+    if metavar:
+        out["metavar"] = metavar
+    if extend:
+        out["extend"] = True
+    if keyword:
+        out["keyword"] = keyword
+    if not show_default:
+        out["show_default"] = False
+    return out
 
 
 class Strict(BaseModel):
@@ -75,9 +51,16 @@ class Strict(BaseModel):
 
 class DataConfig(Strict):
     #: the data file (CSV, Parquet or .npz); the splits not given below are drawn from it
-    path: str | None = None
-    validation: str | None = None
-    test: str | None = None
+    path: str | None = Field(
+        None,
+        json_schema_extra=flag(
+            "--data", "training data: CSV, Parquet or .npz (arrays, e.g. images)", "FILE"
+        ),
+    )
+    validation: str | None = Field(
+        None, json_schema_extra=flag("--validation", "explicit validation data", "FILE")
+    )
+    test: str | None = Field(None, json_schema_extra=flag("--test", "explicit test data", "FILE"))
     validation_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
 
@@ -133,16 +116,58 @@ class TaskConfig(BaseModel):
 
 class FeaturesConfig(Strict):
     #: use only these columns as features (default: every column that is not a label)
-    include: list[str] | None = None
-    drop: list[str] = Field(default_factory=list)
+    include: list[str] | None = Field(
+        None,
+        json_schema_extra=flag(
+            "--features",
+            "use only these comma-separated columns as features",
+            "COLS",
+            keyword="features",
+        ),
+    )
+    drop: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=flag(
+            "--drop", "columns never to use as features", "COLS", extend=True, keyword="drop"
+        ),
+    )
     #: override inferred types
-    numeric: list[str] = Field(default_factory=list)
-    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=flag(
+            "--numeric", "treat these columns as numeric (overrides inference)", "COLS", extend=True
+        ),
+    )
+    categorical: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=flag(
+            "--categorical",
+            "treat these columns as categorical (overrides inference)",
+            "COLS",
+            extend=True,
+        ),
+    )
     boolean: list[str] = Field(default_factory=list)
     #: free-text columns, encoded by ``model.text`` (inference finds most of them)
-    text: list[str] = Field(default_factory=list)
+    text: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=flag(
+            "--text",
+            "free-text columns, tokenized and encoded (model.text sets the encoder)",
+            "COLS",
+            extend=True,
+        ),
+    )
     #: image columns: paths to .png/.jpg/.npy files or arrays (inference finds most)
-    image: list[str] = Field(default_factory=list)
+    image: list[str] = Field(
+        default_factory=list,
+        json_schema_extra=flag(
+            "--image",
+            "image columns: paths (relative to the data file) to .png/.jpg/.npy files",
+            "COLS",
+            extend=True,
+        ),
+    )
     #: keep at most this many categories per column (the rest share the unknown bucket)
     max_categories: int = Field(1000, ge=1)
     #: categories seen fewer times than this in training share the unknown bucket
@@ -154,10 +179,15 @@ class FeaturesConfig(Strict):
 
 class ModelConfig(Strict):
     #: how tasks share layers: hard, mmoe, cgc, ple, cross_stitch (README "Architectures")
-    architecture: str = "hard"
+    architecture: str = Field(
+        "hard", json_schema_extra=flag("--architecture", "sharing architecture", "NAME")
+    )
     #: widths of the shared trunk's hidden layers (hard); the default expert widths
     #: (mmoe, cgc, ple); each task column's widths (cross_stitch)
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 128])
+    hidden: list[PositiveInt] = Field(
+        default_factory=lambda: [256, 128],
+        json_schema_extra=flag("--hidden", "widths of the shared layers", "W,W"),
+    )
     activation: Literal["relu", "gelu", "silu", "tanh", "elu"] = "relu"
     dropout: float = Field(0.3, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"
@@ -179,7 +209,15 @@ class BalancingConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    method: str = "ew"
+    @model_validator(mode="before")
+    @classmethod
+    def _method_alone(cls, data: Any) -> Any:
+        """``balancing: uw`` (or the API's ``balancing="uw"``) is ``{method: uw}``."""
+        return {"method": data} if isinstance(data, str) else data
+
+    method: str = Field(
+        "ew", json_schema_extra=flag("--balancing", "how task losses become one update", "NAME")
+    )
     #: where gradient-level methods take the task gradients: the shared parameters, or
     #: the shared representation (cheaper; with mgda this is MGDA-UB)
     jacobian: Literal["parameters", "representation"] = "parameters"
@@ -193,9 +231,9 @@ class BalancingConfig(BaseModel):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(100, ge=1, json_schema_extra=flag("--epochs", "maximum epochs", "N"))
+    batch_size: int = Field(256, ge=1, json_schema_extra=flag("--batch-size", "batch size", "N"))
+    lr: float = Field(2e-3, gt=0, json_schema_extra=flag("--lr", "learning rate", "X"))
     weight_decay: float = Field(0.01, ge=0)
     #: learning-rate schedule over epochs
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
@@ -203,12 +241,25 @@ class TrainingConfig(Strict):
     #: clip the gradient norm to this value (None: no clipping)
     grad_clip: float | None = Field(None, gt=0)
     #: stop after this many epochs without improvement on validation (None: never)
-    patience: int | None = Field(10, ge=1)
+    patience: int | None = Field(
+        10,
+        ge=1,
+        json_schema_extra=flag(
+            "--patience", "early stopping: epochs without validation improvement", "N"
+        ),
+    )
     min_delta: float = Field(0.0, ge=0)
     #: "loss" (sum of validation task losses) or "TASK.METRIC", e.g. "hospdead.auroc"
     monitor: str = "loss"
-    seed: int = Field(0, ge=0, lt=2**64)
-    device: str = "auto"
+    seed: int = Field(
+        0,
+        ge=0,
+        lt=2**64,
+        json_schema_extra=flag("--seed", "seed for splits, init and shuffling", "N"),
+    )
+    device: str = Field(
+        "auto", json_schema_extra=flag("--device", "where to train: auto, cpu or cuda", "NAME")
+    )
     eval_batch_size: int = Field(8192, ge=1)
     progress: bool = True
     #: with a run directory: also write a checkpoint every this many optimiser steps
@@ -218,14 +269,34 @@ class TrainingConfig(Strict):
     checkpoint_seconds: float | None = Field(300.0, gt=0)
     #: measure task affinity (TAG lookahead) every this many steps into the history and
     #: the report (0: off)
-    affinity_every: int = Field(0, ge=0)
+    affinity_every: int = Field(
+        0,
+        ge=0,
+        json_schema_extra=flag(
+            "--affinity-every",
+            "measure task affinity (TAG lookahead) every N steps into the history and the "
+            "report (0: off)",
+            "N",
+        ),
+    )
     #: with a run directory, write report.html into it at the end (CLI train)
-    report: bool = True
+    report: bool = Field(
+        True, json_schema_extra=flag("--no-report", "skip writing RUN_DIR/report.html")
+    )
 
 
 class MlflowConfig(Strict):
     #: the tracking store: a SQLite file (sqlite:///mlflow.db) or a folder (file:./mlruns)
-    uri: str = Field("sqlite:///mlflow.db", min_length=1)
+    uri: str = Field(
+        "sqlite:///mlflow.db",
+        min_length=1,
+        json_schema_extra=flag(
+            "--mlflow",
+            "log the run to MLflow, e.g. sqlite:///mlflow.db or file:./mlruns",
+            "URI",
+            show_default=False,
+        ),
+    )
     experiment: str = Field("polytask", min_length=1)
     #: the run's name in MLflow (None: MLflow picks one)
     run_name: str | None = None
@@ -241,7 +312,15 @@ class TrackingConfig(Strict):
     metrics, balancer weights and gradient cosines, the config, and final metrics."""
 
     #: write TensorBoard event files to this folder (one folder per run)
-    tensorboard: str | None = Field(None, min_length=1)
+    tensorboard: str | None = Field(
+        None,
+        min_length=1,
+        json_schema_extra=flag(
+            "--tensorboard",
+            "log per-epoch task metrics and balancer weights to TensorBoard files in DIR",
+            "DIR",
+        ),
+    )
     #: log to MLflow: a mapping {uri, experiment, run_name}, or just the store URI
     mlflow: MlflowConfig | None = None
 
@@ -274,9 +353,13 @@ class RunConfig(Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    balancing: BalancingConfig = Field(default_factory=BalancingConfig)
+    balancing: BalancingConfig = Field(
+        default_factory=BalancingConfig, json_schema_extra={"keyword": "balancing"}
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, json_schema_extra={"keyword": "tracking"}
+    )
 
     @model_validator(mode="after")
     def _tasks_from_sources(self) -> RunConfig:
@@ -303,155 +386,9 @@ class RunConfig(Strict):
         return self.model_dump(mode="json")
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> dotted keys: ``{"training.lr": 0.002, "tasks.0.kind": "binary"}``.
-    A list holding mappings is indexed; other lists and values stay as they are. One
-    flattener for everything that names config keys (tracking's parameters, a resumed
-    run's conflicts)."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, list) and any(isinstance(v, Mapping) for v in value):
-            for i, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    out.update(flatten(item, f"{name}.{i}."))
-                else:
-                    out[f"{name}.{i}"] = item
-        else:
-            out[name] = value
-    return out
-
-
-# -- validation with errors a person can act on ----------------------------------------------
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Known keys of the (nested) model that holds the location ``loc``."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        nested = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not nested:
-            return []
-        current = nested[0]
-    return list(getattr(current, "model_fields", {}))
-
-
-def format_validation_error(
-    err: ValidationError, model: type[BaseModel], where: str = "config"
-) -> PolytaskError:
-    e = err.errors()[0]
-    loc = tuple(e["loc"])
-    path = _one_line(".".join(str(p) for p in loc))
-    if e["type"] == "extra_forbidden":
-        key = str(loc[-1])
-        hint = did_you_mean(key, _fields_at(model, loc))
-        known = ", ".join(_fields_at(model, loc))
-        return PolytaskError(f"{where}: unknown key '{path}'{hint}; known keys: {known}")
-    msg = e["msg"]
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    shown = (
-        f" (got {_one_line(repr(e['input']))})"
-        if "input" in e and not isinstance(e["input"], dict)
-        else ""
-    )
-    return PolytaskError(
-        f"{where}: '{path}': {msg}{shown}; fix this value"
-        if path
-        else f"{where}: {msg}; fix the config"
-    )
-
-
-def _one_line(text: str, limit: int = 120) -> str:
-    """Control characters escaped (a key or value can't break the message's line), and
-    at most ``limit`` characters."""
-    if any(not c.isprintable() for c in text):
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _reserved_head_name(name: str) -> bool:
     """Names a torch ModuleDict of task heads can't hold (its own attributes: 'type',
     'train', 'keys', ...)."""
     from torch import nn
 
     return hasattr(nn.ModuleDict(), name)
-
-
-def validate_options(model: type[BaseModel], options: dict[str, Any], where: str) -> Any:
-    try:
-        return model(**options)
-    except ValidationError as err:
-        raise format_validation_error(err, model, where) from None
-
-
-def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:
-    if not isinstance(data, dict):
-        raise PolytaskError(f"{where}: expected a mapping of keys (data, tasks, training, ...)")
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise format_validation_error(err, RunConfig, where) from None
-
-
-def load_config(path: str | Path) -> RunConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise PolytaskError(f"config file '{p}' does not exist; check the path")
-    try:
-        data = load_yaml(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        at = f" at line {line + 1}" if line is not None else ""
-        problem = getattr(err, "problem", None)
-        why = f" ({_one_line(problem)})" if isinstance(problem, str) else ""
-        raise PolytaskError(
-            f"config file '{p}' is not valid YAML{at}{why}; fix its syntax"
-        ) from None
-    except RecursionError:
-        raise PolytaskError(
-            f"config file '{p}' is nested too deeply to be a config; fix its structure"
-        ) from None
-    if data is None:
-        raise PolytaskError(f"config file '{p}' is empty; see the README for an example")
-    cfg = parse_config(data, where=f"config '{p.name}'")
-    # relative data paths are relative to the config file's folder
-    for dc in (cfg.data, *(source.data for source in cfg.sources)):
-        for key in ("path", "validation", "test"):
-            value = getattr(dc, key)
-            if value and not Path(value).is_absolute():
-                setattr(dc, key, str((p.parent / value).resolve()))
-    return cfg
-
-
-def parse_task_spec(spec: str) -> dict[str, Any]:
-    """``COLUMN:KIND[:OPTION=VALUE...]`` -> a task mapping for :class:`TaskConfig`."""
-    parts = spec.split(":")
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise PolytaskError(
-            f"task spec '{spec}' is not COLUMN:KIND[:OPTION=VALUE...]; "
-            "e.g. --task hospdead:binary or --task slos:regression:transform=log1p"
-        )
-    column, kind = parts[0], parts[1]
-    out: dict[str, Any] = {"name": column, "column": column, "kind": kind}
-    for opt in parts[2:]:
-        if "=" not in opt:
-            raise PolytaskError(
-                f"task spec '{spec}': option '{opt}' is not OPTION=VALUE; "
-                f"e.g. {column}:{kind}:positive=yes"
-            )
-        key, value = opt.split("=", 1)
-        key = key.strip()
-        if key in ("kind", "columns"):
-            raise PolytaskError(f"task spec '{spec}': '{key}' cannot be set as an option")
-        out[key] = value
-    return out

@@ -1,0 +1,279 @@
+"""The command line: parses arguments and calls the library. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from polytask import io
+from polytask.cli.parser import build_parser, config_flags
+from polytask.config.keys import FLAGS, set_key, with_flags
+from polytask.errors import PolytaskError
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from polytask.analysis.affinity import TaskAffinity
+    from polytask.api import resume, train_run
+    from polytask.training.distributed import launched_as_rank_zero
+
+    if a.resume:
+        a.out = _resume_out(a)
+        cfg = _train_config(a, base=_saved_config(a.out))
+    elif not a.out:
+        raise PolytaskError("train needs --out RUN_DIR (where to save the run)")
+    else:
+        cfg = _train_config(a)
+    every = cfg.training.affinity_every
+    callbacks = [TaskAffinity(every)] if every else []
+    if a.resume:
+        model = resume(a.out, cfg, overwrite=a.overwrite, verbose=not a.quiet, callbacks=callbacks)
+    else:
+        model = train_run(
+            cfg, out=a.out, overwrite=a.overwrite, verbose=not a.quiet, callbacks=callbacks
+        )
+    if not launched_as_rank_zero():  # torchrun: process 0 reports
+        return 0
+    _print_metrics(
+        model.metrics.get("test") or model.metrics.get("validation") or {},
+        "test" if "test" in model.metrics else "validation",
+    )
+    if cfg.training.report:  # the HTML file only: the run stays a flat folder of files
+        _report_or_warn(a.out, plots=False)
+    print(f"saved run to {a.out}")
+    return 0
+
+
+def _report_or_warn(folder: str, plots: bool = True) -> None:
+    """The report is extra: the run (or comparison) is saved even if writing it fails."""
+    from polytask.evaluation.report import write_report
+
+    try:
+        write_report(folder, plots=plots)
+    except (PolytaskError, OSError, ValueError) as err:
+        warnings.warn(
+            f"the report could not be written ({err}); try: polytask report {folder}",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def _resume_out(a: argparse.Namespace) -> str:
+    """--resume RUN_DIR (or RUN_DIR.partial); a different --out is an error."""
+    from polytask.run_dir import run_of_partial
+
+    out = run_of_partial(Path(a.resume))
+    if a.out and Path(a.out) != out:
+        raise PolytaskError(f"--out '{a.out}' and --resume '{a.resume}' name different runs")
+    return str(out)
+
+
+def _saved_config(out: str) -> Any:
+    from polytask.training.staging import saved_config
+
+    return saved_config(Path(out))[0]
+
+
+def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
+    """The run config from --config (or ``base``), --task and the config flags (train and
+    compare share them): each flag sets just its own key (FLAGS, from the schema)."""
+    from polytask.api import build_config
+    from polytask.config import parse_config
+
+    data = build_config(a.config or base, a.task).to_dict()
+    for path, value in config_flags(a).items():
+        set_key(data, path, value, extend=FLAGS[path].extend)
+    return parse_config(data)
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from polytask.compare import compare, make_spec
+    from polytask.evaluation.terminal import print_table
+
+    given = {"seeds": a.seeds, "affinity_every": a.affinity_every}  # None: make_spec's default
+    spec = make_spec(
+        _train_config(a),
+        a.methods,
+        a.architectures,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    progress = None if a.quiet else Console(stderr=True, highlight=False).print
+    comparison = compare(spec, a.out, overwrite=a.overwrite, progress=progress, report=False)
+    print_table(comparison)
+    if not a.no_report:
+        _report_or_warn(a.out)
+    print(f"saved the comparison to {a.out} (results.md, results.csv, results.json, report.html)")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from polytask.evaluation.report import write_report
+
+    path = write_report(a.source, a.output, overwrite=a.overwrite)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from polytask.api import load
+
+    model = load(a.run)
+    result = model.evaluate(a.data)
+    if a.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        if not result:
+            print("no task's label column is in the data; nothing to score", file=sys.stderr)
+        _print_metrics(result, Path(a.data).name)
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from polytask.api import load
+
+    out = Path(a.output)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise PolytaskError(f"--output '{out}' must end in .csv or .parquet")
+    if out.exists() and not a.overwrite:
+        raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
+    model = load(a.run)
+    dense = [t.name for t in model.tasks if t.dense]
+    arrays_out = out.with_suffix(".npz")
+    if dense and arrays_out.exists() and not a.overwrite:
+        raise PolytaskError(
+            f"output file '{arrays_out}' (per-pixel predictions) already exists; pass "
+            "--overwrite to replace it"
+        )
+    preds = model.predict(a.data, keep=a.keep)
+    if dense:
+        import numpy as np
+
+        arrays: dict[str, Any] = {name: np.stack(preds.pop(name).to_list()) for name in dense}
+        _write_atomic(arrays_out, lambda tmp: np.savez_compressed(tmp, **arrays), ".npz")
+        print(f"wrote per-pixel predictions of {', '.join(dense)} to {arrays_out}", file=sys.stderr)
+    _write_table_atomic(preds, out)
+    print(f"wrote {len(preds)} rows to {out}", file=sys.stderr)
+    return 0
+
+
+def _write_atomic(out: Path, write: Any, suffix: str = "") -> None:
+    """``write(tmp_path)`` then rename onto ``out`` (see :mod:`polytask.io`); a failure
+    leaves ``out`` untouched."""
+    try:
+        io.write_with(out, write, suffix)
+    except OSError as err:
+        raise PolytaskError(
+            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
+        ) from None
+
+
+def _write_table_atomic(df: Any, out: Path) -> None:
+    parquet = out.suffix.lower() == ".parquet"
+    try:
+        _write_atomic(
+            out,
+            lambda tmp: df.to_parquet(tmp, index=False) if parquet else df.to_csv(tmp, index=False),
+        )
+    except (ValueError, TypeError) as err:  # e.g. pyarrow on a column of mixed types
+        raise PolytaskError(
+            f"cannot write '{out}' as Parquet ({str(err).splitlines()[0]}); write a .csv "
+            "instead, or drop mixed-type --keep columns"
+        ) from None
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from polytask.serving.server import serve
+
+    serve(a.run, host=a.host, port=a.port, max_rows=a.max_rows, threads=a.threads)
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from polytask.serving.onnx_export import export_onnx
+
+    result = export_onnx(a.run, a.output, overwrite=a.overwrite)
+    check = (
+        f"onnxruntime matches PyTorch within {result.max_error:.1e} (relative)"
+        if result.max_error is not None
+        else "not checked (onnxruntime is not installed)"
+    )
+    print(
+        f"wrote {result.graph} (ONNX opset {result.opset}, {result.exporter} exporter) and "
+        f"{result.spec}; {check}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from polytask.demo import run_demo
+
+    run_demo(
+        out=a.out,
+        epochs=a.epochs,
+        seed=a.seed,
+        baseline=not a.no_baseline,
+        overwrite=a.overwrite,
+        verbose=not a.quiet,
+    )
+    return 0
+
+
+def _print_metrics(result: dict[str, dict[str, Any]], split: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"metrics ({split})")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("n", justify="right")
+    for task, metrics in result.items():
+        for i, (name, value) in enumerate((k, v) for k, v in metrics.items() if k != "n"):
+            table.add_row(
+                task if i == 0 else "",
+                name,
+                "-" if value is None else f"{value:.4f}",
+                str(metrics.get("n", "")) if i == 0 else "",
+            )
+    Console().print(table)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "demo": cmd_demo}
+COMMANDS.update(compare=cmd_compare, report=cmd_report)
+COMMANDS.update(serve=cmd_serve, export=cmd_export)
+
+
+def _one_line_warnings() -> None:
+    """Warnings as one line each, naming flags where the library names config keys."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {with_flags(str(message))}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _one_line_warnings()
+    try:
+        return COMMANDS[args.command](args)
+    except PolytaskError as err:
+        line = with_flags(str(err)).replace("\r", "\\r").replace("\n", "\\n")  # one line
+        print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # training saves a checkpoint first and says so
+        print(str(err) or "interrupted", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
