@@ -181,40 +181,19 @@ def locate_bad_value(pre: Preprocessor, frame: Any) -> dict[str, Any] | None:
     return None
 
 
-def create_app(
-    model_or_run_dir: MultiTaskModel | str | Path,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> FastAPI:
-    """A FastAPI app serving one model (a :class:`MultiTaskModel` or a run directory)."""
-    if max_rows < 1 or max_body_bytes < 1:
-        raise PolytaskError("max_rows and max_body_bytes must be at least 1")
-    model = (
-        model_or_run_dir
-        if isinstance(model_or_run_dir, MultiTaskModel)
-        else polytask.load(model_or_run_dir)
-    )
-    check_tabular(model, "serve")
-    pre = model.preprocessor
-    request_type = request_model(pre, max_rows)
-    response_type = prediction_model(model.tasks)
-    metadata = model_metadata(model, max_rows, max_body_bytes)
-    errors: dict[int | str, dict[str, Any]] = {
-        413: {"model": ErrorResponse, "description": "the body is larger than max_body_bytes"},
-        422: {
-            "model": ErrorResponse,
-            "description": "a malformed body, a missing feature, a value of the wrong type, "
-            "or too many records; loc names the record and feature",
-        },
-    }
+#: the error answers /predict documents in its OpenAPI schema
+PREDICT_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse, "description": "the body is larger than max_body_bytes"},
+    422: {
+        "model": ErrorResponse,
+        "description": "a malformed body, a missing feature, a value of the wrong type, "
+        "or too many records; loc names the record and feature",
+    },
+}
 
-    app = FastAPI(
-        title="polytask",
-        version=polytask.__version__,
-        description="Predictions for every task of one multi-task model: "
-        + ", ".join(t.describe() for t in model.tasks),
-    )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+def _add_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
+    """Every error leaves as 413 or 422 with ``detail`` items naming the field, never 500."""
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> SafeJSONResponse:
@@ -235,6 +214,34 @@ def create_app(
     async def too_large(request: Request, exc: BodyTooLarge) -> SafeJSONResponse:
         return error_response(413, [_too_large_item(max_body_bytes)])
 
+
+def create_app(
+    model_or_run_dir: MultiTaskModel | str | Path,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """A FastAPI app serving one model (a :class:`MultiTaskModel` or a run directory)."""
+    if max_rows < 1 or max_body_bytes < 1:
+        raise PolytaskError("max_rows and max_body_bytes must be at least 1")
+    model = (
+        model_or_run_dir
+        if isinstance(model_or_run_dir, MultiTaskModel)
+        else polytask.load(model_or_run_dir)
+    )
+    check_tabular(model, "serve")
+    pre = model.preprocessor
+    request_type = request_model(pre, max_rows)
+    response_type = prediction_model(model.tasks)
+    metadata = model_metadata(model, max_rows, max_body_bytes)
+    app = FastAPI(
+        title="polytask",
+        version=polytask.__version__,
+        description="Predictions for every task of one multi-task model: "
+        + ", ".join(t.describe() for t in model.tasks),
+    )
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    _add_error_handlers(app, max_body_bytes)
+
     @app.get("/health", response_model=Health, summary="the server is up")
     def health() -> Health:
         return Health(status="ok")
@@ -246,7 +253,7 @@ def create_app(
     @app.post(
         "/predict",
         response_model=response_type,
-        responses=errors,
+        responses=PREDICT_ERRORS,
         summary="predict every task for each record",
     )
     def predict(body: request_type) -> Any:  # type: ignore[valid-type]
