@@ -10,8 +10,8 @@ import inspect
 from collections.abc import Collection
 from typing import Any
 
-import polytask
 from polytask.config.keys import FLAGS, Flag
+from polytask.version import __version__
 
 EXAMPLES = """examples:
   polytask demo
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"polytask {polytask.__version__}")
+    p.add_argument("--version", action="version", version=f"polytask {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_train, _evaluate, _predict, _demo, _compare, _report, _serve, _export):

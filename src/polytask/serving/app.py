@@ -25,7 +25,7 @@ except ImportError as err:
 
 from pydantic import BaseModel
 
-import polytask
+from polytask.api import load
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import Preprocessor
 from polytask.model import MultiTaskModel
@@ -37,6 +37,7 @@ from polytask.serving.payload import (
     request_model,
 )
 from polytask.serving.tabular import check_tabular
+from polytask.version import __version__
 
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
@@ -224,9 +225,7 @@ def create_app(
     if max_rows < 1 or max_body_bytes < 1:
         raise PolytaskError("max_rows and max_body_bytes must be at least 1")
     model = (
-        model_or_run_dir
-        if isinstance(model_or_run_dir, MultiTaskModel)
-        else polytask.load(model_or_run_dir)
+        model_or_run_dir if isinstance(model_or_run_dir, MultiTaskModel) else load(model_or_run_dir)
     )
     check_tabular(model, "serve")
     pre = model.preprocessor
@@ -235,7 +234,7 @@ def create_app(
     metadata = model_metadata(model, max_rows, max_body_bytes)
     app = FastAPI(
         title="polytask",
-        version=polytask.__version__,
+        version=__version__,
         description="Predictions for every task of one multi-task model: "
         + ", ".join(t.describe() for t in model.tasks),
     )

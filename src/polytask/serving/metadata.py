@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-import polytask
 from polytask.model import MultiTaskModel
 from polytask.serving.payload import (
     BOOLEAN_HELP,
@@ -16,6 +15,7 @@ from polytask.serving.payload import (
     output_columns,
 )
 from polytask.tasks import Task
+from polytask.version import __version__
 
 Label = str | int | float | bool
 
@@ -90,7 +90,7 @@ def model_metadata(model: MultiTaskModel, max_rows: int, max_body_bytes: int) ->
         FeatureInfo(name=c.name, type="text", accepts=TEXT_HELP) for c in getattr(pre, "text", [])
     ]
     return Metadata(
-        polytask_version=polytask.__version__,
+        polytask_version=__version__,
         trained_with=model.info.get("polytask_version"),
         tasks=[task_info(t) for t in model.tasks],
         features=features,

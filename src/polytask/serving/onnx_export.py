@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-import polytask
 from polytask import io
+from polytask.api import load
 from polytask.architectures import MultiTaskNet
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import MISSING, UNKNOWN, Preprocessor
@@ -36,6 +36,7 @@ from polytask.serving.extras import missing_extra
 from polytask.serving.tabular import check_tabular
 from polytask.tasks import Task
 from polytask.values import FALSE_WORDS, TRUE_WORDS
+from polytask.version import __version__
 
 SPEC_FORMAT = "polytask-onnx-preprocessing"
 SPEC_VERSION = 1
@@ -223,7 +224,7 @@ def preprocessing_spec(
     return {
         "format": SPEC_FORMAT,
         "version": SPEC_VERSION,
-        "polytask_version": polytask.__version__,
+        "polytask_version": __version__,
         "graph": graph_name,
         "exporter": exporter,
         "opset": opset,
@@ -301,7 +302,7 @@ def export_onnx(
     except ImportError as err:
         raise missing_extra("export", err) from None
     if not isinstance(model, MultiTaskModel):
-        model = polytask.load(model)
+        model = load(model)
     check_tabular(model, "export", text=False)
     for task in model.tasks:
         if task.onnx_decoding() is None:
