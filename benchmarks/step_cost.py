@@ -30,7 +30,6 @@ from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
 from polytask.training.steps import make_step
-from polytask.training.trainer import Trainer
 
 BATCH, IN, WIDTH = 256, 64, 256
 LOSS_LEVEL = ["ew", "weights", "uw", "dwa", "rlw", "famo"]
@@ -84,19 +83,12 @@ def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
     extra = bal.parameters()
     opt = torch.optim.AdamW([*net.parameters(), *extra], lr=1e-4, fused=True)
     step = make_step(net, tasks, bal, level)
-    # this tree: every method is handed a closure; before the redesign (cb140ee) the
-    # trainer computed FAMO's losses after the update itself
-    closure = hasattr(step, "losses_after")
-    after = getattr(bal, "needs_loss_after_step", False)
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
         step(batch)
         opt.step()
-        if closure:  # as the trainer does it
-            bal.after_update(step.losses_after(batch))
-        elif after:
-            bal.after_step(Trainer._losses_after(net, batch, tasks))  # type: ignore[attr-defined]
+        bal.after_update(step.losses_after(batch))  # as the trainer does it
 
     return run
 
