@@ -64,6 +64,14 @@ def supported(module: nn.Module) -> bool:
     return isinstance(module, nn.BatchNorm1d)
 
 
+def _running_stats(module: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """BatchNorm's running mean and variance, or None when it keeps none."""
+    mean, var = module.running_mean, module.running_var
+    if isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor):
+        return mean, var
+    return None
+
+
 class ChainTape:
     """Records the (input, output) of every module of ``chain`` in one armed forward.
 
@@ -260,18 +268,20 @@ class ChainJacobian:
         statistics (eval mode) is a fixed affine map: dx = rstd g. Works in place on δ,
         with one reused (N, T, H) scratch buffer."""
         layer = isinstance(module, nn.LayerNorm)
-        batch_stats = layer or module.training or module.running_mean is None
-        if layer:  # x̂ and 1/σ per row in one call (var_mean is several times slower)
+        running = None if isinstance(module, nn.LayerNorm) else _running_stats(module)
+        batch_stats = layer or module.training or running is None
+        if isinstance(module, nn.LayerNorm):  # x̂ and 1/σ per row in one call (var_mean is slower)
             xhat, _, rstd = torch.native_layer_norm(
-                x, module.normalized_shape, None, None, module.eps
+                x, list(module.normalized_shape), None, None, module.eps
             )
-        elif batch_stats:  # x̂ and 1/σ per feature over the batch, no running statistics
+        elif batch_stats or running is None:  # x̂, 1/σ per feature over the batch
             xhat, _, rstd = torch.native_batch_norm(
                 x, None, None, None, None, True, 0.0, module.eps
             )
         else:
-            rstd = torch.rsqrt(module.running_var + module.eps)
-            xhat = (x - module.running_mean) * rstd
+            mean, var = running
+            rstd = torch.rsqrt(var + module.eps)
+            xhat = (x - mean) * rstd
         xhat = xhat[:, None, :]  # (N, 1, H)
         scratch = self.buffer("scratch", tuple(delta.shape), delta)
         weight, bias = module.weight, module.bias
