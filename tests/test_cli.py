@@ -508,3 +508,23 @@ def test_cli_errors_name_the_flag_of_a_key_the_library_names() -> None:
         with_flags("training.epochs_x and xtraining.epochs")
         == "training.epochs_x and xtraining.epochs"
     )
+
+
+def test_library_names_front_door_arguments_as_the_api_spells_them_and_the_cli_as_flags(
+    tmp_path: Path,
+) -> None:
+    """A Python caller is told ``out`` / ``overwrite=True`` (the keywords it passes); the
+    CLI user the flags (--out / --overwrite) for the same error."""
+    from polytask import run_dir
+    from polytask.config.keys import with_flags
+    from polytask.errors import PolytaskError
+
+    taken = tmp_path / "run"
+    taken.mkdir()
+    (taken / "x.txt").write_text("keep me")
+    with pytest.raises(PolytaskError) as err:
+        run_dir.check_can_create(taken, overwrite=False)
+    message = str(err.value)
+    assert "`out`" in message and "`overwrite=True`" in message and "--" not in message
+    assert "choose another --out or pass --overwrite" in with_flags(message)
+    assert with_flags("`seeds` and `tasks`, not `unknown`") == "--seeds and --task, not `unknown`"

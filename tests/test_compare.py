@@ -176,7 +176,7 @@ def test_a_changed_config_needs_overwrite(df: pd.DataFrame, tmp_path: Path) -> N
     spec = make_spec(small_config(), ["ew"], ["hard"], seeds=1, affinity_every=0)
     compare(spec, out, df, report=False)
     longer = make_spec(small_config(patience=3), ["ew"], ["hard"], seeds=1, affinity_every=0)
-    with pytest.raises(PolytaskError, match="different config; pass --overwrite"):
+    with pytest.raises(PolytaskError, match="different config; pass `overwrite=True`"):
         compare(longer, out, df, report=False)
     c = compare(longer, out, df, report=False, overwrite=True)
     saved = json.loads((out / "runs" / "hard-ew" / "seed-0.json").read_text())

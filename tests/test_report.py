@@ -85,7 +85,7 @@ def test_run_report_is_self_contained_and_the_run_still_loads(run: Path) -> None
 def test_report_never_replaces_what_it_did_not_write(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine.html"
     out.write_text("my notes")
-    with pytest.raises(polytask.PolytaskError, match="pass --overwrite"):
+    with pytest.raises(polytask.PolytaskError, match="pass `overwrite=True`"):
         write_report(run, out)
     assert out.read_text() == "my notes"
     folder = tmp_path / "elsewhere_plots"

@@ -77,7 +77,9 @@ def _check_run(cfg: RunConfig) -> Balancer:
     """Everything that can fail without data fails here, before any work: the tasks,
     the balancing method, the encoder options and the tracking package."""
     if not cfg.tasks:
-        raise PolytaskError("no tasks given; add --task COLUMN:KIND (e.g. --task price:regression)")
+        raise PolytaskError(
+            "no tasks given; add one to `tasks` as COLUMN:KIND (e.g. price:regression)"
+        )
     names = [t.name for t in cfg.tasks]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -198,7 +198,7 @@ class MultiTaskModel:
             if col not in df.columns:
                 near = close_matches(col, df.columns)
                 hint = f" (close: {', '.join(near)})" if near else ""
-                raise PolytaskError(f"--keep column '{col}' is not in the data{hint}")
+                raise PolytaskError(f"`keep` column '{col}' is not in the data{hint}")
         s = self.source_of(df, source)
         outs = self.predict_raw(df, None if s is None else self.sources[s])  # type: ignore[index]
         predicted: dict[str, Any] = {}
@@ -258,9 +258,8 @@ class MultiTaskModel:
         return {**features, "tasks": tasks}
 
     def _write(self, folder: Path) -> None:
-        (folder / run_dir.CONFIG).write_text(
-            yaml.safe_dump(self.config.to_dict(), sort_keys=False), encoding="utf-8"
-        )
+        config = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+        io.write_text(folder / run_dir.CONFIG, config)
         run_dir.write_json(folder / run_dir.PREPROCESSING, self._preprocessing())
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(folder / run_dir.WEIGHTS), metadata={"format": "polytask-run"})

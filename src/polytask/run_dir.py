@@ -51,10 +51,10 @@ def check_can_create(path: Path, overwrite: bool) -> None:
     """Fail before any work if ``path`` exists (without overwrite) or can't be written."""
     if path.exists() and not overwrite:
         raise PolytaskError(
-            f"run directory '{path}' already exists; choose another --out or pass --overwrite"
+            f"run directory '{path}' already exists; choose another `out` or pass `overwrite=True`"
         )
     if path.exists() and not path.is_dir():
-        raise PolytaskError(f"'{path}' exists and is not a directory; choose another --out")
+        raise PolytaskError(f"'{path}' exists and is not a directory; choose another `out`")
     _check_replaceable(path)
     with staging_dir(path) as tmp:
         probe = tmp / ".probe"
@@ -70,15 +70,15 @@ def _check_replaceable(path: Path) -> None:
         return
     if not all((path / f).is_file() for f in REQUIRED):
         raise PolytaskError(
-            f"'{path}' is not a polytask run, so --overwrite will not replace it (it would "
-            "delete its files); choose another --out"
+            f"'{path}' is not a polytask run, so `overwrite=True` will not replace it (it would "
+            "delete its files); choose another `out`"
         )
 
 
 def write_error(path: Path, err: OSError) -> PolytaskError:
     """The error for a run directory that can't be written (used wherever one is)."""
     reason = err.strerror or type(err).__name__
-    return PolytaskError(f"cannot write to '{path}' ({reason}); choose a writable --out")
+    return PolytaskError(f"cannot write to '{path}' ({reason}); choose a writable `out`")
 
 
 @contextlib.contextmanager
@@ -104,8 +104,8 @@ def publish(tmp: Path, final: Path, overwrite: bool) -> None:
         if final.exists():
             if not overwrite:
                 raise PolytaskError(
-                    f"run directory '{final}' already exists; choose another --out or pass "
-                    "--overwrite"
+                    f"run directory '{final}' already exists; choose another `out` or pass "
+                    "`overwrite=True`"
                 )
             _check_replaceable(final)
         io.swap_folder(tmp, final)
@@ -138,12 +138,12 @@ def check_run(path: Path) -> None:
             f"continue it with polytask train --resume {path}"
         )
     if not path.is_dir():
-        raise PolytaskError(f"run directory '{path}' does not exist; pass the --out of a train run")
+        raise PolytaskError(f"run directory '{path}' does not exist; pass the `out` of a train run")
     missing = [f for f in REQUIRED if not (path / f).is_file()]
     if missing:
         raise PolytaskError(
             f"'{path}' is not a complete polytask run (missing {', '.join(missing)}); "
-            "pass the --out folder of a finished train run"
+            "pass the `out` folder of a finished train run"
         )
 
 
@@ -178,12 +178,12 @@ def check_no_partial(final: Path, overwrite: bool) -> None:
     if not is_partial(partial):
         raise PolytaskError(
             f"'{partial}' exists and is not an unfinished polytask run (a run is trained "
-            f"in RUN_DIR{PARTIAL_SUFFIX}); move it away or choose another --out"
+            f"in RUN_DIR{PARTIAL_SUFFIX}); move it away or choose another `out`"
         )
     if not overwrite:
         raise PolytaskError(
             f"an unfinished run of '{final}' is in '{partial}'; continue it with polytask "
-            f"train --resume {final}, or pass --overwrite to start over"
+            f"train --resume {final}, or pass `overwrite=True` to start over"
         )
     with _locked(partial):
         shutil.rmtree(partial)
@@ -197,7 +197,7 @@ def find_partial(final: Path) -> Path:
     if final.is_dir() and all((final / f).is_file() for f in REQUIRED):
         raise PolytaskError(
             f"run '{final}' already finished, there is nothing to resume; train a new run "
-            "with --out (or the same --out with --overwrite to replace it)"
+            "with `out` (or the same `out` with `overwrite=True` to replace it)"
         )
     raise PolytaskError(
         f"there is no unfinished run of '{final}' to resume (no '{partial}'); start one "

@@ -147,9 +147,27 @@ def apply_keywords(data: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 _KEY = re.compile(r"(?<![\w.'-])(" + "|".join(re.escape(p) for p in FLAGS) + r")(?![\w.'])")
 
 
+#: Arguments of the front doors that are not config keys (where a run goes, what to
+#: replace, ...). Library messages name them as the API spells them, in backquotes
+#: (``choose another `out` or pass `overwrite=True```); the CLI shows its flag instead.
+ARGUMENTS: dict[str, str] = {
+    "out": "--out",
+    "output": "--output",
+    "overwrite=True": "--overwrite",
+    "keep": "--keep",
+    "port": "--port",
+    "seeds": "--seeds",
+    "tasks": "--task",
+    "affinity_every": "--affinity-every",
+}
+_ARGUMENT = re.compile("`(" + "|".join(re.escape(a) for a in ARGUMENTS) + ")`")
+
+
 def with_flags(message: str) -> str:
     """A library message with each config key that has a flag named by its flag, e.g.
-    'lower training.lr' -> 'lower --lr', for the CLI, whose user typed flags. A quoted
-    key ('training.epochs': a validation error's location, maybe in a config file the
-    user wrote) stays as it is."""
+    'lower training.lr' -> 'lower --lr', and each backquoted front-door argument by its
+    flag ('pass `overwrite=True`' -> 'pass --overwrite'), for the CLI, whose user typed
+    flags. A quoted key ('training.epochs': a validation error's location, maybe in a
+    config file the user wrote) stays as it is."""
+    message = _ARGUMENT.sub(lambda m: ARGUMENTS[m.group(1)], message)
     return _KEY.sub(lambda m: FLAGS[m.group(1)].name, message)

@@ -63,7 +63,7 @@ def replace_folder(folder: Path, files: dict[str, bytes]) -> None:
     if foreign:
         raise PolytaskError(
             f"'{folder}' exists and holds more than report plots; move it away or "
-            "choose another --output"
+            "choose another `output`"
         )
     io.replace_folder(folder, files)
 

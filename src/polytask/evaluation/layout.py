@@ -112,16 +112,16 @@ def make_spec(
     if len(cfg.tasks) < 2:
         raise PolytaskError(
             "compare needs at least two tasks to compare multi-task models with single-task "
-            "ones; add another --task"
+            "ones; add another task (`tasks`)"
         )
     names = [t.name for t in cfg.tasks]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
     if seeds < 1:
-        raise PolytaskError(f"--seeds must be at least 1, got {seeds}")
+        raise PolytaskError(f"`seeds` must be at least 1, got {seeds}")
     if affinity_every < 0:
-        raise PolytaskError(f"--affinity-every must be 0 (off) or more, got {affinity_every}")
+        raise PolytaskError(f"`affinity_every` must be 0 (off) or more, got {affinity_every}")
     methods = _unique(methods or [cfg.balancing.method])
     architectures = _unique(architectures or [cfg.model.architecture])
     for m in methods:  # an unknown method, or a bad option, fails here
@@ -253,10 +253,10 @@ def check_out(out: Path, spec: CompareSpec, overwrite: bool) -> None:
     """Refuse to mix with other files: OUT is new, empty or an earlier comparison; a
     finished run of a different config is replaced only with ``overwrite``."""
     if out.exists() and not out.is_dir():
-        raise PolytaskError(f"'{out}' exists and is not a folder; choose another --out")
+        raise PolytaskError(f"'{out}' exists and is not a folder; choose another `out`")
     if out.is_dir() and any(out.iterdir()) and not (out / SPEC).is_file():
         raise PolytaskError(
-            f"'{out}' is not empty and holds no comparison ({SPEC}); choose another --out"
+            f"'{out}' is not empty and holds no comparison ({SPEC}); choose another `out`"
         )
     if overwrite:
         return
@@ -271,7 +271,7 @@ def check_out(out: Path, spec: CompareSpec, overwrite: bool) -> None:
             ):
                 raise PolytaskError(
                     f"'{out}' already holds a run of {v.name}, seed {seed} with a different "
-                    "config; pass --overwrite to replace such runs, or choose another --out"
+                    "config; pass `overwrite=True` to replace such runs, or choose another `out`"
                 )
 
 
@@ -279,7 +279,7 @@ def load_spec(out: Path) -> dict[str, Any]:
     """What a comparison folder says was asked (``compare.json``)."""
     if not (out / SPEC).is_file():
         raise PolytaskError(
-            f"'{out}' holds no comparison ({SPEC} is missing); pass the --out of a "
+            f"'{out}' holds no comparison ({SPEC} is missing); pass the `out` of a "
             "polytask compare run"
         )
     return run_dir.read_json(out / SPEC)

@@ -320,14 +320,14 @@ def write_report(
     src = Path(source)
     if not src.is_dir():
         raise PolytaskError(
-            f"'{src}' is not a folder; pass a run directory (train --out) or a comparison "
-            "directory (compare --out)"
+            f"'{src}' is not a folder; pass a run directory (train `out`) or a comparison "
+            "directory (compare `out`)"
         )
     out = Path(output) if output is not None else src / REPORT
     if output is not None and out.exists() and not overwrite:
-        raise PolytaskError(f"'{out}' already exists; pass --overwrite to replace it")
+        raise PolytaskError(f"'{out}' already exists; pass `overwrite=True` to replace it")
     if out.exists() and out.is_dir():
-        raise PolytaskError(f"'{out}' is a folder; --output names the HTML file to write")
+        raise PolytaskError(f"'{out}' is a folder; `output` names the HTML file to write")
     page = compare_page(src) if is_comparison(src) else run_page(src)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +336,6 @@ def write_report(
         write_text_atomic(out, page.html())
     except OSError as err:
         raise PolytaskError(
-            f"cannot write the report '{out}' ({err.strerror or err}); choose a writable --output"
+            f"cannot write the report '{out}' ({err.strerror or err}); choose a writable `output`"
         ) from None
     return out

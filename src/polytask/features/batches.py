@@ -65,6 +65,13 @@ class TensorTable:
             [m.to(device) for m in self.masks],
         )
 
+    def scoring_parts(
+        self, device: torch.device
+    ) -> list[tuple[TensorTable, list[int], tuple[torch.Tensor, ...]]]:
+        """``(rows, their tasks, extra leading inputs of the net)`` to score each task on:
+        here every task on all rows (a multi-source table has one part per source)."""
+        return [(self, list(range(len(self.targets))), ())]
+
     def batch_sizes(self, batch_size: int) -> list[int]:
         """Sizes of an epoch's batches; a last batch of one row joins the one before it
         (batch normalisation cannot train on a single row)."""

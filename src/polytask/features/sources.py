@@ -58,6 +58,15 @@ class MultiSourceTable:
             [t.to(device) for t in self.tables], self.task_index, self.method, self.temperature
         )
 
+    def scoring_parts(
+        self, device: torch.device
+    ) -> list[tuple[TensorTable, list[int], tuple[torch.Tensor, ...]]]:
+        """Each task is run and scored on its own source's rows, the net told the source."""
+        return [
+            (part, own, (torch.tensor(s, device=device),))
+            for s, (part, own) in enumerate(zip(self.tables, self.task_index, strict=True))
+        ]
+
     def batch_sizes(self, batch_size: int) -> list[int]:
         return [s for t in self.tables for s in t.batch_sizes(batch_size)]
 

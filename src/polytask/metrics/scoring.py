@@ -8,7 +8,6 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.features.preprocess import FeatureTensors
-from polytask.features.sources import MultiSourceTable
 from polytask.tasks import Task, metric_direction
 from polytask.tasks.grouped import grouped_losses
 
@@ -39,24 +38,20 @@ def raw_outputs(
 def split_outputs(
     net: MultiTaskNet, table: Any, batch_size: int, device: torch.device
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """``(outputs, targets, masks)`` per task over a split: a ``TensorTable``, or a
-    ``MultiSourceTable`` where each task is run and scored on its own source's rows."""
-    if not isinstance(table, MultiSourceTable):
-        single = raw_outputs(net, table.features, batch_size, device)
-        return single, list(table.targets), list(table.masks)
-    n_tasks = len(table.tables[0].targets)
+    """``(outputs, targets, masks)`` per task over a split; the table says which rows
+    each task is scored on (``scoring_parts``: all of them, or its own source's)."""
+    n_tasks = sum(len(own) for _, own, _ in table.scoring_parts(device))
     outs: list[Any] = [None] * n_tasks
     targets: list[Any] = [None] * n_tasks
     masks: list[Any] = [None] * n_tasks
-    for s, (part, own) in enumerate(zip(table.tables, table.task_index, strict=True)):
-        lead = (torch.tensor(s, device=device),)
+    for part, own, lead in table.scoring_parts(device):
         if len(part):
-            source_outs = raw_outputs(net, part.features, batch_size, device, lead)
+            part_outs = raw_outputs(net, part.features, batch_size, device, lead)
         for t in own:
             targets[t], masks[t] = part.targets[t], part.masks[t]
             if len(part):
-                outs[t] = source_outs[t]
-            else:  # no rows of this source in the split
+                outs[t] = part_outs[t]
+            else:  # no rows of this part in the split
                 outs[t] = torch.zeros((0, *net_output_shape(part, t)))
     return outs, targets, masks
 

@@ -289,13 +289,13 @@ def export_onnx(
     onnxruntime, where installed, is checked against PyTorch before anything is written."""
     target = Path(path)
     if target.suffix.lower() != ".onnx":
-        raise PolytaskError(f"--output '{target}' must end in .onnx")
+        raise PolytaskError(f"`output` '{target}' must end in .onnx")
     spec_file = spec_path(target)
     for f in (target, spec_file):
         if f.exists() and not overwrite:
-            raise PolytaskError(f"'{f}' already exists; pass --overwrite to replace it")
+            raise PolytaskError(f"'{f}' already exists; pass `overwrite=True` to replace it")
         if f.is_dir():
-            raise PolytaskError(f"'{f}' is a folder; choose another --output")
+            raise PolytaskError(f"'{f}' is a folder; choose another `output`")
     try:
         import onnx  # noqa: F401  (the dynamo exporter needs onnx and onnxscript)
         import onnxscript  # noqa: F401
@@ -334,6 +334,6 @@ def export_onnx(
             io.move_into_place(tmp_spec, spec_file)
     except OSError as err:
         raise PolytaskError(
-            f"cannot write '{target}' ({err.strerror or err}); choose a writable --output"
+            f"cannot write '{target}' ({err.strerror or err}); choose a writable `output`"
         ) from None
     return ExportResult(target, spec_file, exporter, opset, max_error)

@@ -15,7 +15,7 @@ from polytask.serving.extras import missing_extra
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, or one line saying why not (port taken, unknown host)."""
     if not 0 <= port <= 65535:
-        raise PolytaskError(f"--port {port} is not a port number; use 1-65535 (0: any free)")
+        raise PolytaskError(f"`port` {port} is not a port number; use 1-65535 (0: any free)")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

@@ -242,7 +242,7 @@ def read_checkpoint(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError) as err:
         raise PolytaskError(
             f"the checkpoint in '{folder}' cannot be read ({err}); start the run again "
-            "with --overwrite"
+            "with `overwrite=True`"
         ) from None
     return unpack(commit["state"], tensors)
 

@@ -6,7 +6,6 @@ import warnings
 from typing import Any
 
 from polytask.errors import PolytaskError
-from polytask.metrics.scoring import higher_is_better
 from polytask.tasks import Task
 
 
@@ -17,6 +16,7 @@ class Monitor:
     def __init__(self, monitor: str, tasks: list[Task]):
         self.monitor = monitor
         self._warned = False
+        self._higher_is_better = False
         if monitor == "loss":
             return
         names = [t.name for t in tasks]
@@ -33,6 +33,8 @@ class Monitor:
                 f"training.monitor '{monitor}': task '{task}' has no metric '{metric}'; it "
                 f"has {', '.join(known)}"
             )
+        # the task's own kind says which way its metric is better (its ``directions``)
+        self._higher_is_better = type(tasks[names.index(task)]).directions.get(metric, True)
 
     def value(self, losses: dict[str, float], metrics: dict[str, Any]) -> float:
         """Lower is better: the sum of task losses, or a metric (negated if higher-better).
@@ -42,7 +44,7 @@ class Monitor:
             task, _, metric = self.monitor.partition(".")
             value = metrics[task].get(metric)
             if value is not None:
-                return -float(value) if higher_is_better(metric) else float(value)
+                return -float(value) if self._higher_is_better else float(value)
             if not self._warned:
                 warnings.warn(
                     f"training.monitor '{self.monitor}' is undefined on the validation "

@@ -205,12 +205,12 @@ class Staging:
             if saved.get("config_hash") != info["config_hash"]:
                 raise PolytaskError(
                     f"the config in '{partial}' changed since its last checkpoint; restore "
-                    "it, or start over with --overwrite"
+                    "it, or start over with `overwrite=True`"
                 )
             if saved.get("data_fingerprint") != info["data_fingerprint"]:
                 raise PolytaskError(
                     f"the training data of run '{self.out}' changed since it started (its "
-                    "rows differ); resume with the same data, or start over with --overwrite"
+                    "rows differ); resume with the same data, or start over with `overwrite=True`"
                 )
             return state
 
