@@ -478,6 +478,8 @@ def case(kind: str) -> tuple[Task, Any]:
         return fitted_wide(frame), frame
     if kind == "count":
         return fitted("count", COUNTS), pd.Series(COUNTS, name="t")
+    if kind == "entire_space":
+        return fitted("entire_space", BIN_LABELS, after="click"), pd.Series(BIN_LABELS, name="t")
     if kind in ("segmentation", "dense_regression"):
         rng = np.random.default_rng(3)
         if kind == "segmentation":
@@ -501,6 +503,7 @@ KINDS = [
     "multilabel",
     "multilabel_wide",
     "count",
+    "entire_space",
     "segmentation",
     "dense_regression",
 ]
@@ -530,7 +533,7 @@ def test_several_label_columns_only_for_a_kind_that_reads_them() -> None:
 
 def output_shape(task: Task, mask: torch.Tensor) -> tuple[int, ...]:
     """(N, outputs) per row, (N, outputs, H, W) for a per-pixel task."""
-    return (len(mask), task.output_size, *(mask.shape[1:] if task.dense else ()))
+    return (len(mask), task.raw_width, *(mask.shape[1:] if task.dense else ()))
 
 
 def perfect_output(task: Task, target: torch.Tensor) -> np.ndarray:
@@ -539,6 +542,8 @@ def perfect_output(task: Task, target: torch.Tensor) -> np.ndarray:
         return t[:, None].astype(np.float32)
     if task.kind == "binary":
         return np.where(t[:, None] == 1, 8.0, -8.0)
+    if task.kind == "entire_space":  # the product's logit, then the head's own
+        return np.column_stack([np.where(t == 1, 8.0, -8.0), np.zeros_like(t)])
     if task.kind == "multiclass":
         return np.eye(task.output_size)[t] * 8.0
     if task.kind == "multilabel":

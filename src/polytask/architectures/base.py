@@ -14,6 +14,7 @@ from polytask.encoders.mlp import mlp
 from polytask.encoders.protocol import Encoder
 from polytask.errors import PolytaskError
 from polytask.tasks import Task
+from polytask.tasks.compose import compose_outputs, composition
 
 
 class ArchitectureOptions(BaseModel):
@@ -65,6 +66,14 @@ class MultiTaskNet(nn.Module):
 
     def __init__(self, spec: ArchitectureSpec):
         super().__init__()
+        #: tasks whose outputs are composed from others' (entire-space tasks), applied
+        #: after the heads by ``forward_list``
+        self._tasks = list(spec.tasks)
+        self._composition = composition(self._tasks)
+
+    def compose(self, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The heads' outputs -> the tasks' raw outputs (see :mod:`polytask.tasks.compose`)."""
+        return compose_outputs(self._tasks, self._composition, outs) if self._composition else outs
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:
         """The shared representation from the positional inputs: ``(numeric,
@@ -103,7 +112,7 @@ class MultiTaskNet(nn.Module):
 
     def forward_list(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Outputs in task order (the trainer's hot path)."""
-        return self.heads_forward(self.representation(*inputs))
+        return self.compose(self.heads_forward(self.representation(*inputs)))
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.task_names, self.forward_list(*inputs), strict=True))

@@ -188,7 +188,7 @@ def _task_spec(task: Task, output: str) -> dict[str, Any]:
         "kind": task.kind,
         "output": output,
         "width": task.output_size,
-        "columns": list(task.decode(np.zeros((1, task.output_size), dtype=np.float32))),
+        "columns": list(task.decode(np.zeros((1, task.raw_width), dtype=np.float32))),
     }
     entry.update(task.onnx_decoding() or {})
     return entry

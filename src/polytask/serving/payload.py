@@ -186,7 +186,7 @@ def _describe_column(task: Task, column: str, kind: str) -> str:
 
 
 def _example_columns(task: Task) -> dict[str, np.ndarray]:
-    return task.decode(np.zeros((1, task.output_size), dtype=np.float32))
+    return task.decode(np.zeros((1, task.raw_width), dtype=np.float32))
 
 
 def output_columns(task: Task) -> list[str]:

@@ -12,6 +12,7 @@ from polytask.tasks.base import Task, TaskOptions
 from polytask.tasks.binary import BinaryTask
 from polytask.tasks.count import CountTask
 from polytask.tasks.dense_regression import DenseRegressionTask
+from polytask.tasks.entire_space import EntireSpaceTask
 from polytask.tasks.multiclass import MulticlassTask
 from polytask.tasks.multilabel import MultilabelTask
 from polytask.tasks.regression import RegressionTask
@@ -71,6 +72,7 @@ for _cls in (
     CountTask,
     SegmentationTask,
     DenseRegressionTask,
+    EntireSpaceTask,
 ):
     register(_cls)
 

@@ -119,6 +119,26 @@ class Task(ABC):
         reductions, which are faster than ``elementwise_loss(...).mean()``."""
         return self.elementwise_loss(output, target).mean()
 
+    # -- outputs composed from other tasks' (polytask.tasks.compose) --------------------------
+    def composes_with(self) -> tuple[str, ...]:
+        """Names of the tasks whose raw outputs this task's output is composed from (an
+        entire-space task reads its parent's); empty (the default): it stands alone."""
+        return ()
+
+    def check_parent(self, parent: Task) -> None:
+        """Refuse, with one line, a task this one cannot be composed from."""
+        return None
+
+    def compose(self, own: torch.Tensor, parents: list[torch.Tensor]) -> torch.Tensor:
+        """This task's raw output from its head's (``own``) and its parents' outputs."""
+        return own
+
+    @property
+    def raw_width(self) -> int:
+        """Columns of this task's raw output after :meth:`compose` (what ``decode``,
+        ``metrics`` and the loss see): the head's ``output_size`` unless composed."""
+        return self.output_size
+
     # -- several tasks of a kind at once (loss values without autograd) ------------------------
     def group_key(self) -> Hashable | None:
         """Tasks of one class with equal keys compute their per-row losses together, one
@@ -148,7 +168,7 @@ class Task(ABC):
 
     def metric_names(self) -> list[str]:
         """The names :meth:`metrics` reports (for this fitted task)."""
-        empty = self.metrics(np.zeros((0, self.output_size)), np.zeros(0), np.zeros(0, dtype=bool))
+        empty = self.metrics(np.zeros((0, self.raw_width)), np.zeros(0), np.zeros(0, dtype=bool))
         return list(empty)
 
     @abstractmethod

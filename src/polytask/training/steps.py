@@ -47,6 +47,7 @@ from polytask.balancing.jacobian import (
 from polytask.errors import PolytaskError
 from polytask.features.batches import Batch
 from polytask.tasks import Task
+from polytask.tasks.compose import composing_task
 from polytask.tasks.grouped import grouped_losses
 from polytask.training.distributed import ShardedRows
 
@@ -323,7 +324,7 @@ def conflict_at_representation(
     with torch.no_grad():
         rep = net.representation(*batch.inputs)
     aliases = [rep.detach().requires_grad_() for _ in tasks]
-    outs = [h(a) for h, a in zip(net.head_modules(), aliases, strict=True)]
+    outs = net.compose([h(a) for h, a in zip(net.head_modules(), aliases, strict=True)])
     present = present_tasks(batch)
     net.train(was_training)
     if not present:  # no task is labelled in this batch: nothing to compare
@@ -342,6 +343,14 @@ def make_step(
     sync: StepSync | None = None,
 ) -> LossStep | GradientStep:
     if isinstance(balancer, GradientBalancer):
+        composed = composing_task(tasks)
+        if composed is not None:
+            raise PolytaskError(
+                f"task '{composed.name}' ({composed.kind}) is composed from task "
+                f"'{composed.composes_with()[0]}''s output, so no task has a gradient "
+                f"through its own head alone, which '{balancer.name}' needs; use a "
+                "loss-level balancing method (ew, uw, dwa, famo, ...)"
+            )
         return GradientStep(net, tasks, balancer, level, sync=sync)
     assert isinstance(balancer, LossBalancer)
     return LossStep(net, tasks, balancer, sync=sync)
