@@ -39,7 +39,7 @@ def _obvious_positive(keys: set[str]) -> str | None:
 
 class BinaryTask(Task):
     kind = "binary"
-    Options = BinaryOptions
+    Options: ClassVar[type[TaskOptions]] = BinaryOptions
     directions: ClassVar[dict[str, bool]] = {"auroc": True, "accuracy": True, "log_loss": False}
     headline_metrics = ("auroc",)
     score_metric = "accuracy"
@@ -159,7 +159,7 @@ class BinaryTask(Task):
     def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(output.squeeze(-1), target, pos_weight=self._pw)
 
-    def group_key(self) -> tuple:
+    def group_key(self) -> tuple | None:
         return ("binary",)
 
     @classmethod
@@ -190,7 +190,7 @@ class BinaryTask(Task):
     def describe_prediction(self) -> str:
         return f"predicted class, one of {shown_classes(self.classes)}"
 
-    def onnx_decoding(self) -> dict[str, Any]:
+    def onnx_decoding(self) -> dict[str, Any] | None:
         negative, positive = self.classes
         return {"negative": negative, "positive": positive, "threshold": self.options.threshold}
 

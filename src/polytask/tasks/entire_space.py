@@ -15,14 +15,14 @@ and ``TASK_cvr_proba`` (pCVR); metrics are a binary task's, of pCTCVR over every
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from polytask.errors import PolytaskError
-from polytask.tasks.base import Task
+from polytask.tasks.base import Task, TaskOptions
 from polytask.tasks.binary import BinaryOptions, BinaryTask
 
 
@@ -43,7 +43,7 @@ def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 class EntireSpaceTask(BinaryTask):
     kind = "entire_space"
-    Options = EntireSpaceOptions
+    Options: ClassVar[type[TaskOptions]] = EntireSpaceOptions
     options: EntireSpaceOptions
 
     def composes_with(self) -> tuple[str, ...]:
