@@ -45,6 +45,8 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
         **dict.fromkeys(fc.boolean, "boolean"),
         **dict.fromkeys(fc.text, "text"),
         **dict.fromkeys(fc.image, "image"),
+        **dict.fromkeys(fc.hash_buckets, "categorical"),
+        **dict.fromkeys(fc.multi_hot, "multi_hot"),
     }
     named = list(fc.include or []) + list(fc.drop) + list(overrides)
     require_columns(train, named, "feature")
@@ -169,6 +171,8 @@ def fit_source(
         fc.embedding_dim,
         fc.max_embedding_dim,
         text_options=text_options(model),
+        hash_buckets=fc.hash_buckets,
+        max_items=fc.max_items,
     )
     for name, frame in (("validation", val), ("test", tst)):
         if frame is not None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from polytask.config import ModelConfig, validate_options
+from polytask.encoders.bag import BagEmbedding
 from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
 from polytask.encoders.mlp import TabularEncoder
 from polytask.encoders.protocol import Encoder
@@ -62,6 +63,7 @@ def build_encoder(
         return SpatialImageEncoder(col.channels, (col.shape[0], col.shape[1]), images, m.activation)
     extra: list[nn.Module] = [text_encoder(c.vocab_size, c.options, c.dim) for c in pre.text]
     extra += [ImageVector(c.channels, images, m.activation) for c in pre.images]
+    extra += [BagEmbedding(c.cardinality, c.dim) for c in pre.bags]
     return TabularEncoder(
         numeric_width=pre.numeric_width,
         cardinalities=[c.cardinality for c in pre.categorical],

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 
 from polytask.features.arrays import looks_like_array_paths
+from polytask.features.multihot import holds_lists
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, is_text_dtype, missing_mask
 
-FeatureType = Literal["numeric", "categorical", "boolean", "text", "image"]
+FeatureType = Literal["numeric", "categorical", "boolean", "text", "image", "multi_hot"]
 
 #: a text column is free text when most values are distinct and long, with spaces
 TEXT_MIN_MEAN_LENGTH = 30
@@ -24,6 +25,8 @@ def infer_type(values: pd.Series) -> FeatureType:
         return "numeric"
     if not is_text_dtype(values.dtype) and not isinstance(values.dtype, pd.CategoricalDtype):
         return "image" if looks_like_array_paths(values) else "categorical"
+    if pd.api.types.is_object_dtype(values.dtype) and holds_lists(values):
+        return "multi_hot"
     if looks_like_array_paths(values):
         return "image"
     miss = missing_mask(values)

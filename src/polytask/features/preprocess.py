@@ -18,7 +18,10 @@ import pandas as pd
 import torch
 
 from polytask.errors import PolytaskError, close_matches
-from polytask.features.arrays import base_dir, image_tensor_layout, load_arrays
+from polytask.features.arrays import base_dir
+from polytask.features.hashing import bucket_codes, missing_id_error
+from polytask.features.images import ImageColumn, fit_image, image_tensor
+from polytask.features.multihot import MultiHotColumn
 from polytask.features.text import TextColumn, TextOptions
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
 
@@ -43,24 +46,24 @@ class CategoricalColumn:
     name: str
     vocab: list[str]
     dim: int
+    #: hashed (``features.hash_buckets``): this many buckets and no vocabulary
+    buckets: int | None = None
 
     @property
     def cardinality(self) -> int:
-        return len(self.vocab) + 2  # + unknown and missing buckets
+        # + unknown and missing buckets
+        return (self.buckets if self.buckets else len(self.vocab)) + 2
 
-
-@dataclass
-class ImageColumn:
-    name: str
-    #: the raw array shape of one image: (H, W) or (H, W, C)
-    shape: list[int]
-    #: per-channel mean and std of the [0, 1]-scaled training images
-    mean: list[float]
-    std: list[float]
-
-    @property
-    def channels(self) -> int:
-        return self.shape[2] if len(self.shape) == 3 else 1
+    def codes(self, keys: np.ndarray, miss: np.ndarray) -> np.ndarray:
+        """int64 codes of canonical keys (``miss``: missing cells)."""
+        if self.buckets:
+            if miss.any():
+                raise missing_id_error(self.name, int(np.flatnonzero(miss)[0]))
+            return bucket_codes(keys, self.buckets)
+        index = {k: c for c, k in enumerate(self.vocab, start=2)}
+        codes = pd.Series(keys).map(index).fillna(UNKNOWN).to_numpy(dtype=np.int64, copy=True)
+        codes[miss] = MISSING
+        return codes
 
 
 @dataclass
@@ -135,24 +138,6 @@ def _parse_boolean(values: pd.Series, name: str) -> np.ndarray:
     return arr
 
 
-def _fit_image(values: pd.Series, root: Any) -> ImageColumn:
-    arrays, present = load_arrays(values, root)
-    if arrays.ndim not in (3, 4) or (arrays.ndim == 4 and arrays.shape[-1] > 4):
-        raise PolytaskError(
-            f"image column '{values.name}' holds arrays of shape {arrays.shape[1:]}; an "
-            "image is H x W or H x W x C with at most 4 channels"
-        )
-    x = image_tensor_layout(arrays[present])
-    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
-    std = x.std(axis=(0, 2, 3), dtype=np.float64)
-    return ImageColumn(
-        name=str(values.name),
-        shape=[int(d) for d in arrays.shape[1:]],
-        mean=[float(m) for m in mean],
-        std=[float(v) if v > 1e-6 else 1.0 for v in std],
-    )
-
-
 def _fit_numeric(name: str, values: pd.Series, kind: str) -> NumericColumn:
     """A numeric or boolean column's imputation (median) and standardisation (mean, std
     of the imputed values), and whether it needs a missing-value indicator."""
@@ -179,33 +164,37 @@ def _fit_numeric(name: str, values: pd.Series, kind: str) -> NumericColumn:
     )
 
 
-def _fit_categorical(
-    name: str,
-    values: pd.Series,
-    min_count: int,
-    max_categories: int,
-    fixed_dim: int | None,
-    max_dim: int,
-) -> CategoricalColumn:
+@dataclass(frozen=True)
+class CategoryOptions:
+    """How categorical and multi-hot columns are fitted (``features.*`` of the config)."""
+
+    max_categories: int = 1000
+    min_count: int = 1
+    fixed_dim: int | None = None
+    max_dim: int = 16
+    #: hashed columns: name -> buckets
+    hash_buckets: dict[str, int] = field(default_factory=dict)
+    #: a multi-hot cell keeps its last this many items
+    max_items: int = 50
+
+    def dim(self, cardinality: int) -> int:
+        return self.fixed_dim or embedding_dim(cardinality, self.max_dim)
+
+
+def _fit_categorical(name: str, values: pd.Series, o: CategoryOptions) -> CategoricalColumn:
     """A categorical column's vocabulary (the most frequent values seen at least
-    ``min_count`` times, at most ``max_categories``) and its embedding width."""
+    ``min_count`` times, at most ``max_categories``), or its hash buckets, and its
+    embedding width."""
     miss = missing_mask(values)
+    buckets = o.hash_buckets.get(name)
+    if buckets:
+        if miss.any():
+            raise missing_id_error(name, int(np.flatnonzero(miss)[0]))
+        return CategoricalColumn(name=name, vocab=[], dim=o.dim(buckets + 2), buckets=buckets)
     counts = pd.Series(canonical_series(values, miss)[~miss]).value_counts()
-    counts = counts[counts >= min_count].iloc[:max_categories]
+    counts = counts[counts >= o.min_count].iloc[: o.max_categories]
     vocab = sorted(str(k) for k in counts.index)
-    card = len(vocab) + 2
-    dim = fixed_dim or embedding_dim(card, max_dim)
-    return CategoricalColumn(name=name, vocab=vocab, dim=dim)
-
-
-def _image_tensor(col: ImageColumn, values: pd.Series, root: Any) -> np.ndarray:
-    arrays, present = load_arrays(values, root, shape=tuple(col.shape))
-    x = image_tensor_layout(arrays)
-    mean = np.asarray(col.mean, dtype=np.float32)[None, :, None, None]
-    std = np.asarray(col.std, dtype=np.float32)[None, :, None, None]
-    x = (x - mean) / std
-    x[~present] = 0.0  # a missing image is the average image
-    return x
+    return CategoricalColumn(name=name, vocab=vocab, dim=o.dim(len(vocab) + 2))
 
 
 def _overflows(values: pd.Series) -> bool:
@@ -228,6 +217,8 @@ class Preprocessor:
     categorical: list[CategoricalColumn] = field(default_factory=list)
     text: list[TextColumn] = field(default_factory=list)
     images: list[ImageColumn] = field(default_factory=list)
+    #: multi-hot and sequence columns (:mod:`polytask.features.multihot`)
+    bags: list[MultiHotColumn] = field(default_factory=list)
 
     # -- fitting ---------------------------------------------------------------------------
     @classmethod
@@ -240,43 +231,54 @@ class Preprocessor:
         embedding_dim_fixed: int | None = None,
         max_embedding_dim: int = 16,
         text_options: TextOptions | None = None,
+        hash_buckets: dict[str, int] | None = None,
+        max_items: int = 50,
     ) -> Preprocessor:
+        """``hash_buckets`` (column -> buckets) hashes those categorical and multi-hot
+        columns instead of keeping a vocabulary; a multi-hot cell keeps its last
+        ``max_items`` items."""
         numeric: list[NumericColumn] = []
         categorical: list[CategoricalColumn] = []
         text: list[TextColumn] = []
         images: list[ImageColumn] = []
+        bags: list[MultiHotColumn] = []
+        o = CategoryOptions(
+            max_categories,
+            min_category_count,
+            embedding_dim_fixed,
+            max_embedding_dim,
+            dict(hash_buckets or {}),
+            max_items,
+        )
         for name, kind in types.items():
             values = df[name]
             if kind == "text":
                 text.append(TextColumn.fit(name, values, text_options or TextOptions()))
                 continue
             if kind == "image":
-                images.append(_fit_image(values, base_dir(df)))
+                images.append(fit_image(values, base_dir(df)))
                 continue
             if kind in ("numeric", "boolean"):
                 numeric.append(_fit_numeric(name, values, kind))
             elif kind == "categorical":
-                dims = (embedding_dim_fixed, max_embedding_dim)
-                categorical.append(
-                    _fit_categorical(name, values, min_category_count, max_categories, *dims)
-                )
+                categorical.append(_fit_categorical(name, values, o))
+            elif kind == "multi_hot":
+                limits = (o.min_count, o.max_categories)
+                buckets = o.hash_buckets.get(name)
+                bags.append(MultiHotColumn.fit(values, name, limits, max_items, buckets, o.dim))
             else:
                 raise PolytaskError(f"feature column '{name}': unsupported type '{kind}'")
-        if not (numeric or categorical or text or images):
+        if not (numeric or categorical or text or images or bags):
             raise PolytaskError(
                 "no feature columns are left to learn from; check features.include / features.drop"
             )
-        return cls(numeric=numeric, categorical=categorical, text=text, images=images)
+        return cls(numeric, categorical, text, images, bags)
 
     # -- applying --------------------------------------------------------------------------
     @property
     def columns(self) -> list[str]:
-        columns: list[NumericColumn | CategoricalColumn | TextColumn | ImageColumn] = [
-            *self.numeric,
-            *self.categorical,
-            *self.text,
-            *self.images,
-        ]
+        columns: list[Any] = [*self.numeric, *self.categorical, *self.text, *self.images]
+        columns += self.bags
         return [c.name for c in columns]
 
     @property
@@ -308,7 +310,8 @@ class Preprocessor:
         except (TypeError, ValueError) as err:
             if isinstance(err, PolytaskError):
                 raise
-            bad = next((c for c in self.columns if _holds_containers(df[c])), None)
+            plain = [c for c in self.columns if c not in {b.name for b in self.bags}]
+            bad = next((c for c in plain if _holds_containers(df[c])), None)
             where = f"feature column '{bad}'" if bad else "a feature column"
             raise PolytaskError(
                 f"{where} holds values that are not numbers or text ({type(err).__name__}); "
@@ -332,16 +335,14 @@ class Preprocessor:
         for i, ccol in enumerate(self.categorical):
             values = df[ccol.name]
             miss = missing_mask(values)
-            keys = pd.Series(canonical_series(values, miss))
-            index = {k: c for c, k in enumerate(ccol.vocab, start=2)}
-            codes = keys.map(index).fillna(UNKNOWN).to_numpy(dtype=np.int64, copy=True)
-            codes[miss] = MISSING
-            cat[:, i] = codes
+            cat[:, i] = ccol.codes(canonical_series(values, miss), miss)
         extra: dict[str, torch.Tensor] = {}
         for tcol in self.text:
             extra[tcol.name] = torch.from_numpy(tcol.transform(df[tcol.name]))
         for icol in self.images:
-            extra[icol.name] = torch.from_numpy(_image_tensor(icol, df[icol.name], base_dir(df)))
+            extra[icol.name] = torch.from_numpy(image_tensor(icol, df[icol.name], base_dir(df)))
+        for bag in self.bags:
+            extra[bag.name] = torch.from_numpy(bag.codes(df[bag.name]))
         return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat), extra)
 
     # -- persistence -----------------------------------------------------------------------
@@ -351,6 +352,7 @@ class Preprocessor:
             "categorical": [asdict(c) for c in self.categorical],
             "text": [c.to_dict() for c in self.text],
             "images": [asdict(c) for c in self.images],
+            "bags": [asdict(c) for c in self.bags],
         }
 
     @classmethod
@@ -360,4 +362,5 @@ class Preprocessor:
             categorical=[CategoricalColumn(**c) for c in data["categorical"]],
             text=[TextColumn.from_dict(c) for c in data.get("text", [])],
             images=[ImageColumn(**c) for c in data.get("images", [])],
+            bags=[MultiHotColumn(**c) for c in data.get("bags", [])],
         )

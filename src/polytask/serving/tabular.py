@@ -19,10 +19,16 @@ def check_tabular(model: MultiTaskModel, verb: str, text: bool = True) -> None:
     pre = model.preprocessor
     unsupported = list(getattr(pre, "images", []))
     if not text:
-        unsupported += list(getattr(pre, "text", []))
+        unsupported += list(getattr(pre, "text", [])) + list(getattr(pre, "bags", []))
     if unsupported:
         col = unsupported[0]
-        kind = "text" if col in getattr(pre, "text", []) else "image"
+        kind = (
+            "text"
+            if col in getattr(pre, "text", [])
+            else "multi-hot"
+            if col in getattr(pre, "bags", [])
+            else "image"
+        )
         raise PolytaskError(
             f"cannot {verb} a model with the {kind} feature '{col.name}': only numeric, "
             "boolean and categorical features are supported; use polytask predict"
