@@ -20,11 +20,16 @@ from polytask.encoders.protocol import Encoder
 from polytask.encoders.sources import SourceRouter
 from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
-from polytask.features.preprocess import Preprocessor
+from polytask.features.preprocess import FeatureTensors, Preprocessor
+from polytask.features.records import encode_columns, records_columns
 from polytask.metrics.scoring import raw_outputs, score
 from polytask.prepare import check_sources
 from polytask.tasks import Task, make_task
 from polytask.version import __version__
+
+#: ``predict`` on at most this many rows takes the records path (numpy per column, no
+#: pandas work per column; see polytask.features.records)
+FAST_ROWS = 64
 
 
 def build_tasks(cfg: RunConfig) -> list[Task]:
@@ -171,13 +176,52 @@ class MultiTaskModel:
     ) -> list[np.ndarray]:
         """Raw network outputs (logits, standardised values) per task, in task order."""
         df = _as_frame(data)
-        s = self.source_of(df, source)
+        return self._frame_raw(df, self.source_of(df, source))
+
+    def _frame_raw(self, df: pd.DataFrame, s: int | None) -> list[np.ndarray]:
+        """Raw outputs of a checked frame: a few rows of a single-source model take the
+        records path (no pandas work per column), the rest ``Preprocessor.transform``."""
         pre = self.preprocessors[s or 0]
+        if s is None and len(df) <= FAST_ROWS and not pre.images:
+            pre.check_columns(df)
+            where = [df.columns.get_loc(c) for c in pre.columns]
+            cells = df.to_numpy(dtype=object)
+            try:
+                feats = encode_columns(
+                    pre, {c: cells[:, j].tolist() for c, j in zip(pre.columns, where, strict=True)}
+                )
+            except PolytaskError:
+                feats = pre.transform(df)  # the DataFrame path's own message
+        else:
+            feats = pre.transform(df)
+        return self._raw(feats, s)
+
+    def _raw(self, feats: FeatureTensors, s: int | None = None) -> list[np.ndarray]:
         lead = () if s is None else (torch.tensor(s, device=self._device()),)
-        feats = pre.transform(df)
         bs = self.config.training.eval_batch_size
         outs = raw_outputs(self.net, feats, bs, self._device(), lead)
         return [o.numpy() for o in outs]
+
+    def predict_columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        """The prediction columns ``predict`` writes, for records given as mappings
+        (feature -> raw value, None for missing), encoded with numpy without a
+        DataFrame (the path ``serve`` takes): {column: values, one per record}."""
+        pre = self.preprocessor
+        feats = encode_columns(pre, records_columns(records, pre.columns))
+        columns: dict[str, np.ndarray] = {}
+        for task, out in zip(self.tasks, self._raw(feats), strict=True):
+            columns.update(task.decode(out))
+        return columns
+
+    def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One dict per record with the columns ``predict`` writes (``TASK``,
+        ``TASK_proba``, ...): the Python API for a handful of records, without pandas.
+        ``model.predict_records([{"age": 61, "sex": "f", ...}])[0]["TASK_proba"]``."""
+        columns = self.predict_columns(records)
+        values = [
+            [v.item() if isinstance(v, np.generic) else v for v in c] for c in columns.values()
+        ]
+        return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
     def predict(
         self,
@@ -200,7 +244,7 @@ class MultiTaskModel:
                 hint = f" (close: {', '.join(near)})" if near else ""
                 raise PolytaskError(f"`keep` column '{col}' is not in the data{hint}")
         s = self.source_of(df, source)
-        outs = self.predict_raw(df, None if s is None else self.sources[s])  # type: ignore[index]
+        outs = self._frame_raw(df, s)
         predicted: dict[str, Any] = {}
         own = self.source_tasks(s)
         for task, out in zip(self.tasks, outs, strict=True):

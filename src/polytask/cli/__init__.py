@@ -192,7 +192,14 @@ def _write_table_atomic(df: Any, out: Path) -> None:
 def cmd_serve(a: argparse.Namespace) -> int:
     from polytask.serving.server import serve
 
-    serve(a.run, host=a.host, port=a.port, max_rows=a.max_rows, threads=a.threads)
+    batching = {
+        k: v
+        for k, v in (("max_wait_ms", a.max_wait_ms), ("max_batch", a.max_batch))
+        if v is not None
+    }
+    serve(
+        a.run, host=a.host, port=a.port, max_rows=a.max_rows, threads=a.threads, batching=batching
+    )
     return 0
 
 

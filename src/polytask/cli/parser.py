@@ -279,6 +279,16 @@ def _serve(sub: Any) -> None:
     s.add_argument(
         "--threads", type=int, default=1, metavar="N", help="torch threads per request (default 1)"
     )
+    s.add_argument(
+        "--max-wait-ms",
+        type=float,
+        metavar="MS",
+        help="under concurrent load, wait up to MS for other requests to share a forward "
+        "pass (default 1.0; 0: never)",
+    )
+    s.add_argument(
+        "--max-batch", type=int, metavar="N", help="most records per forward pass (default 256)"
+    )
 
 
 def _export(sub: Any) -> None:

@@ -54,14 +54,22 @@ class CategoricalColumn:
         # + unknown and missing buckets
         return (self.buckets if self.buckets else len(self.vocab)) + 2
 
+    def index(self) -> dict[str, int]:
+        """Category key -> code (built once, then cached: the records path reads it per
+        request)."""
+        cached = self.__dict__.get("_index")
+        if cached is None:
+            cached = self.__dict__["_index"] = {k: c for c, k in enumerate(self.vocab, start=2)}
+        return cached
+
     def codes(self, keys: np.ndarray, miss: np.ndarray) -> np.ndarray:
         """int64 codes of canonical keys (``miss``: missing cells)."""
         if self.buckets:
             if miss.any():
                 raise missing_id_error(self.name, int(np.flatnonzero(miss)[0]))
             return bucket_codes(keys, self.buckets)
-        index = {k: c for c, k in enumerate(self.vocab, start=2)}
-        codes = pd.Series(keys).map(index).fillna(UNKNOWN).to_numpy(dtype=np.int64, copy=True)
+        mapped = pd.Series(keys).map(self.index()).fillna(UNKNOWN)
+        codes = mapped.to_numpy(dtype=np.int64, copy=True)
         codes[miss] = MISSING
         return codes
 
@@ -91,7 +99,7 @@ def embedding_dim(cardinality: int, cap: int) -> int:
     return max(1, min(cap, round(1.6 * cardinality**0.56)))
 
 
-def _parse_numeric(values: pd.Series, name: str) -> np.ndarray:
+def parse_numeric(values: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.astype("float64").to_numpy(na_value=np.nan)
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -113,9 +121,9 @@ def _parse_numeric(values: pd.Series, name: str) -> np.ndarray:
     return arr
 
 
-def _parse_boolean(values: pd.Series, name: str) -> np.ndarray:
+def parse_boolean(values: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        arr = _parse_numeric(values, name)
+        arr = parse_numeric(values, name)
         ok = np.isnan(arr) | (arr == 0) | (arr == 1)
         if not ok.all():
             raise PolytaskError(
@@ -141,7 +149,7 @@ def _parse_boolean(values: pd.Series, name: str) -> np.ndarray:
 def _fit_numeric(name: str, values: pd.Series, kind: str) -> NumericColumn:
     """A numeric or boolean column's imputation (median) and standardisation (mean, std
     of the imputed values), and whether it needs a missing-value indicator."""
-    arr = _parse_numeric(values, name) if kind == "numeric" else _parse_boolean(values, name)
+    arr = parse_numeric(values, name) if kind == "numeric" else parse_boolean(values, name)
     present = arr[~np.isnan(arr)]
     if present.size:
         median = float(np.median(present))
@@ -318,19 +326,30 @@ class Preprocessor:
                 "give it plain values"
             ) from None
 
-    def _transform(self, df: pd.DataFrame) -> FeatureTensors:
-        n = len(df)
+    def numeric_block(self, parsed: list[np.ndarray], n: int) -> np.ndarray:
+        """(N, numeric_width) float32 from each numeric column's parsed float64 values
+        (NaN: missing): imputed, standardised, clipped, then the missing indicators.
+        Shared by the DataFrame path and the records path (features.records)."""
         num = np.empty((n, self.numeric_width), dtype=np.float32)
         j = len(self.numeric)
-        for i, col in enumerate(self.numeric):
-            parse = _parse_numeric if col.kind == "numeric" else _parse_boolean
-            arr = parse(df[col.name], col.name)
+        for i, (col, arr) in enumerate(zip(self.numeric, parsed, strict=True)):
             miss = np.isnan(arr)
             z = (np.where(miss, col.median, arr) - col.mean) / col.std
             num[:, i] = np.clip(z, -MAX_STANDARDISED, MAX_STANDARDISED)
             if col.indicator:
                 num[:, j] = miss
                 j += 1
+        return num
+
+    def _transform(self, df: pd.DataFrame) -> FeatureTensors:
+        n = len(df)
+        num = self.numeric_block(
+            [
+                (parse_numeric if c.kind == "numeric" else parse_boolean)(df[c.name], c.name)
+                for c in self.numeric
+            ],
+            n,
+        )
         cat = np.empty((n, len(self.categorical)), dtype=np.int64)
         for i, ccol in enumerate(self.categorical):
             values = df[ccol.name]

@@ -23,15 +23,19 @@ def raw_outputs(
     """Outputs of every task over all rows, in task order, on the CPU. ``lead`` inputs
     go before the features' own (a multi-source network's source index)."""
     was_training = net.training
-    net.eval()
+    if was_training:  # eval() walks every module: skipped where it would change nothing
+        net.eval()
     chunks: list[list[torch.Tensor]] = []
     n = len(features)
     for s in range(0, n, batch_size):
         inputs = [x.to(device, non_blocking=True) for x in features.rows(s, s + batch_size)]
         chunks.append([o.float().cpu() for o in net.forward_list(*lead, *inputs)])
-    net.train(was_training)
+    if was_training:
+        net.train()
     if not chunks:
         return []
+    if len(chunks) == 1:
+        return chunks[0]
     return [torch.cat(parts) for parts in zip(*chunks, strict=True)]
 
 

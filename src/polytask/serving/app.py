@@ -3,8 +3,8 @@
 Every client error is a 4xx whose ``detail`` is a list of ``{"loc", "msg", "type"}``
 naming the record and feature (``["body", "records", 3, "age"]``): a malformed body, a
 missing feature key, a value of the wrong type or out of range, too many records are
-422; a body larger than ``max_body_bytes`` is 413. Prediction is a plain ``def``
-endpoint, so FastAPI runs it in its thread pool, off the event loop.
+422; a body larger than ``max_body_bytes`` is 413. Prediction runs in the micro-batcher's
+worker thread, off the event loop.
 """
 
 import json
@@ -29,9 +29,10 @@ from polytask.api import load
 from polytask.errors import PolytaskError
 from polytask.features.preprocess import Preprocessor
 from polytask.model import MultiTaskModel
+from polytask.serving.batcher import BatchingOptions, MicroBatcher
 from polytask.serving.metadata import Health, Metadata, model_metadata
 from polytask.serving.payload import (
-    json_records,
+    json_rows,
     prediction_model,
     records_frame,
     request_model,
@@ -220,8 +221,11 @@ def create_app(
     model_or_run_dir: MultiTaskModel | str | Path,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    batching: BatchingOptions | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving one model (a :class:`MultiTaskModel` or a run directory)."""
+    """A FastAPI app serving one model (a :class:`MultiTaskModel` or a run directory).
+    Records are encoded without pandas (``MultiTaskModel.predict_columns``) and
+    concurrent requests share forward passes (:mod:`polytask.serving.batcher`)."""
     if max_rows < 1 or max_body_bytes < 1:
         raise PolytaskError("max_rows and max_body_bytes must be at least 1")
     model = (
@@ -240,6 +244,8 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _add_error_handlers(app, max_body_bytes)
+    batcher = MicroBatcher(lambda records: json_rows(model.predict_columns(records)), batching)
+    app.state.batcher = batcher
 
     @app.get("/health", response_model=Health, summary="the server is up")
     def health() -> Health:
@@ -255,13 +261,14 @@ def create_app(
         responses=PREDICT_ERRORS,
         summary="predict every task for each record",
     )
-    def predict(body: request_type) -> Any:  # type: ignore[valid-type]
-        frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
+    async def predict(body: request_type) -> Any:  # type: ignore[valid-type]
+        records = [r.model_dump(by_alias=True) for r in body.records]  # type: ignore[attr-defined]
         try:
-            predictions = model.predict(frame)
+            predictions = await batcher.submit(records)
         except PolytaskError as err:
+            frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
             where = locate_bad_value(pre, frame)
             return error_response(422, [where or {"loc": ["body", "records"], "msg": str(err)}])
-        return SafeJSONResponse({"predictions": json_records(predictions)})
+        return SafeJSONResponse({"predictions": predictions})
 
     return app

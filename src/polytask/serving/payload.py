@@ -196,9 +196,14 @@ def output_columns(task: Task) -> list[str]:
 
 def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of a predictions frame as JSON-safe dicts: Python scalars, NaN/inf as None."""
-    names = [str(c) for c in frame.columns]
-    columns = [_json_column(frame[c].to_numpy()) for c in frame.columns]
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    return json_rows({str(c): frame[c].to_numpy() for c in frame.columns})
+
+
+def json_rows(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Prediction columns (``MultiTaskModel.predict_columns``) as JSON-safe rows."""
+    names = list(columns)
+    values = [_json_column(np.asarray(v)) for v in columns.values()]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _json_column(values: np.ndarray) -> list[Any]:

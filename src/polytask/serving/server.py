@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,18 +46,22 @@ def serve(
     max_body_bytes: int | None = None,
     threads: int = 1,
     log_level: str = "info",
+    batching: dict[str, Any] | None = None,
 ) -> None:
     """Serve ``run`` over HTTP until Ctrl-C (then returns) or SIGTERM (then the process
     ends with that signal, after a graceful shutdown).
 
-    ``threads`` is torch's intra-op thread count. FastAPI answers requests concurrently
-    from a thread pool, so one torch thread per request (the default) keeps the cores
-    from being oversubscribed; raise it for few, large batches."""
+    ``threads`` is torch's intra-op thread count: forward passes run one at a time in
+    the micro-batcher's thread, so one torch thread (the default) leaves the other
+    cores to the HTTP work; raise it for few, large batches. ``batching``: the
+    :class:`~polytask.serving.batcher.BatchingOptions` (``max_wait_ms``, ``max_batch``)."""
     try:
         import uvicorn
     except ImportError as err:
         raise missing_extra("serve", err) from None
+    from polytask.config import validate_options
     from polytask.serving.app import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_ROWS, create_app
+    from polytask.serving.batcher import BatchingOptions
 
     if threads < 1:
         raise PolytaskError(f"--threads {threads} must be at least 1")
@@ -67,6 +72,7 @@ def serve(
         run,
         max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows,
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes,
+        batching=validate_options(BatchingOptions, batching or {}, where="serve batching"),
     )
     sock = bind(host, port)
     bound = sock.getsockname()[1]
