@@ -81,6 +81,8 @@ def _source_router(
 
 def _as_frame(data: pd.DataFrame | str | Path, what: str = "data") -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
+        if len(data) and data.columns.is_unique and all(type(c) is str for c in data.columns):
+            return data  # nothing for check_frame to fix: no copy (a one-row predict's cost)
         return check_frame(data.copy(deep=False), what)
     return read_table(data)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
 
 from polytask.config import DataConfig, FeaturesConfig, ModelConfig, RunConfig
 from polytask.encoders.build import text_options
@@ -148,8 +149,10 @@ def fit_source(
     """Split ``frames`` (data, validation, test) as ``dc`` says, then fit ``tasks`` and the
     preprocessing on the training rows; ``where`` prefixes error messages."""
     data, validation, test = frames
-    label_cols = {c for t in tasks for c in t.columns}
+    weights = [t.options.weight for t in tasks if t.options.weight]
+    label_cols = {c for t in tasks for c in t.columns} | set(weights)
     require_columns(data, [c for t in tasks for c in t.columns], f"{where}label")
+    require_columns(data, weights, f"{where}sample-weight")
     train, val_split, test_split = split_frame(
         data,
         dc.validation_fraction,
@@ -181,14 +184,21 @@ def fit_source(
     return FittedSource(pre, types, {"train": train, "validation": val, "test": tst})
 
 
-def task_table(tasks: list[Task], pre: Preprocessor, df: pd.DataFrame) -> TensorTable:
-    """A split as tensors: the features and every task's encoded targets and masks."""
+def task_table(
+    tasks: list[Task], pre: Preprocessor, df: pd.DataFrame, weighted: bool = False
+) -> TensorTable:
+    """A split as tensors: the features and every task's encoded targets and masks;
+    ``weighted`` (the training split): the tasks' sample weights too."""
     targets, masks = [], []
     for t in tasks:
         y, m = t.encode(t.labels_of(df))
         targets.append(y)
         masks.append(m)
-    return TensorTable(pre.transform(df), targets, masks)
+    table = TensorTable(pre.transform(df), targets, masks)
+    if weighted:
+        found = [t.weights_of(df) for t in tasks]
+        table.weights = [None if w is None else torch.from_numpy(w) for w in found]
+    return table
 
 
 @dataclass
@@ -234,7 +244,9 @@ def prepare_single(
     fitted = fit_source(cfg.model, cfg.data, cfg.features, tasks, frames, cfg.training.seed)
     pre = fitted.preprocessor
     tables: dict[str, Table | None] = {
-        split: task_table(tasks, pre, frame) if frame is not None and len(frame) else None
+        split: task_table(tasks, pre, frame, weighted=split == "train")
+        if frame is not None and len(frame)
+        else None
         for split, frame in fitted.frames.items()
     }
     return PreparedData([pre], [fitted.feature_types], [fitted.rows], tables, frames)

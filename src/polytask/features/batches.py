@@ -47,6 +47,9 @@ class TensorTable:
     features: FeatureTensors
     targets: list[torch.Tensor]
     masks: list[torch.Tensor]
+    #: per task, per-row sample weights (None: unweighted); empty: no task is weighted.
+    #: A weighted task's batch mask is the float weight where labelled, 0 elsewhere
+    weights: list[torch.Tensor | None] = field(default_factory=list)
     #: set by each ``batches()`` pass: per task, the batches holding at least one label
     batches_with_labels: list[int] = field(default_factory=list, init=False, repr=False)
 
@@ -63,6 +66,7 @@ class TensorTable:
             ),
             [t.to(device) for t in self.targets],
             [m.to(device) for m in self.masks],
+            [None if w is None else w.to(device) for w in self.weights],
         )
 
     def scoring_parts(
@@ -98,6 +102,12 @@ class TensorTable:
         extra = list(self.features.extra.values())
         targets, given = self.targets, list(self.masks)
         full = [bool(m.all()) for m in given] if drop_full_masks else [False] * len(given)
+        if self.weights:  # weighted tasks: the weight where labelled, never "every row"
+            given = [
+                m if w is None else m.to(w.dtype) * w.reshape(-1, *([1] * (m.ndim - 1)))
+                for m, w in zip(given, self.weights, strict=True)
+            ]
+            full = [f and w is None for f, w in zip(full, self.weights, strict=True)]
         masks: list[torch.Tensor | None]
         if shuffle:
             perm = torch.randperm(n, generator=generator).to(num.device)

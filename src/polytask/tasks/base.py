@@ -31,6 +31,10 @@ class TaskOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: a column of per-row sample weights (>= 0) for this task's training loss: the
+    #: loss is the weighted mean over labelled rows (metrics stay unweighted)
+    weight: str | None = None
+
 
 class Task(ABC):
     """One prediction target. Subclasses set ``kind``, ``Options``, ``directions``,
@@ -82,6 +86,24 @@ class Task(ABC):
         if len(self.columns) == 1:
             return frame[self.columns[0]]
         return frame[self.columns]
+
+    def weights_of(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """The ``weight`` option's column as float32 (None without one); a missing,
+        negative or non-numeric weight is an error naming the column and row."""
+        column = self.options.weight
+        if column is None:
+            return None
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            at = int(np.flatnonzero(bad)[0])
+            value = frame[column].iloc[at]
+            shown = value.item() if isinstance(value, np.generic) else value
+            raise self._error(
+                f"weight column '{column}' row {frame.index[at]} holds {shown!r}; "
+                "sample weights are numbers >= 0 on every row (0 leaves a row out)"
+            )
+        return values.astype(np.float32)
 
     @abstractmethod
     def fit(self, labels: Any) -> None:
