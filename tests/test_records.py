@@ -179,3 +179,26 @@ def test_micro_batcher_groups_concurrent_requests_and_isolates_a_bad_one() -> No
     assert max(calls[1:3]) == 8  # at most max_batch records per pass, 12 requests in 2
     assert mixed[0] == [{"double": 10}] and isinstance(mixed[1], PolytaskError)
     assert batches[:3] == [1, 8, 4]
+
+
+def test_served_answers_equal_batch_predict_on_rec_features(model) -> None:
+    from fastapi.testclient import TestClient
+
+    from polytask.serving.app import create_app
+
+    rows = _awkward_rows().drop(index=[10, 11])  # JSON sends numbers as numbers
+    records = [
+        {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+        for r in rows.to_dict(orient="records")
+    ]
+    batch = model.predict(pd.concat([rows] * 8, ignore_index=True)).iloc[: len(rows)]
+    with TestClient(create_app(model)) as client:
+        got = client.post("/predict", json={"records": records}).json()["predictions"]
+        meta = client.get("/metadata").json()
+        bad = client.post("/predict", json={"records": [{**records[0], "tags": [{"a": 1}]}]})
+    np.testing.assert_allclose([g["y_proba"] for g in got], batch["y_proba"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose([g["v"] for g in got], batch["v"], rtol=1e-6, atol=1e-6)
+    assert {"name": "tags", "type": "multi_hot"}.items() <= next(
+        f for f in meta["features"] if f["name"] == "tags"
+    ).items()
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "tags"

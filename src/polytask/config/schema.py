@@ -168,26 +168,12 @@ class FeaturesConfig(Strict):
             extend=True,
         ),
     )
-    #: hashed categoricals, for IDs with millions of values: column -> number of buckets;
-    #: each value goes to a bucket by a stable hash (the same in every process), no
-    #: vocabulary is kept, and every row needs a value (a multi-hot column's items too)
-    hash_buckets: dict[str, PositiveInt] = Field(
-        default_factory=dict, json_schema_extra={"keyword": "hash_buckets"}
-    )
-    #: multi-hot and sequence columns (Parquet lists, or text with '|' between items),
-    #: embedded as the mean of their items' embeddings; list columns are found by inference
+    #: IDs with millions of values: column -> buckets (a stable hash, no vocabulary)
+    hash_buckets: dict[str, PositiveInt] = Field({}, json_schema_extra={"keyword": "hash_buckets"})
     multi_hot: list[str] = Field(
-        default_factory=list,
-        json_schema_extra=flag(
-            "--multi-hot",
-            "columns of category lists (Parquet lists or 'a|b|c' text), embedded as a bag",
-            "COLS",
-            extend=True,
-            keyword="multi_hot",
-        ),
-    )
-    #: a multi-hot cell keeps its last this many items (a sequence's most recent)
-    max_items: int = Field(50, ge=1, json_schema_extra={"keyword": "max_items"})
+        [], json_schema_extra=flag("--multi-hot", "category-list columns", "COLS", extend=True)
+    )  # lists of categories per cell (Parquet lists or 'a|b' text), embedded as a bag
+    max_items: int = Field(50, ge=1, json_schema_extra={"keyword": "max_items"})  # last kept
     #: keep at most this many categories per column (the rest share the unknown bucket)
     max_categories: int = Field(1000, ge=1)
     #: categories seen fewer times than this in training share the unknown bucket

@@ -10,6 +10,7 @@ from polytask.model import MultiTaskModel
 from polytask.serving.payload import (
     BOOLEAN_HELP,
     CATEGORY_HELP,
+    ITEMS_HELP,
     NUMERIC_HELP,
     TEXT_HELP,
     output_columns,
@@ -22,7 +23,7 @@ Label = str | int | float | bool
 
 class FeatureInfo(BaseModel):
     name: str
-    type: Literal["numeric", "boolean", "categorical", "text"]
+    type: Literal["numeric", "boolean", "categorical", "text", "multi_hot"]
     accepts: str = Field(description="the values a record may hold for this feature")
     categories: list[str] | None = Field(
         None, description="categorical: the categories seen in training"
@@ -88,6 +89,10 @@ def model_metadata(model: MultiTaskModel, max_rows: int, max_body_bytes: int) ->
     ]
     features += [
         FeatureInfo(name=c.name, type="text", accepts=TEXT_HELP) for c in getattr(pre, "text", [])
+    ]
+    features += [
+        FeatureInfo(name=c.name, type="multi_hot", accepts=ITEMS_HELP, categories=c.vocab or None)
+        for c in getattr(pre, "bags", [])
     ]
     return Metadata(
         polytask_version=__version__,

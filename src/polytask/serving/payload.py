@@ -56,6 +56,28 @@ def _scalar(value: Any) -> Any:
 SCALAR_SCHEMA = {"type": ["number", "string", "boolean", "null"]}
 TEXT_HELP = "free text; null or empty text is missing"
 Category = Annotated[Any, BeforeValidator(_scalar), WithJsonSchema(SCALAR_SCHEMA)]
+ITEMS_HELP = (
+    "a list of categories (text or numbers), or text with '|' between them; null or [] "
+    "is no items; items unseen in training go to the unknown bucket"
+)
+
+
+def _items(value: Any) -> Any:
+    """A multi-hot value: a list of JSON scalars, or one scalar (text with '|')."""
+    if isinstance(value, list):
+        for item in value:
+            if not (item is None or isinstance(item, (bool, int, float, str))):
+                raise PydanticCustomError(
+                    "items_type",
+                    "expected a list of text or numbers, got a list holding {got}",
+                    {"got": type(item).__name__},
+                )
+        return value
+    return _scalar(value)
+
+
+ITEMS_SCHEMA = {"anyOf": [{"type": "array", "items": SCALAR_SCHEMA}, SCALAR_SCHEMA]}
+Items = Annotated[Any, BeforeValidator(_items), WithJsonSchema(ITEMS_SCHEMA)]
 
 
 def _in_range(column: NumericColumn) -> Callable[[Any], Any]:
@@ -117,6 +139,11 @@ def record_model(pre: Preprocessor) -> type[BaseModel]:
         fields[f"s{k}"] = (
             Category,
             Field(alias=text.name, description=f"text feature: {TEXT_HELP}"),
+        )
+    for k, bag in enumerate(getattr(pre, "bags", [])):
+        fields[f"b{k}"] = (
+            Items,
+            Field(alias=bag.name, description=f"multi-hot feature: {ITEMS_HELP}"),
         )
     return create_model(
         "Record",
