@@ -63,7 +63,8 @@ def metric_direction(metric: str) -> bool | None:
     return None
 
 
-for _cls in (
+#: the built-in kinds (the CLI's --help and early checks read this tuple from the source)
+BUILTIN: tuple[type[Task], ...] = (
     RegressionTask,
     BinaryTask,
     MulticlassTask,
@@ -71,7 +72,8 @@ for _cls in (
     CountTask,
     SegmentationTask,
     DenseRegressionTask,
-):
+)
+for _cls in BUILTIN:
     register(_cls)
 
 
