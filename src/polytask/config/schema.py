@@ -223,8 +223,8 @@ class BalancingConfig(BaseModel):
     #: where gradient-level methods take the task gradients: the shared parameters, or
     #: the shared representation (cheaper; with mgda this is MGDA-UB)
     jacobian: Literal["parameters", "representation"] = "parameters"
-    #: every this many steps, log the task weights and the pairwise cosine of the task
-    #: gradients to the history (0: never)
+    #: every this many steps, and at least 4 times an epoch, log the task weights and the
+    #: pairwise cosine of the task gradients to the history (0: never)
     log_every: int = Field(100, ge=0)
 
     @property

@@ -20,7 +20,12 @@ import numpy as np
 
 from polytask import run_dir
 from polytask.analysis.affinity import WEAK, AffinitySummary, summarise_affinity
-from polytask.analysis.conflict import ConflictSummary, cosine_matrix, summarise_conflict
+from polytask.analysis.conflict import (
+    CONFLICT_LABELS,
+    ConflictSummary,
+    cosine_matrix,
+    summarise_conflict,
+)
 from polytask.config import load_yaml, parse_config
 from polytask.errors import PolytaskError
 from polytask.evaluation.html import REPORT, Page, plots_dir, replace_folder
@@ -33,6 +38,8 @@ from polytask.evaluation.plots import (
     task_weights,
 )
 from polytask.evaluation.sections import (
+    CONFLICT_HEADER,
+    CONFLICT_RULE,
     VERDICT_HEADER,
     caption,
     conflict_cells,
@@ -71,14 +78,13 @@ def _conflict_section(
         f"Cosine similarity of the task gradients, logged every few steps while training "
         f"{who}. Below 0 the tasks pull the shared layers in opposite directions. "
         "Trend: change of the cosine from the start to the end of training (least-squares "
-        "slope)."
+        f"slope). {CONFLICT_RULE}"
     )
-    classes = [[None, None, None, None, "label bad" if p.mean < 0 else "label"] for p in pairs]
-    page.table(
-        ["pair", "mean cosine", "epochs < 0", "trend", ""],
-        conflict_cells(pairs),
-        cell_classes=classes,
-    )
+    classes = [
+        [None, None, None, "label", None, None, "label bad" if bad else "label"]
+        for bad in (p.label in CONFLICT_LABELS for p in pairs)
+    ]
+    page.table(CONFLICT_HEADER, conflict_cells(pairs), cell_classes=classes)
     fig = heatmap(
         cosine_matrix(names, pairs),
         names,

@@ -150,16 +150,17 @@ class Trainer:
         self.optimizer = make_optimizer(net, cfg, self.balancer.parameters(), device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         sync = StepSync(ctx) if ctx is not None else None
+        steps = len(train.batch_sizes(cfg.batch_size))
         run = FitRun(
             train=train.to(device),
             val=val,
             generator=torch.Generator(device="cpu").manual_seed(cfg.seed),
-            monitor_log=BalanceLog(self.names, self.log_every),
+            monitor_log=BalanceLog(self.names, self.log_every, steps),
             early=EarlyStopping(cfg.patience, cfg.min_delta),
             watch=DivergenceWatch(self.names, checkpoints),
             checkpoints=checkpoints,
             sync=sync,
-            steps=len(train.batch_sizes(cfg.batch_size)),
+            steps=steps,
         )
         if resume is not None:
             run.running = self._restore(resume, run)
@@ -311,9 +312,7 @@ class Trainer:
         monitor_log = run.monitor_log
         weights = monitor_log.epoch_weights() or self.balancer.weights()
         record["weights"] = {k: w for k, w in weights.items() if math.isfinite(w)}
-        cosine = monitor_log.epoch_cosine()
-        if cosine:
-            record["cosine"] = cosine
+        record.update(monitor_log.epoch_cosine())  # cosine, cosine_n, cosine_sd
         record["monitor"] = monitor if math.isfinite(monitor) else None
         self.balancer.end_epoch(train_loss)
         return record, totals, monitor, stopping
