@@ -101,7 +101,7 @@ class BalanceLog:
             else 0.0
             for k, m in means.items()
         }
-        out = {
+        out: dict[str, dict[str, Any]] = {
             "cosine": {k: round(m, 6) for k, m in means.items()},
             "cosine_n": dict(self.cos_n),
             "cosine_sd": {k: round(v, 6) for k, v in spread.items()},
