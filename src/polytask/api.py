@@ -21,6 +21,7 @@ from polytask.config.build import TaskSpec as TaskSpec
 from polytask.config.build import build_config as build_config
 from polytask.encoders.build import image_options, text_options
 from polytask.errors import PolytaskError
+from polytask.evaluation.start import start_lines
 from polytask.features.io import check_frame, read_table
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
@@ -64,6 +65,23 @@ def _prepare(
     if ctx is not None:
         raise PolytaskError("a multi-source model trains in one process; run it without torchrun")
     return prepare_sources(cfg, tasks)
+
+
+def _print_start(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> None:
+    """Rows per split, inferred feature types, tasks and their labels, before training
+    (on stderr, with the progress bar and the epoch lines)."""
+    import sys
+
+    if prepared.names is None:
+        lines = start_lines(
+            tasks, prepared.rows[0], prepared.feature_types[0], prepared.split("train")
+        )
+        print("\n".join(lines), file=sys.stderr)
+        return
+    for source, rows, types in zip(cfg.sources, prepared.rows, prepared.feature_types, strict=True):
+        own = {t.name for t in source.tasks}
+        lines = start_lines([t for t in tasks if t.name in own], rows, types, None)
+        print(f"source {source.name}: " + "\n".join(lines), file=sys.stderr)
 
 
 def _final_metrics(
@@ -136,6 +154,8 @@ def train_run(
             distributed=ctx,
         )
         train, val = prepared.tables["train"], prepared.split("validation")
+        if trainer.verbose:  # after every check that can fail before training
+            _print_start(cfg, prepared, tasks)
         result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
         net, device = trainer.net, trainer.device
         bs = cfg.training.eval_batch_size

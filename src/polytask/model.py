@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,17 @@ class MultiTaskModel:
         s = self.source_of(df, source)
         own = self.source_tasks(s)
         present = [t for t in own if all(c in df.columns for c in t.columns)]
+        absent = [t for t in own if t not in present]
+        if absent:  # left out of the result, as documented, and said so
+            missing = "; ".join(
+                f"'{t.name}' (column {', '.join(repr(c) for c in t.columns if c not in df)})"
+                for t in absent
+            )
+            warnings.warn(
+                f"not scored, their label columns are not in the data: {missing}",
+                UserWarning,
+                stacklevel=2,
+            )
         if not present:
             return {}
         index = [self.tasks.index(t) for t in present]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from polytask import io
-from polytask.cli import checks
+from polytask.cli import checks, hints
 from polytask.cli.parser import build_parser, config_flags
 from polytask.config.keys import FLAGS, set_key, with_flags
 from polytask.errors import PolytaskError
@@ -53,7 +53,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     if cfg.training.report:  # the HTML file only: the run stays a flat folder of files
         _report_or_warn(a.out, plots=False)
     print(f"saved run to {a.out}")
+    _next(a.out)
     return 0
+
+
+def _next(run: str) -> None:
+    """The next command, as it runs from here."""
+    cmd = hints.command()
+    print(f"next: {cmd} predict {run} --data NEW.csv --output predictions.csv", file=sys.stderr)
 
 
 def _report_or_warn(folder: str, plots: bool = True) -> None:
@@ -145,7 +152,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
-        if not result:
+        if not result:  # the warning above named each task's missing column
             print("no task's label column is in the data; nothing to score", file=sys.stderr)
         _print_metrics(result, Path(a.data).name)
     return 0
@@ -235,7 +242,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from polytask.demo import run_demo
 
-    run_demo(
+    result = run_demo(
         out=a.out,
         epochs=a.epochs,
         seed=a.seed,
@@ -243,6 +250,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
         verbose=not a.quiet,
     )
+    _report_or_warn(result["out"], plots=False)  # as train does: RUN/report.html
+    _next(result["out"])
     return 0
 
 
@@ -275,7 +284,7 @@ def _one_line_warnings() -> None:
     """Warnings as one line each, naming flags where the library names config keys."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {with_flags(str(message))}", file=sys.stderr)
+        print(f"warning: {hints.as_run(with_flags(str(message)))}", file=sys.stderr)
 
     warnings.showwarning = show
 
@@ -286,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except PolytaskError as err:
-        line = with_flags(str(err)).replace("\r", "\\r").replace("\n", "\\n")  # one line
+        line = hints.as_run(with_flags(str(err))).replace("\r", "\\r").replace("\n", "\\n")
         print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # training saves a checkpoint first and says so

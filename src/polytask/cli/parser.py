@@ -215,14 +215,17 @@ def _compare(sub: Any) -> None:
         "splits; print per-task test metrics (mean ± std), Δm% against the single-task "
         "models, mean rank, time per epoch and parameters, and a verdict per task for the "
         "variant chosen on validation. Writes results.md/.csv/.json and report.html to "
-        "--out; rerunning resumes, keeping finished runs. Takes the train flags.",
+        "OUT; rerunning resumes, keeping finished runs. Takes the train flags.",
     )
     _run_flags(c)
     skip = {"balancing.method", "model.architecture", "training.affinity_every", "training.report"}
     add_config_flags(c, skip=skip)
-    c.add_argument("--no-report", action="store_true", help="skip writing the report.html")
+    c.add_argument("--no-report", action="store_true", help="skip writing OUT/report.html")
     c.add_argument(
-        "--out", metavar="DIR", required=True, help="comparison folder to create or resume"
+        "--out",
+        metavar="OUT",
+        required=True,
+        help="comparison folder to create or resume (results.md/.csv/.json, report.html, runs/)",
     )
     c.add_argument(
         "--methods",
@@ -241,8 +244,9 @@ def _compare(sub: Any) -> None:
         "--seeds",
         type=int,
         metavar="N",
-        help=f"seeds per model (default {defaults['seeds']}); seed s draws split and "
-        "initialisation s",
+        help=f"how many seeds each model is trained with (default {defaults['seeds']}): "
+        "runs use seeds --seed, --seed + 1, ..., each drawing its own split and "
+        "initialisation (--seed alone sets the first)",
     )
     c.add_argument(
         "--affinity-every",

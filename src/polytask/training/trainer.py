@@ -50,7 +50,12 @@ from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
 from polytask.training.optim import make_optimizer, make_scheduler, step_scheduler
-from polytask.training.progress import TrainingProgress, epoch_summary, format_losses
+from polytask.training.progress import (
+    EPOCH_LEGEND,
+    TrainingProgress,
+    epoch_summary,
+    format_losses,
+)
 from polytask.training.schedule import CheckpointSchedule
 from polytask.training.steps import make_step
 
@@ -267,7 +272,9 @@ class Trainer:
         loop = run.loop
         if self.verbose:
             run.bar.step(run.steps, epoch, format_losses(self.names, totals))
-            run.bar.log(epoch_summary(self.tasks, record))
+            if epoch == 1:
+                run.bar.log(EPOCH_LEGEND)
+            run.bar.log(epoch_summary(self.tasks, record, run.bar.width, self.cfg.epochs))
         step_scheduler(self.scheduler, monitor)
         loop.epoch = epoch + 1
         loop.finished = run.early.stopped_early or epoch == self.cfg.epochs
