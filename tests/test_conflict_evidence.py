@@ -69,6 +69,8 @@ def test_the_pooled_interval_is_the_one_over_all_measurements() -> None:
         ([[0.5, 0.45, 0.55, 0.5]] * 3, "aligned"),
         ([[0.4, 0.5, 0.45, 0.5]] * 3 + [[-0.2, -0.1, -0.15, -0.2]], "often conflicting"),
         ([[-0.9, 0.8, -0.7, 0.9]] * 3, "inconclusive"),  # a wide interval
+        # hovering around 0: half the epochs below 0 is no conflict (the wine walkthrough)
+        ([[-0.01, 0.0], [0.01, 0.0], [-0.02, -0.01], [0.0, 0.01], [-0.01, 0.0]], "near orthogonal"),
     ],
 )
 def test_the_label_follows_the_stated_rule(samples: list[list[float]], label: str) -> None:

@@ -14,9 +14,11 @@ The label follows one stated rule (:func:`label_of`), in this order:
 
 - fewer than ``MIN_MEASUREMENTS`` measurements: "too few measurements";
 - the whole interval below ``-CONFLICT_MARGIN``: "conflicting";
-- at least 4 logged epochs and a quarter of them with a negative mean: "often conflicting";
+- the whole interval within ±``ALIGNED_MARGIN``: "near orthogonal" (a cosine that hovers
+  around 0 has half its epochs below 0, which is no conflict);
+- at least 4 logged epochs and a quarter of them with a mean below ``-CONFLICT_MARGIN``:
+  "often conflicting";
 - the whole interval above ``ALIGNED_MARGIN``: "aligned";
-- the whole interval within ±``ALIGNED_MARGIN``: "near orthogonal";
 - otherwise (a wide interval): "inconclusive".
 
 A history from before the counts were logged counts each epoch's mean as one measurement.
@@ -38,7 +40,8 @@ MIN_MEASUREMENTS = 8
 CONFLICT_MARGIN = 0.05
 #: "aligned": it lies above ALIGNED_MARGIN; "near orthogonal": within ±ALIGNED_MARGIN
 ALIGNED_MARGIN = 0.1
-#: "often conflicting": this share of at least OFTEN_EPOCHS logged epochs below 0
+#: "often conflicting": this share of at least OFTEN_EPOCHS logged epochs below
+#: -CONFLICT_MARGIN
 OFTEN_SHARE, OFTEN_EPOCHS = 0.25, 4
 #: labels that claim a conflict (the report marks them)
 CONFLICT_LABELS = ("conflicting", "often conflicting")
@@ -59,6 +62,8 @@ class PairConflict:
     #: 95% confidence interval of the mean cosine (NaN with fewer than two measurements)
     low: float = math.nan
     high: float = math.nan
+    #: share of logged epochs whose mean cosine was below -CONFLICT_MARGIN
+    conflict_share: float = 0.0
 
     @property
     def pair(self) -> str:
@@ -87,12 +92,12 @@ def label_of(p: PairConflict) -> str:
         return "too few measurements"
     if p.high < -CONFLICT_MARGIN:
         return "conflicting"
-    if p.epochs >= OFTEN_EPOCHS and p.negative_share >= OFTEN_SHARE:
+    if p.low >= -ALIGNED_MARGIN and p.high <= ALIGNED_MARGIN:
+        return "near orthogonal"
+    if p.epochs >= OFTEN_EPOCHS and p.conflict_share >= OFTEN_SHARE:
         return "often conflicting"
     if p.low > ALIGNED_MARGIN:
         return "aligned"
-    if p.low >= -ALIGNED_MARGIN and p.high <= ALIGNED_MARGIN:
-        return "near orthogonal"
     return "inconclusive"
 
 
@@ -162,6 +167,7 @@ def _pair_conflict(pair: str, e: _Epochs, trend: float) -> PairConflict:
         b=b,
         mean=mean,
         negative_share=float((np.asarray(e.means) < 0).mean()),
+        conflict_share=float((np.asarray(e.means) < -CONFLICT_MARGIN).mean()),
         trend=trend,
         epochs=len(e.means),
         measurements=n,

@@ -28,8 +28,9 @@ CONFLICT_HEADER = [
 #: the rule behind the labels, said wherever they are shown
 CONFLICT_RULE = (
     f"A pair is called conflicting only with at least {MIN_MEASUREMENTS} measurements and "
-    f"the whole 95% interval of its mean cosine below -{CONFLICT_MARGIN}; aligned above "
-    f"+{ALIGNED_MARGIN}; near orthogonal within ±{ALIGNED_MARGIN}; otherwise inconclusive."
+    f"the whole 95% interval of its mean cosine below -{CONFLICT_MARGIN}; near orthogonal "
+    f"within ±{ALIGNED_MARGIN}; often conflicting with a quarter of at least 4 epochs below "
+    f"-{CONFLICT_MARGIN}; aligned above +{ALIGNED_MARGIN}; otherwise inconclusive."
 )
 
 
