@@ -126,7 +126,7 @@ def test_report_replaces_only_its_own_file_without_overwrite(small_run, tmp_path
     assert "Written by polytask" in (run / "report.html").read_text()
     write_report(run, plots=False)  # train's report: polytask's own, replaced
     (run / "report.html").write_text("my notes")
-    with pytest.raises(PolytaskError, match="polytask did not write it; pass --overwrite"):
+    with pytest.raises(PolytaskError, match="polytask did not write it; pass `overwrite=True`"):
         write_report(run, plots=False)
     assert (run / "report.html").read_text() == "my notes"
     write_report(run, plots=False, overwrite=True)

@@ -345,9 +345,7 @@ def write_report(
     own = output is None and out.is_file() and _written_by_polytask(out)
     if out.exists() and not (overwrite or own or not out.is_file()):
         whose = "" if output is not None else " and polytask did not write it"
-        raise PolytaskError(
-            f"'{out}' already exists{whose}; pass `overwrite=True` to replace it"
-        )
+        raise PolytaskError(f"'{out}' already exists{whose}; pass `overwrite=True` to replace it")
     if out.exists() and out.is_dir():
         raise PolytaskError(f"'{out}' is a folder; `output` names the HTML file to write")
     page = compare_page(src) if is_comparison(src) else run_page(src)
