@@ -44,7 +44,8 @@ def test_fit_returns_a_model_that_predicts_a_frame(
     shuffled = df.sample(frac=1.0, random_state=0)  # a non-default index
     pred = model.predict(shuffled, keep=["id"])
     assert isinstance(pred, pd.DataFrame)
-    assert list(pred.index) == list(range(len(df)))
+    assert list(pred.index) == list(shuffled.index) != list(range(len(df)))  # the input's
+    assert pred.loc[shuffled.index[3], "id"] == shuffled["id"].iloc[3]
     assert pred["id"].tolist() == shuffled["id"].tolist()
     assert list(pred.columns) == [
         "id",

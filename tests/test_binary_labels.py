@@ -102,11 +102,13 @@ def test_more_than_two_labels_is_an_error() -> None:
         task.fit(pd.Series(["a", "b", "c", "a"], name="y"))
 
 
-def test_unseen_label_at_encode_is_an_error() -> None:
+def test_unseen_label_at_encode_is_unlabelled_with_a_warning_as_for_multiclass() -> None:
+    # one behaviour for every class kind (issue 17): not scored, not trained on, said so
     task = make_task("y", "binary", ["y"], {})
     task.fit(pd.Series(["yes", "no"], name="y"))
-    with pytest.raises(PolytaskError, match="not trained on"):
-        task.encode(pd.Series(["yes", "maybe"], name="y"))
+    with pytest.warns(UserWarning, match=r"not seen in training: 'maybe' \(1 cell, row 1\)"):
+        y, mask = task.encode(pd.Series(["yes", "maybe", "no"], name="y"))
+    assert mask.tolist() == [True, False, True] and y[[0, 2]].tolist() == [1.0, 0.0]
 
 
 def test_obvious_pair_in_mixed_case_within_a_column() -> None:

@@ -4,6 +4,7 @@ rendered by headless Chromium into a page that has real content where the plots 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -228,3 +229,35 @@ def test_report_of_a_run_with_one_task(tmp_path: Path) -> None:
     polytask.fit(df, tasks=["y:regression"], out=out, epochs=2, hidden=[4])
     page = write_report(out).read_text()
     assert "Learning curves" in page and "Gradient conflict" not in page
+
+
+def test_run_reports_conflict_section_shows_counts_in_headless_chromium(
+    run: Path, tmp_path: Path
+) -> None:
+    """Chromium's DOM of the page: the conflict table names, per pair, how many
+    measurements its figures are of (the history's counts), and the rule."""
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
+    write_report(run)
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    cmd += [f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"]
+    done = subprocess.run(
+        [*cmd, (run / "report.html").resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    dom = done.stdout
+    section = dom[dom.index('id="conflict"') :]
+    table = section[: section.index("</table>")]
+    assert "<th>measurements</th>" in table and "95% interval" in table
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    expected = {}
+    for record in history:
+        for pair, n in record.get("cosine_n", {}).items():
+            expected[pair.replace("~", " / ")] = expected.get(pair.replace("~", " / "), 0) + n
+    assert len(expected) == 3 and min(expected.values()) >= 8
+    for pair, n in expected.items():
+        assert re.search(rf"{re.escape(pair)}</td>.*?<td[^>]*>{n} over 4 epochs</td>", table, re.S)
+    assert "at least 8 measurements" in section[: section.index("<table")]

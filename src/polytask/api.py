@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,10 +14,14 @@ from polytask import run_dir
 from polytask.architectures import MultiTaskNet
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
-from polytask.config import RunConfig, load_config, parse_config, parse_task_spec
-from polytask.config.keys import apply_keywords
+from polytask.config import RunConfig
+
+# build_config and TaskSpec live with the config (the CLI builds configs without torch)
+from polytask.config.build import TaskSpec as TaskSpec
+from polytask.config.build import build_config as build_config
 from polytask.encoders.build import image_options, text_options
 from polytask.errors import PolytaskError
+from polytask.evaluation.start import start_lines
 from polytask.features.io import check_frame, read_table
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
@@ -28,49 +31,6 @@ from polytask.tasks import Task
 from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
 from polytask.training.trainer import TrainResult
-
-TaskSpec = str | Mapping[str, Any]
-
-
-def _task_list(tasks: Sequence[TaskSpec] | Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Task specs in any accepted form -> task mappings for the config."""
-    if isinstance(tasks, str):
-        tasks = [tasks]
-    if isinstance(tasks, Mapping):  # {"hospdead": "binary", "slos": {"kind": ...}}
-        out = []
-        for name, spec in tasks.items():
-            if isinstance(spec, str):
-                out.append({"name": name, "column": name, "kind": spec})
-            else:
-                out.append({"name": name, **dict(spec)})
-        return out
-    result = []
-    for spec in tasks:
-        result.append(parse_task_spec(spec) if isinstance(spec, str) else dict(spec))
-    return result
-
-
-def build_config(
-    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
-    tasks: Sequence[TaskSpec] | Mapping[str, Any] | None = None,
-    **overrides: Any,
-) -> RunConfig:
-    """A config from a file/mapping plus keyword overrides (``epochs=20``,
-    ``balancing="ew"``, ``architecture="hard"``, ``hidden=[64]``, ...): every field of
-    ``training`` and ``model`` by its name, and the keywords fields declare in the schema
-    (``polytask.config.keys.KEYWORDS``)."""
-    if config is None:
-        data: dict[str, Any] = {}
-    elif isinstance(config, RunConfig):
-        data = config.to_dict()
-    elif isinstance(config, (str, Path)):
-        data = load_config(config).to_dict()
-    else:
-        data = copy.deepcopy(dict(config))  # the caller's mapping stays as it was
-    if tasks is not None:
-        data["tasks"] = _task_list(tasks)
-    apply_keywords(data, overrides)  # the keywords come from the schema (config.keys)
-    return parse_config(data)
 
 
 def _check_run(cfg: RunConfig) -> Balancer:
@@ -105,6 +65,23 @@ def _prepare(
     if ctx is not None:
         raise PolytaskError("a multi-source model trains in one process; run it without torchrun")
     return prepare_sources(cfg, tasks)
+
+
+def _print_start(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> None:
+    """Rows per split, inferred feature types, tasks and their labels, before training
+    (on stderr, with the progress bar and the epoch lines)."""
+    import sys
+
+    if prepared.names is None:
+        lines = start_lines(
+            tasks, prepared.rows[0], prepared.feature_types[0], prepared.split("train")
+        )
+        print("\n".join(lines), file=sys.stderr)
+        return
+    for source, rows, types in zip(cfg.sources, prepared.rows, prepared.feature_types, strict=True):
+        own = {t.name for t in source.tasks}
+        lines = start_lines([t for t in tasks if t.name in own], rows, types, None)
+        print(f"source {source.name}: " + "\n".join(lines), file=sys.stderr)
 
 
 def _final_metrics(
@@ -177,6 +154,8 @@ def train_run(
             distributed=ctx,
         )
         train, val = prepared.tables["train"], prepared.split("validation")
+        if trainer.verbose:  # after every check that can fail before training
+            _print_start(cfg, prepared, tasks)
         result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
         net, device = trainer.net, trainer.device
         bs = cfg.training.eval_batch_size

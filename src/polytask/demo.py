@@ -87,7 +87,6 @@ def run_demo(
     info = model.info
     console.print(
         f"trained {info['epochs_run']} epochs in {seconds:.1f}s (best epoch "
-        f"{info['best_epoch']}); run saved to [bold]{out_path}[/]\n"
-        f"next: polytask predict {out_path} --data YOUR.csv --output predictions.csv"
+        f"{info['best_epoch']}); run saved to [bold]{out_path}[/]"
     )
     return {"test": test, "baseline": gbm, "seconds": seconds, "out": str(out_path)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +232,13 @@ class MultiTaskModel:
         keep: list[str] | None = None,
         source: str | None = None,
     ) -> pd.DataFrame:
-        """One row per input row, in input order: each task's prediction in the label's own
-        values or units, probabilities as ``TASK_proba`` / ``TASK_proba_CLASS``, and the
-        input columns named in ``keep`` (as ``COL_input`` where a prediction column has
-        the same name, e.g. when keeping a task's label). A per-pixel task's column holds
-        one H x W array per row (``np.stack(df[TASK])`` gives the N x H x W block).
-        A multi-source model predicts the tasks of the source whose features ``data``
-        holds (or of ``source``)."""
+        """One row per input row, in input order and with the input's index (so a join on
+        the index lines up): each task's prediction in the label's own values or units,
+        probabilities as ``TASK_proba`` / ``TASK_proba_CLASS``, and the input columns named
+        in ``keep`` (as ``COL_input`` where a prediction column has the same name, e.g.
+        when keeping a task's label). A per-pixel task's column holds one H x W array per
+        row (``np.stack(df[TASK])`` gives the N x H x W block). A multi-source model
+        predicts the tasks of the source whose features ``data`` holds (or of ``source``)."""
         df = _as_frame(data)
         keep = list(keep or [])
         for col in keep:
@@ -260,7 +261,7 @@ class MultiTaskModel:
             (f"{c}_input" if c in predicted else c): df[c].to_numpy() for c in keep
         }
         columns.update(predicted)
-        return pd.DataFrame(columns, index=pd.RangeIndex(len(df)))
+        return pd.DataFrame(columns, index=df.index)
 
     def evaluate(
         self, data: pd.DataFrame | str | Path, source: str | None = None
@@ -272,6 +273,17 @@ class MultiTaskModel:
         s = self.source_of(df, source)
         own = self.source_tasks(s)
         present = [t for t in own if all(c in df.columns for c in t.columns)]
+        absent = [t for t in own if t not in present]
+        if absent:  # left out of the result, as documented, and said so
+            missing = "; ".join(
+                f"'{t.name}' (column {', '.join(repr(c) for c in t.columns if c not in df)})"
+                for t in absent
+            )
+            warnings.warn(
+                f"not scored, their label columns are not in the data: {missing}",
+                UserWarning,
+                stacklevel=2,
+            )
         if not present:
             return {}
         index = [self.tasks.index(t) for t in present]

@@ -30,11 +30,23 @@ SPLITS = ("train", "validation", "test")
 Table = TensorTable | MultiSourceTable
 
 
+#: a table with at most this many columns has them listed when a name has no near miss
+LISTED_COLUMNS = 15
+
+
 def require_columns(df: pd.DataFrame, names: list[str], what: str) -> None:
+    """Each name is a column of ``df``; else an error naming ``what`` named it (a key,
+    which the CLI shows as its flag), and the near misses, or the columns of a narrow
+    table when there is none."""
     for name in names:
         if name not in df.columns:
             near = close_matches(name, df.columns)
-            hint = f"; close matches: {', '.join(repr(n) for n in near)}" if near else ""
+            if near:
+                hint = f"; close matches: {', '.join(repr(n) for n in near)}"
+            elif len(df.columns) <= LISTED_COLUMNS:
+                hint = f"; its columns are {', '.join(repr(str(c)) for c in df.columns)}"
+            else:
+                hint = ""
             raise PolytaskError(f"{what} column '{name}' is not in the data{hint}")
 
 
@@ -49,8 +61,10 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
         **dict.fromkeys(fc.hash_buckets, "categorical"),
         **dict.fromkeys(fc.multi_hot, "multi_hot"),
     }
-    named = list(fc.include or []) + list(fc.drop) + list(overrides)
-    require_columns(train, named, "feature")
+    require_columns(train, list(fc.include or []), "features.include")
+    require_columns(train, list(fc.drop), "features.drop")
+    for kind in ("numeric", "categorical", "boolean", "text", "image"):
+        require_columns(train, list(getattr(fc, kind)), f"features.{kind}")
     dropped = sorted(label_cols & set(fc.drop))
     if dropped:
         raise PolytaskError(

@@ -51,3 +51,19 @@ def canonical_series(values: pd.Series, miss: np.ndarray) -> np.ndarray:
     keys = np.full(len(values), "", dtype=object)
     keys[~miss] = present.map(mapping).to_numpy(dtype=object)
     return keys
+
+
+def bad_cells(values: pd.Series, bad: np.ndarray, shown: int = 3) -> str:
+    """What a message says about the cells of ``values`` flagged by ``bad``: the first
+    distinct values, how many cells and their first rows (by the frame's index, which
+    for a file polytask read is the 0-based data row), e.g. "'n/a', 'x' (5 cells, rows
+    4, 17, 20, ...)"."""
+    n = int(np.count_nonzero(bad))
+    distinct = pd.unique(values[bad])
+    examples = ", ".join(repr(to_python(v)) for v in distinct[:shown])
+    if len(distinct) > shown:
+        examples += ", ..."
+    rows = ", ".join(str(to_python(i)) for i in values.index[bad][:shown])
+    if n > shown:
+        rows += ", ..."
+    return f"{examples} ({n} cell{'s' if n != 1 else ''}, row{'s' if n != 1 else ''} {rows})"

@@ -1,4 +1,10 @@
-"""The command line: parses arguments and calls the library. Nothing else lives here."""
+"""The command line: parses arguments and calls the library. Nothing else lives here.
+
+Each verb imports the library inside its function, after parsing and the checks that
+need no data (:mod:`polytask.cli.checks`): the library imports torch, scipy and
+scikit-learn (seconds), which ``--help``, ``--version`` and a mistyped flag must not wait
+for. tests/test_cli_startup.py holds it to that.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from polytask import io
+from polytask.cli import checks, hints
 from polytask.cli.parser import build_parser, config_flags
 from polytask.config.keys import FLAGS, set_key, with_flags
 from polytask.errors import PolytaskError
@@ -18,10 +25,6 @@ from polytask.errors import PolytaskError
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from polytask.analysis.affinity import TaskAffinity
-    from polytask.api import resume, train_run
-    from polytask.training.distributed import launched_as_rank_zero
-
     if a.resume:
         a.out = _resume_out(a)
         cfg = _train_config(a, base=_saved_config(a.out))
@@ -29,6 +32,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise PolytaskError("train needs --out RUN_DIR (where to save the run)")
     else:
         cfg = _train_config(a)
+    from polytask.analysis.affinity import TaskAffinity  # lazy: see the module's docstring
+    from polytask.api import resume, train_run
+    from polytask.training.distributed import launched_as_rank_zero
+
     every = cfg.training.affinity_every
     callbacks = [TaskAffinity(every)] if every else []
     if a.resume:
@@ -46,7 +53,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     if cfg.training.report:  # the HTML file only: the run stays a flat folder of files
         _report_or_warn(a.out, plots=False)
     print(f"saved run to {a.out}")
+    _next(a.out)
     return 0
+
+
+def _next(run: str) -> None:
+    """The next command, as it runs from here."""
+    cmd = hints.command()
+    print(f"next: {cmd} predict {run} --data NEW.csv --output predictions.csv", file=sys.stderr)
 
 
 def _report_or_warn(folder: str, plots: bool = True) -> None:
@@ -82,16 +96,24 @@ def _saved_config(out: str) -> Any:
 def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
     """The run config from --config (or ``base``), --task and the config flags (train and
     compare share them): each flag sets just its own key (FLAGS, from the schema)."""
-    from polytask.api import build_config
     from polytask.config import parse_config
+    from polytask.config.build import build_config
 
     data = build_config(a.config or base, a.task).to_dict()
     for path, value in config_flags(a).items():
         set_key(data, path, value, extend=FLAGS[path].extend)
-    return parse_config(data)
+    cfg = parse_config(data)
+    checks.check_run_config(cfg)
+    return cfg
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
+    cfg = _train_config(a)
+    for name in a.methods or ():
+        checks.check_name("balancing method", name, checks.known("polytask.balancing", "METHODS"))
+    for name in a.architectures or ():
+        architectures = checks.known("polytask.architectures", "ARCHITECTURES")
+        checks.check_name("architecture", name, architectures)
     from rich.console import Console
 
     from polytask.compare import compare, make_spec
@@ -99,7 +121,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     given = {"seeds": a.seeds, "affinity_every": a.affinity_every}  # None: make_spec's default
     spec = make_spec(
-        _train_config(a),
+        cfg,
         a.methods,
         a.architectures,
         **{k: v for k, v in given.items() if v is not None},
@@ -122,6 +144,7 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    checks.check_run_and_data(a.run, a.data)
     from polytask.api import load
 
     model = load(a.run)
@@ -129,21 +152,22 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
-        if not result:
+        if not result:  # the warning above named each task's missing column
             print("no task's label column is in the data; nothing to score", file=sys.stderr)
         _print_metrics(result, Path(a.data).name)
     return 0
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from polytask.api import load
-
     out = Path(a.output)
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise PolytaskError(f"--output '{out}' must end in .csv or .parquet")
     if out.exists() and not a.overwrite:
         raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
+    checks.check_run_and_data(a.run, a.data)
+    from polytask.api import load
+
     model = load(a.run)
     dense = [t.name for t in model.tasks if t.dense]
     arrays_out = out.with_suffix(".npz")
@@ -190,6 +214,7 @@ def _write_table_atomic(df: Any, out: Path) -> None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    checks.check_run_and_data(a.run)
     from polytask.serving.server import serve
 
     batching = {
@@ -204,6 +229,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    checks.check_run_and_data(a.run)
     from polytask.serving.onnx_export import export_onnx
 
     result = export_onnx(a.run, a.output, overwrite=a.overwrite)
@@ -223,7 +249,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from polytask.demo import run_demo
 
-    run_demo(
+    result = run_demo(
         out=a.out,
         epochs=a.epochs,
         seed=a.seed,
@@ -231,6 +257,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
         verbose=not a.quiet,
     )
+    _report_or_warn(result["out"], plots=False)  # as train does: RUN/report.html
+    _next(result["out"])
     return 0
 
 
@@ -263,7 +291,7 @@ def _one_line_warnings() -> None:
     """Warnings as one line each, naming flags where the library names config keys."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {with_flags(str(message))}", file=sys.stderr)
+        print(f"warning: {hints.as_run(with_flags(str(message)))}", file=sys.stderr)
 
     warnings.showwarning = show
 
@@ -274,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except PolytaskError as err:
-        line = with_flags(str(err)).replace("\r", "\\r").replace("\n", "\\n")  # one line
+        line = hints.as_run(with_flags(str(err))).replace("\r", "\\r").replace("\n", "\\n")
         print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # training saves a checkpoint first and says so

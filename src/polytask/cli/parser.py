@@ -6,10 +6,11 @@ namespace under its key (``training.epochs``); :func:`config_flags` collects the
 from __future__ import annotations
 
 import argparse
-import inspect
 from collections.abc import Collection
 from typing import Any
 
+from polytask.cli.static import defaults as static_defaults
+from polytask.cli.static import registry
 from polytask.config.keys import FLAGS, Flag
 from polytask.version import __version__
 
@@ -48,13 +49,10 @@ def _ints(value: str) -> list[int]:
 def _choices(path: str) -> str:
     """The registry's names for keys whose values are a registry's (listed in --help)."""
     if path == "balancing.method":
-        from polytask.balancing import METHODS
-
-        return ", ".join(METHODS) + "; options go in the config's balancing section"
+        methods = registry("polytask.balancing", "METHODS")
+        return ", ".join(methods) + "; options go in the config's balancing section"
     if path == "model.architecture":
-        from polytask.architectures import ARCHITECTURES
-
-        return ", ".join(ARCHITECTURES)
+        return ", ".join(registry("polytask.architectures", "ARCHITECTURES"))
     return ""
 
 
@@ -173,6 +171,7 @@ def _predict(sub: Any) -> None:
 
 
 def _demo(sub: Any) -> None:
+    demo = static_defaults("polytask.demo", "run_demo")
     d = sub.add_parser(
         "demo",
         help="train on the bundled SUPPORT2 hospital data",
@@ -183,18 +182,31 @@ def _demo(sub: Any) -> None:
     d.add_argument(
         "--out", metavar="RUN_DIR", help="where to save the run (default: a new folder under runs/)"
     )
-    epochs = FLAGS["training.epochs"]
-    d.add_argument("--epochs", type=int, metavar="N", help=_help(epochs))
-    d.add_argument("--seed", type=int, default=0, metavar="N")
-    d.add_argument("--no-baseline", action="store_true", help="skip the gradient-boosting baseline")
-    d.add_argument("--overwrite", action="store_true")
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"maximum epochs (default {FLAGS['training.epochs'].default}; early stopping "
+        "may end sooner)",
+    )
+    d.add_argument(
+        "--seed",
+        type=int,
+        default=demo["seed"],
+        metavar="N",
+        help=f"seed for the split, initialisation and shuffling (default {demo['seed']})",
+    )
+    d.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the gradient-boosting baseline (it trains one model per task)",
+    )
+    d.add_argument("--overwrite", action="store_true", help="replace an existing RUN_DIR")
+    d.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines")
 
 
 def _compare(sub: Any) -> None:
-    from polytask.compare import make_spec
-
-    defaults = {k: v.default for k, v in inspect.signature(make_spec).parameters.items()}
+    defaults = static_defaults("polytask.evaluation.layout", "make_spec")
     c = sub.add_parser(
         "compare",
         help="does sharing help? single-task baselines vs multi-task variants",
@@ -203,14 +215,17 @@ def _compare(sub: Any) -> None:
         "splits; print per-task test metrics (mean ± std), Δm% against the single-task "
         "models, mean rank, time per epoch and parameters, and a verdict per task for the "
         "variant chosen on validation. Writes results.md/.csv/.json and report.html to "
-        "--out; rerunning resumes, keeping finished runs. Takes the train flags.",
+        "OUT; rerunning resumes, keeping finished runs. Takes the train flags.",
     )
     _run_flags(c)
     skip = {"balancing.method", "model.architecture", "training.affinity_every", "training.report"}
     add_config_flags(c, skip=skip)
-    c.add_argument("--no-report", action="store_true", help="skip writing the report.html")
+    c.add_argument("--no-report", action="store_true", help="skip writing OUT/report.html")
     c.add_argument(
-        "--out", metavar="DIR", required=True, help="comparison folder to create or resume"
+        "--out",
+        metavar="OUT",
+        required=True,
+        help="comparison folder to create or resume (results.md/.csv/.json, report.html, runs/)",
     )
     c.add_argument(
         "--methods",
@@ -229,8 +244,9 @@ def _compare(sub: Any) -> None:
         "--seeds",
         type=int,
         metavar="N",
-        help=f"seeds per model (default {defaults['seeds']}); seed s draws split and "
-        "initialisation s",
+        help=f"how many seeds each model is trained with (default {defaults['seeds']}): "
+        "runs use seeds --seed, --seed + 1, ..., each drawing its own split and "
+        "initialisation (--seed alone sets the first)",
     )
     c.add_argument(
         "--affinity-every",

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from polytask.config.reserved import reserved_head_name
+
 
 def flag(
     name: str,
@@ -94,8 +96,8 @@ class TaskConfig(BaseModel):
         # whether a kind reads several columns is the kind's to say (polytask.tasks.make_task)
         if self.columns is not None and len(self.columns) < 2:
             raise ValueError(f"task '{self.name}': 'columns' needs at least two 0/1 columns")
-        if "." in self.name or _reserved_head_name(self.name):
-            safe = self.name.replace(".", "_") + ("_" if _reserved_head_name(self.name) else "")
+        if "." in self.name or reserved_head_name(self.name):
+            safe = self.name.replace(".", "_") + ("_" if reserved_head_name(self.name) else "")
             raise ValueError(
                 f"task name '{self.name}' cannot name a network head (it holds '.' or is a "
                 f"reserved word); rename the task, e.g. COLUMN:KIND:name={safe} or "
@@ -227,8 +229,8 @@ class BalancingConfig(BaseModel):
     #: where gradient-level methods take the task gradients: the shared parameters, or
     #: the shared representation (cheaper; with mgda this is MGDA-UB)
     jacobian: Literal["parameters", "representation"] = "parameters"
-    #: every this many steps, log the task weights and the pairwise cosine of the task
-    #: gradients to the history (0: never)
+    #: every this many steps, and at least 4 times an epoch, log the task weights and the
+    #: pairwise cosine of the task gradients to the history (0: never)
     log_every: int = Field(100, ge=0)
 
     @property
@@ -390,11 +392,3 @@ class RunConfig(Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-
-def _reserved_head_name(name: str) -> bool:
-    """Names a torch ModuleDict of task heads can't hold (its own attributes: 'type',
-    'train', 'keys', ...)."""
-    from torch import nn
-
-    return hasattr(nn.ModuleDict(), name)

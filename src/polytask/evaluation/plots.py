@@ -45,10 +45,12 @@ def _plt() -> Any:
 
 
 def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG; the figure is closed afterwards."""
+    """The figure as PNG; the figure is closed afterwards. The box grows to hold every
+    label: a heatmap's equal aspect leaves constrained layout no room, and a long task
+    name on its y axis was cut ("ody_mass_g")."""
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white")
+    fig.savefig(buf, format="png", facecolor="white", bbox_inches="tight", pad_inches=0.08)
     plt.close(fig)
     return buf.getvalue()
 

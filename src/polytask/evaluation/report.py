@@ -20,7 +20,12 @@ import numpy as np
 
 from polytask import run_dir
 from polytask.analysis.affinity import WEAK, AffinitySummary, summarise_affinity
-from polytask.analysis.conflict import ConflictSummary, cosine_matrix, summarise_conflict
+from polytask.analysis.conflict import (
+    CONFLICT_LABELS,
+    ConflictSummary,
+    cosine_matrix,
+    summarise_conflict,
+)
 from polytask.config import load_yaml, parse_config
 from polytask.errors import PolytaskError
 from polytask.evaluation.html import REPORT, Page, plots_dir, replace_folder
@@ -33,6 +38,8 @@ from polytask.evaluation.plots import (
     task_weights,
 )
 from polytask.evaluation.sections import (
+    CONFLICT_HEADER,
+    CONFLICT_RULE,
     VERDICT_HEADER,
     caption,
     conflict_cells,
@@ -71,14 +78,13 @@ def _conflict_section(
         f"Cosine similarity of the task gradients, logged every few steps while training "
         f"{who}. Below 0 the tasks pull the shared layers in opposite directions. "
         "Trend: change of the cosine from the start to the end of training (least-squares "
-        "slope)."
+        f"slope). {CONFLICT_RULE}"
     )
-    classes = [[None, None, None, None, "label bad" if p.mean < 0 else "label"] for p in pairs]
-    page.table(
-        ["pair", "mean cosine", "epochs < 0", "trend", ""],
-        conflict_cells(pairs),
-        cell_classes=classes,
-    )
+    classes = [
+        [None, None, None, "label", None, None, "label bad" if bad else "label"]
+        for bad in (p.label in CONFLICT_LABELS for p in pairs)
+    ]
+    page.table(CONFLICT_HEADER, conflict_cells(pairs), cell_classes=classes)
     fig = heatmap(
         cosine_matrix(names, pairs),
         names,
@@ -307,6 +313,16 @@ def _chosen_curves(page: Page, folder: Path, c: Comparison) -> None:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+def _written_by_polytask(path: Path) -> bool:
+    """The page's last lines carry polytask's signature (see html.Page)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - 4096))
+            return b"Written by polytask on" in f.read()
+    except OSError:
+        return False
+
+
 def write_report(
     source: str | Path,
     output: str | Path | None = None,
@@ -314,9 +330,11 @@ def write_report(
     plots: bool = True,
 ) -> Path:
     """Write the report of a run or comparison folder; returns the HTML file's path.
-    Without ``output`` it is ``SOURCE/report.html`` (replaced if there); an ``output``
-    that exists is replaced only with ``overwrite``. With ``plots`` the PNG files also go
-    to the folder beside it (``report_plots/``); the HTML holds them either way."""
+    One rule for what is replaced: without ``overwrite`` polytask replaces only a report
+    it wrote itself at its own place, ``SOURCE/report.html`` (what train and compare
+    write); a file named by ``output``, or a ``SOURCE/report.html`` polytask did not
+    write, is replaced only with ``overwrite``. With ``plots`` the PNG files also go to
+    the folder beside it (``report_plots/``); the HTML holds them either way."""
     src = Path(source)
     if not src.is_dir():
         raise PolytaskError(
@@ -324,8 +342,10 @@ def write_report(
             "directory (compare `out`)"
         )
     out = Path(output) if output is not None else src / REPORT
-    if output is not None and out.exists() and not overwrite:
-        raise PolytaskError(f"'{out}' already exists; pass `overwrite=True` to replace it")
+    own = output is None and out.is_file() and _written_by_polytask(out)
+    if out.exists() and not (overwrite or own or not out.is_file()):
+        whose = "" if output is not None else " and polytask did not write it"
+        raise PolytaskError(f"'{out}' already exists{whose}; pass `overwrite=True` to replace it")
     if out.exists() and out.is_dir():
         raise PolytaskError(f"'{out}' is a folder; `output` names the HTML file to write")
     page = compare_page(src) if is_comparison(src) else run_page(src)

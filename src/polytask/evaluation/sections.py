@@ -3,22 +3,58 @@ the HTML report, the Markdown file and the terminal each only lay them out."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from polytask.analysis.conflict import PairConflict
+from polytask.analysis.conflict import (
+    ALIGNED_MARGIN,
+    CONFLICT_MARGIN,
+    MIN_MEASUREMENTS,
+    PairConflict,
+)
 from polytask.evaluation.summary import Comparison, Row
+
+#: the header of :func:`conflict_cells`
+CONFLICT_HEADER = [
+    "pair",
+    "mean cosine",
+    "95% interval",
+    "measurements",
+    "epochs < 0",
+    "trend over training",
+    "",
+]
+
+#: the rule behind the labels, said wherever they are shown
+CONFLICT_RULE = (
+    f"A pair is called conflicting only with at least {MIN_MEASUREMENTS} measurements and "
+    f"the whole 95% interval of its mean cosine below -{CONFLICT_MARGIN}; near orthogonal "
+    f"within ±{ALIGNED_MARGIN}; often conflicting with a quarter of at least 4 epochs below "
+    f"-{CONFLICT_MARGIN}; aligned above +{ALIGNED_MARGIN}; otherwise inconclusive."
+)
 
 
 def conflict_cells(pairs: list[PairConflict]) -> list[list[str]]:
-    """One row per pair: pair, mean cosine, share of epochs below 0, trend, label."""
+    """One row per pair: pair, mean cosine, its 95% interval, how many measurements over
+    how many epochs, share of epochs below 0 (of how many), trend, label."""
     return [
         [
             p.pair.replace("~", " / "),
             f"{p.mean:+.3f}",
-            f"{p.negative_share * 100:.0f}%",
+            f"[{p.low:+.2f}, {p.high:+.2f}]" if math.isfinite(p.low) else "-",
+            f"{p.measurements} over {p.epochs} epoch{'s' if p.epochs != 1 else ''}",
+            f"{p.negative_share * 100:.0f}% of {p.epochs}",
             f"{p.trend:+.3f}",
             p.label,
         ]
+        for p in pairs
+    ]
+
+
+def conflict_lines(pairs: list[PairConflict]) -> list[str]:
+    """For the terminal: 'a / b: conflicting, mean cosine -0.21 (24 measurements ...)'."""
+    return [
+        f"{p.pair.replace('~', ' / ')}: {p.label}, mean cosine {p.mean:+.3f} ({p.evidence})"
         for p in pairs
     ]
 

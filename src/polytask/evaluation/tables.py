@@ -10,6 +10,8 @@ from typing import Any
 
 from polytask.analysis.affinity import WEAK, AffinitySummary
 from polytask.evaluation.sections import (
+    CONFLICT_HEADER,
+    CONFLICT_RULE,
     VERDICT_HEADER,
     caption,
     conflict_cells,
@@ -56,8 +58,8 @@ def to_markdown(c: Comparison) -> str:
         parts += _md_affinity(c.affinity)
     if c.conflict:
         parts += [f"## Gradient conflict ({c.conflict.variant})", ""]
-        head = ["pair", "mean cosine", "epochs < 0", "trend over training", ""]
-        parts += [_md_table(head, conflict_cells(c.conflict.pairs), left=(0, 4)), ""]
+        cells = conflict_cells(c.conflict.pairs)
+        parts += [_md_table(CONFLICT_HEADER, cells, left=(0, 3, 6)), "", CONFLICT_RULE, ""]
     if c.failures:
         parts += ["## Failed runs", "", *[f"- {line}" for line in failure_lines(c.failures)], ""]
     for note in c.notes:

@@ -14,6 +14,7 @@ from rich.text import Text
 from polytask.evaluation.sections import (
     VERDICT_HEADER,
     caption,
+    conflict_lines,
     failure_lines,
     header,
     table_rows,
@@ -99,6 +100,10 @@ def _print_notes(c: Comparison, console: Any) -> None:
     if c.affinity:
         for g in c.affinity.groupings[1:2]:  # the two-model recommendation
             console.print(f"task affinity: best split into {len(g.groups)} models: {g.describe()}")
+    if c.conflict is not None:
+        console.print(f"gradient conflict ({c.conflict.variant}):", highlight=False)
+        for line in conflict_lines(c.conflict.pairs):
+            console.print(f"  {line}", highlight=False)
     for line in failure_lines(c.failures):
         console.print(f"[red]failed[/]: {line}")
     for note in c.notes:

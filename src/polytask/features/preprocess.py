@@ -23,7 +23,7 @@ from polytask.features.hashing import bucket_codes, missing_id_error
 from polytask.features.images import ImageColumn, fit_image, image_tensor
 from polytask.features.multihot import MultiHotColumn
 from polytask.features.text import TextColumn, TextOptions
-from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical_series, missing_mask
+from polytask.values import FALSE_WORDS, TRUE_WORDS, bad_cells, canonical_series, missing_mask
 
 UNKNOWN, MISSING = 0, 1
 #: standardised numeric values are clipped to +-this, so an absurd outlier at prediction
@@ -111,10 +111,9 @@ def parse_numeric(values: pd.Series, name: str) -> np.ndarray:
         )
         bad = np.isnan(arr) & ~miss
         if bad.any():
-            shown = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
             raise PolytaskError(
-                f"feature column '{name}' is numeric but holds {shown}; fix those cells "
-                "or declare the column categorical"
+                f"feature column '{name}' is numeric but holds {bad_cells(values, bad)}; fix "
+                "those cells or declare the column categorical"
             )
     arr = np.array(arr, dtype=np.float64, copy=True)
     arr[~np.isfinite(arr)] = np.nan  # inf is treated as missing
@@ -297,7 +296,9 @@ class Preprocessor:
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             name = missing[0]
-            hint = close_matches(name, df.columns)
+            # a near miss only among the columns the model does not know: a close name
+            # that is another of its features is a different column, not a typo
+            hint = close_matches(name, [c for c in df.columns if c not in self.columns])
             near = f" (close: {', '.join(repr(h) for h in hint)})" if hint else ""
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise PolytaskError(

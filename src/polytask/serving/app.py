@@ -70,7 +70,11 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
-def error_response(status: int, items: list[dict[str, Any]]) -> SafeJSONResponse:
+def error_response(
+    status: int, items: list[dict[str, Any]], more: str | None = None
+) -> SafeJSONResponse:
+    """``{"detail": [...]}`` with at most ``MAX_ERRORS`` items, then one that says how
+    many more there are (``more``: the text where the caller stopped counting)."""
     detail = [
         {
             "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
@@ -79,10 +83,9 @@ def error_response(status: int, items: list[dict[str, Any]]) -> SafeJSONResponse
         }
         for e in items[:MAX_ERRORS]
     ]
-    if len(items) > MAX_ERRORS:
-        detail.append(
-            {"loc": ["body"], "msg": f"and {len(items) - MAX_ERRORS} more", "type": "more_errors"}
-        )
+    if len(items) > MAX_ERRORS or more:
+        text = more or f"and {len(items) - MAX_ERRORS} more"
+        detail.append({"loc": ["body"], "msg": text, "type": "more_errors"})
     return SafeJSONResponse({"detail": detail}, status_code=status)
 
 
@@ -160,27 +163,39 @@ def _first_bad_row(single: Preprocessor, column: Any) -> int:
     return lo - 1
 
 
-def locate_bad_value(pre: Preprocessor, frame: Any) -> dict[str, Any] | None:
-    """The record and feature behind a conversion error of ``pre.transform(frame)``."""
+def locate_bad_values(
+    pre: Preprocessor, frame: Any, limit: int = MAX_ERRORS
+) -> list[dict[str, Any]]:
+    """Every record and feature behind a conversion error of ``pre.transform(frame)``,
+    record by record, up to ``limit`` + 1 of them (one more says there are more): each
+    found by bisection on what is left of its column, so a batch costs a few transforms
+    per bad value, not one per record."""
+    found: list[tuple[int, dict[str, Any]]] = []
     for col in pre.numeric:
         single = Preprocessor(numeric=[col])
-        column = frame[[col.name]]
-        try:
-            single.transform(column)
-        except PolytaskError:
-            row = _first_bad_row(single, column)
+        column, start = frame[[col.name]], 0
+        accepts = (
+            "a number, numeric text or null"
+            if col.kind == "numeric"
+            else "true/false, yes/no, 1/0 or null"
+        )
+        while start < len(column) and len(found) <= limit:
+            rest = column.iloc[start:]
+            try:
+                single.transform(rest)
+                break
+            except PolytaskError:
+                row = start + _first_bad_row(single, rest)
             value = column.iloc[row, 0]
-            accepts = (
-                "a number, numeric text or null"
-                if col.kind == "numeric"
-                else "true/false, yes/no, 1/0 or null"
-            )
-            return {
+            item = {
                 "loc": ["body", "records", row, col.name],
                 "msg": f"{col.kind} feature '{col.name}' cannot take {value!r}; send {accepts}",
                 "type": f"{col.kind}_value",
             }
-    return None
+            found.append((row, item))
+            start = row + 1
+    found.sort(key=lambda f: f[0])  # record order, as pydantic lists its errors
+    return [item for _, item in found[: limit + 1]]
 
 
 #: the error answers /predict documents in its OpenAPI schema
@@ -267,8 +282,9 @@ def create_app(
             predictions = await batcher.submit(records)
         except PolytaskError as err:
             frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
-            where = locate_bad_value(pre, frame)
-            return error_response(422, [where or {"loc": ["body", "records"], "msg": str(err)}])
+            found = locate_bad_values(pre, frame) or [{"loc": ["body", "records"], "msg": str(err)}]
+            more = "and more" if len(found) > MAX_ERRORS else None  # the search stops there
+            return error_response(422, found[:MAX_ERRORS], more)
         return SafeJSONResponse({"predictions": predictions})
 
     return app

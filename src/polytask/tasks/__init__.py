@@ -64,7 +64,8 @@ def metric_direction(metric: str) -> bool | None:
     return None
 
 
-for _cls in (
+#: the built-in kinds (the CLI's --help and early checks read this tuple from the source)
+BUILTIN: tuple[type[Task], ...] = (
     RegressionTask,
     BinaryTask,
     MulticlassTask,
@@ -73,7 +74,8 @@ for _cls in (
     SegmentationTask,
     DenseRegressionTask,
     EntireSpaceTask,
-):
+)
+for _cls in BUILTIN:
     register(_cls)
 
 

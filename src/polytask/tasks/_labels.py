@@ -30,3 +30,20 @@ def sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (0, value)
     return (1, str(value))
+
+
+def warn_unseen(task: str, labels: pd.Series, unknown: np.ndarray, expected: str) -> None:
+    """One behaviour for every class kind: labels the model was not trained on are
+    treated as unlabelled (not scored, not trained on), with a warning that names how
+    many cells, which values and rows, and what the model knows."""
+    import warnings
+
+    from polytask.values import bad_cells
+
+    warnings.warn(
+        f"task '{task}': column '{labels.name}' has labels not seen in training: "
+        f"{bad_cells(labels, unknown)}; they are treated as unlabelled (the model knows "
+        f"{expected})",
+        UserWarning,
+        stacklevel=3,
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from polytask.errors import PolytaskError
-from polytask.values import missing_mask
+from polytask.values import bad_cells, missing_mask
 
 
 def parse_numeric_labels(task_name: str, kind: str, values: pd.Series) -> np.ndarray:
@@ -16,10 +16,10 @@ def parse_numeric_labels(task_name: str, kind: str, values: pd.Series) -> np.nda
     arr = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.isnan(arr) & ~miss
     if bad.any():
-        examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
         raise PolytaskError(
             f"task '{task_name}': {kind} labels in column '{values.name}' must be numbers, "
-            f"found {examples}; clean the column or declare the task as multiclass"
+            f"found {bad_cells(values, bad)}; clean the column or declare the task as "
+            "multiclass"
         )
     if np.isinf(arr).any():
         raise PolytaskError(

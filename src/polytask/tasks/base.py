@@ -278,9 +278,12 @@ def shown_classes(classes: list[Any]) -> str:
 
 
 def safe_metric(fn: Any, *args: Any, **kwargs: Any) -> float | None:
-    """Call a scikit-learn metric; None where it is undefined or not finite."""
+    """Call a scikit-learn metric; None where it is undefined or not finite. Undefined is
+    a result here, not a warning: R² of a tiny validation split whose labels are all
+    equal divides by zero, which would print numpy's RuntimeWarning at every epoch."""
     try:
-        value = float(fn(*args, **kwargs))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = float(fn(*args, **kwargs))
     except ValueError:
         return None
     return value if math.isfinite(value) else None

@@ -12,7 +12,7 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from polytask.tasks._baseline import hist_gbm_classifier
-from polytask.tasks._labels import first_values, label_keys
+from polytask.tasks._labels import first_values, label_keys, warn_unseen
 from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
 from polytask.values import canonical
 
@@ -142,12 +142,9 @@ class BinaryTask(Task):
         known = (keys == self.positive_key) | (keys == neg_key)
         unknown = ~miss & ~known
         if unknown.any():
-            bad = ", ".join(repr(v) for v in pd.unique(keys[unknown])[:3])
-            raise self._error(
-                f"column '{labels.name}' has labels the model was not trained on ({bad}); "
-                f"expected {self.classes[1]!r} (positive) or {self.classes[0]!r}"
-            )
-        mask = ~miss
+            expected = f"{self.classes[1]!r} (positive) and {self.classes[0]!r}"
+            warn_unseen(self.name, labels, unknown, expected)
+        mask = ~miss & known
         y = (keys == self.positive_key).astype(np.float32)
         return torch.from_numpy(y), torch.from_numpy(mask)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -13,7 +12,7 @@ from pydantic import Field
 from sklearn.metrics import accuracy_score, f1_score
 
 from polytask.tasks._baseline import hist_gbm_classifier
-from polytask.tasks._labels import first_values, label_keys, sort_key
+from polytask.tasks._labels import first_values, label_keys, sort_key, warn_unseen
 from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
 
 #: refuse label columns with more classes than this unless max_classes is raised
@@ -86,12 +85,7 @@ class MulticlassTask(Task):
         codes = np.array([index.get(k, -1) for k in keys], dtype=np.int64)
         unknown = ~miss & (codes < 0)
         if unknown.any():
-            shown = ", ".join(repr(v) for v in pd.unique(keys[unknown])[:3])
-            warnings.warn(
-                f"task '{self.name}': {int(unknown.sum())} rows have labels not seen in "
-                f"training ({shown}); they are treated as unlabelled",
-                stacklevel=2,
-            )
+            warn_unseen(self.name, labels, unknown, shown_classes(self.classes))
         mask = codes >= 0
         return torch.from_numpy(np.where(mask, codes, 0)), torch.from_numpy(mask)
 

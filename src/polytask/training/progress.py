@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from types import TracebackType
@@ -69,6 +70,13 @@ class TrainingProgress:
         fields: dict[str, Any] = {"losses": losses} if losses is not None else {}
         self.progress.update(self.bar, completed=completed, epoch=epoch, **fields)
 
+    @property
+    def width(self) -> int:
+        """The terminal's width (the bar's console's, or stderr's)."""
+        if self.enabled:
+            return int(self.console.width)
+        return shutil.get_terminal_size((100, 24)).columns
+
     def log(self, message: str) -> None:
         """A line above the bar (or on stderr when there is no bar)."""
         if self.enabled:
@@ -82,19 +90,36 @@ def format_losses(names: list[str], losses: torch.Tensor) -> str:
     return "  ".join(f"{n} {v:.4f}" for n, v in zip(names, losses.tolist(), strict=True))
 
 
-def epoch_summary(tasks: list[Task], record: dict[str, Any]) -> str:
-    """One line per epoch: train and validation losses, each task's headline metric and
-    a ``*`` on a new best."""
-    parts = [f"epoch {record['epoch']:>3}"]
-    parts.append("train " + " ".join(f"{v:.4f}" for v in record["train"]["loss"].values()))
-    if "validation" in record:
-        parts.append("val " + " ".join(f"{v:.4f}" for v in record["validation"]["loss"].values()))
-        heads = []
-        for t in tasks:
+def epoch_summary(
+    tasks: list[Task], record: dict[str, Any], width: int | None = None, epochs: int | None = None
+) -> str:
+    """One line per epoch, each task named beside its numbers: ``task train->val loss,
+    headline metric``, then ``* best`` on a new best. Where the line is wider than
+    ``width`` (the terminal's) it breaks between tasks, never inside one, and the
+    continuation lines are indented under the first task."""
+    head = f"epoch {record['epoch']:>3}" + (f"/{epochs}" if epochs else "") + "  "
+    train, val = record["train"]["loss"], record.get("validation")
+    parts = []
+    for t in tasks:
+        text = f"{t.name} {train[t.name]:.4f}"
+        if val is not None:
             m = next(iter(t.headline))
-            v = record["validation"]["metrics"][t.name].get(m)
-            heads.append(f"{t.name}.{m} {v:.4f}" if v is not None else f"{t.name}.{m} -")
-        parts.append(" ".join(heads))
+            v = val["metrics"][t.name].get(m)
+            text += f"→{val['loss'][t.name]:.4f} {m} " + ("-" if v is None else f"{v:.4f}")
+        parts.append(text)
     if record["best"]:
-        parts.append("*")
-    return " | ".join(parts)
+        parts.append("* best")
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    lines, line, first = [], head, True
+    for part in parts:
+        if not first and len(line) + 3 + len(part) > width:
+            lines.append(line)
+            line, first = " " * len(head), True
+        line += ("" if first else " · ") + part
+        first = False
+    lines.append(line)
+    return "\n".join(lines)
+
+
+#: the legend printed once above the epoch lines
+EPOCH_LEGEND = "per task: training loss→validation loss, validation headline metric"

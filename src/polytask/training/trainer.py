@@ -50,7 +50,12 @@ from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
 from polytask.training.optim import make_optimizer, make_scheduler, step_scheduler
-from polytask.training.progress import TrainingProgress, epoch_summary, format_losses
+from polytask.training.progress import (
+    EPOCH_LEGEND,
+    TrainingProgress,
+    epoch_summary,
+    format_losses,
+)
 from polytask.training.schedule import CheckpointSchedule
 from polytask.training.steps import make_step
 
@@ -150,16 +155,17 @@ class Trainer:
         self.optimizer = make_optimizer(net, cfg, self.balancer.parameters(), device)
         self.scheduler = make_scheduler(self.optimizer, cfg)
         sync = StepSync(ctx) if ctx is not None else None
+        steps = len(train.batch_sizes(cfg.batch_size))
         run = FitRun(
             train=train.to(device),
             val=val,
             generator=torch.Generator(device="cpu").manual_seed(cfg.seed),
-            monitor_log=BalanceLog(self.names, self.log_every),
+            monitor_log=BalanceLog(self.names, self.log_every, steps),
             early=EarlyStopping(cfg.patience, cfg.min_delta),
             watch=DivergenceWatch(self.names, checkpoints),
             checkpoints=checkpoints,
             sync=sync,
-            steps=len(train.batch_sizes(cfg.batch_size)),
+            steps=steps,
         )
         if resume is not None:
             run.running = self._restore(resume, run)
@@ -266,7 +272,9 @@ class Trainer:
         loop = run.loop
         if self.verbose:
             run.bar.step(run.steps, epoch, format_losses(self.names, totals))
-            run.bar.log(epoch_summary(self.tasks, record))
+            if epoch == 1:
+                run.bar.log(EPOCH_LEGEND)
+            run.bar.log(epoch_summary(self.tasks, record, run.bar.width, self.cfg.epochs))
         step_scheduler(self.scheduler, monitor)
         loop.epoch = epoch + 1
         loop.finished = run.early.stopped_early or epoch == self.cfg.epochs
@@ -311,9 +319,7 @@ class Trainer:
         monitor_log = run.monitor_log
         weights = monitor_log.epoch_weights() or self.balancer.weights()
         record["weights"] = {k: w for k, w in weights.items() if math.isfinite(w)}
-        cosine = monitor_log.epoch_cosine()
-        if cosine:
-            record["cosine"] = cosine
+        record.update(monitor_log.epoch_cosine())  # cosine, cosine_n, cosine_sd
         record["monitor"] = monitor if math.isfinite(monitor) else None
         self.balancer.end_epoch(train_loss)
         return record, totals, monitor, stopping
