@@ -240,9 +240,9 @@ def _copy_expert_to_trunk(expert_layers: torch.nn.Module, trunk: torch.nn.Sequen
 
 def test_mmoe_with_one_expert_is_hard_sharing() -> None:
     """One expert: every gate weighs it 1 (no gate parameters), so MMoE is a shared-bottom
-    network whose trunk is the expert."""
+    network whose trunk is the expert (given the trunk's widths, model.hidden)."""
     tasks = _tasks()
-    mmoe = _net("mmoe", tasks, {"experts": 1})
+    mmoe = _net("mmoe", tasks, {"experts": 1, "expert_hidden": [12, 8]})
     assert all(h.gate is None for h in mmoe.head_modules())
     hard = _net("hard", tasks, seed=1)
     hard.encoder.embeddings.load_state_dict(mmoe.encoder.embeddings.state_dict())
@@ -347,8 +347,13 @@ def test_architecture_without_widths_is_a_user_error() -> None:
 
 
 def test_options_are_declared_with_their_defaults() -> None:
-    assert MMoE.Options().model_dump() == {"experts": 8, "expert_hidden": None}
+    assert MMoE.Options().model_dump() == {
+        "gate_init": "uniform",
+        "experts": 8,
+        "expert_hidden": None,
+    }
     assert CGC.Options().model_dump() == {
+        "gate_init": "uniform",
         "shared_experts": 2,
         "task_experts": 1,
         "expert_hidden": None,

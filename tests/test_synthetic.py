@@ -42,3 +42,15 @@ def test_bad_arguments_are_user_errors() -> None:
         mmoe_synthetic(10, 1.5)
     with pytest.raises(PolytaskError, match="dim"):
         mmoe_synthetic(10, 0.5, dim=1)
+
+
+def test_competing_tasks_are_the_balancing_tests_problem() -> None:
+    from polytask.datasets.synthetic import competing_tasks
+    from tests.test_balancing_training import competing
+
+    df = competing_tasks(200, seed=3)
+    assert df.equals(competing(200, 3))
+    # b is the scaled task: its spread is about 100 times a's
+    assert 50 < df["b"].std() / df["a"].std() < 200
+    with pytest.raises(PolytaskError, match="n must"):
+        competing_tasks(0)

@@ -12,16 +12,17 @@ from __future__ import annotations
 import torch
 from pydantic import PositiveInt
 
-from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, task_head
-from polytask.architectures.gating import GatedHead
+from polytask.architectures.base import ArchitectureSpec, task_head
+from polytask.architectures.gating import GatedHead, GatedOptions, expert_widths
 from polytask.architectures.parallel_mlp import ParallelMLP
 from polytask.architectures.shared_layers import SharedLayersNet
 
 
-class MMoEOptions(ArchitectureOptions):
+class MMoEOptions(GatedOptions):
     #: number of shared experts
     experts: PositiveInt = 8
-    #: widths of each expert's layers (default: model.hidden)
+    #: widths of each expert's layers (default: one layer of model.hidden[0] / experts,
+    #: so the experts together are about the size of the hard-sharing trunk)
     expert_hidden: list[PositiveInt] | None = None
 
 
@@ -33,7 +34,8 @@ class MMoE(SharedLayersNet):
         super().__init__(spec)
         opts = spec.options or MMoEOptions()
         assert isinstance(opts, MMoEOptions)
-        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
+        default = expert_widths(spec.hidden, opts.experts)
+        widths = self.widths(opts.expert_hidden, default, "expert_hidden")
         self.encoder = encoder = spec.encoder
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
         norm = spec.norm
@@ -42,7 +44,7 @@ class MMoE(SharedLayersNet):
         heads = {}
         for task in spec.tasks:
             tower = task_head(width, head_hidden, activation, dropout, task)
-            heads[task.name] = GatedHead(0, d, opts.experts, width, None, tower)
+            heads[task.name] = GatedHead(0, d, opts.experts, width, None, tower, opts.gate_init)
         self._set_heads(heads)
 
     def representation(self, *inputs: torch.Tensor) -> torch.Tensor:

@@ -23,17 +23,25 @@ from pydantic import NonNegativeInt, PositiveInt
 from torch import nn
 
 from polytask.architectures.base import ArchitectureOptions, ArchitectureSpec, task_head
-from polytask.architectures.gating import GatedHead, make_gate, mix
+from polytask.architectures.gating import (
+    GatedHead,
+    GatedOptions,
+    expert_widths,
+    make_gate,
+    mix,
+)
 from polytask.architectures.parallel_mlp import ParallelMLP
 from polytask.architectures.shared_layers import SharedLayersNet
 
 
-class ExtractionOptions(ArchitectureOptions):
+class ExtractionOptions(GatedOptions):
     #: experts every task's gate sees, per level
     shared_experts: PositiveInt = 2
     #: each task's own experts, per level (0: only shared experts)
     task_experts: NonNegativeInt = 1
-    #: widths of each expert's layers (default: model.hidden)
+    #: widths of each expert's layers (default: one layer of model.hidden[0] divided by
+    #: the experts of a level, shared_experts + tasks x task_experts, so each level is
+    #: about the size of the hard-sharing trunk's first layer)
     expert_hidden: list[PositiveInt] | None = None
 
 
@@ -64,9 +72,10 @@ class ExtractionLevel(nn.Module):
         self.task_experts = nn.ModuleList(bank(e) for _ in range(n_tasks)) if e else None
         self.shared_experts = bank(s)
         # a single expert's gate is None: ModuleList keeps the slot empty
-        gates = [make_gate(in_features, e + s) for _ in range(n_tasks)]
+        init = opts.gate_init
+        gates = [make_gate(in_features, e + s, init) for _ in range(n_tasks)]
         self.task_gates = nn.ModuleList(gates)  # type: ignore[arg-type]
-        self.shared_gate = make_gate(in_features, n_tasks * e + s)
+        self.shared_gate = make_gate(in_features, n_tasks * e + s, init)
 
     def forward(
         self, task_inputs: list[torch.Tensor], shared_input: torch.Tensor
@@ -93,7 +102,9 @@ class PLE(SharedLayersNet):
         opts = spec.options or self.Options()
         assert isinstance(opts, ExtractionOptions)
         levels = self.levels_of(opts)
-        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
+        per_level = opts.shared_experts + len(spec.tasks) * opts.task_experts
+        default = expert_widths(spec.hidden, per_level)
+        widths = self.widths(opts.expert_hidden, default, "expert_hidden")
         self.encoder = encoder = spec.encoder
         tasks = spec.tasks
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
@@ -119,7 +130,7 @@ class PLE(SharedLayersNet):
             )
             tower = task_head(width, head_hidden, activation, dropout, task)
             heads[task.name] = GatedHead(
-                start, start + top_in, opts.shared_experts, width, own, tower
+                start, start + top_in, opts.shared_experts, width, own, tower, opts.gate_init
             )
         self._set_heads(heads)
 

@@ -63,3 +63,27 @@ def mmoe_synthetic(
 
 
 MMOE_TASKS = ["y1:regression", "y2:regression"]
+
+
+def competing_tasks(
+    n: int, *, scale: float = 100.0, noise: float = 0.05, seed: int = 0
+) -> pd.DataFrame:
+    """Two regression tasks that compete for a narrow shared layer: ``a`` depends on
+    ``x0..x3``, ``b`` on ``x4..x7`` and is ``scale`` times larger, so under equal weighting
+    ``b``'s loss dominates the shared gradient and starves ``a`` (the balancing tests'
+    problem, ``tests/test_balancing_training.py``)."""
+    if n < 1:
+        raise PolytaskError(f"n must be at least 1, got {n}")
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8))
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
+    eps = noise * rng.normal(size=(2, n))
+    df["a"] = np.sin(2 * x[:, 0]) + x[:, 1] * x[:, 2] + 0.5 * x[:, 3] + eps[0]
+    df["b"] = scale * (np.cos(2 * x[:, 4]) + x[:, 5] * x[:, 6] - 0.5 * x[:, 7] + eps[1])
+    return df
+
+
+#: the competing tasks on their raw scale (no standardising: the scale is the point)
+COMPETING_TASKS = [
+    {"name": t, "kind": "regression", "standardize": False, "transform": "none"} for t in "ab"
+]
