@@ -4,9 +4,12 @@ size of the hard-sharing trunk, not experts x the trunk."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import polytask
 from polytask.architectures import ARCHITECTURES, ArchitectureSpec, MultiTaskNet
 from polytask.architectures.gating import expert_widths, make_gate
 from polytask.encoders import TabularEncoder
@@ -26,7 +29,8 @@ def _net(arch: str, options: dict | None = None, hidden: list[int] | None = None
     hidden = hidden or [64, 32]
     trunk = [] if cls.builds_shared_layers else hidden  # hard: the encoder holds the trunk
     enc = TabularEncoder(100, [], [], trunk, "relu", 0.0, "layer")
-    opts = cls.Options(**(options or {}))
+    # as a new run builds it: defaults that depend on other keys stated (pinned_options)
+    opts = cls.Options(**cls.pinned_options(options or {}, hidden, len(tasks)))
     spec = ArchitectureSpec(enc, tasks, [], options=opts, hidden=hidden, norm="layer")
     return cls(spec)
 
@@ -79,3 +83,29 @@ def test_default_experts_share_out_the_trunks_first_width() -> None:
     assert n_mmoe < 1.3 * n_hard
     old = _net("mmoe", {"expert_hidden": [64, 32]})
     assert sum(p.numel() for p in old.parameters()) > 7 * n_hard
+
+
+def test_a_saved_run_without_expert_hidden_keeps_the_widths_it_was_trained_with() -> None:
+    """Runs saved before experts were sized to the trunk state no ``expert_hidden``; they
+    load with the widths they trained with (model.hidden per expert), while a new run
+    writes its sized experts into its config and loads them back."""
+    from polytask.architectures import ArchitectureSpec
+
+    legacy = ARCHITECTURES["mmoe"]
+    task = make_task("y1", "regression", ["y1"], {"standardize": False, "transform": "none"})
+    task.fitted = True
+    enc = TabularEncoder(10, [], [], [], "relu", 0.0, "layer")
+    spec = ArchitectureSpec(enc, [task], [], "relu", 0.0, legacy.Options(), [64, 32], "layer")
+    assert [layer.out_features for layer in legacy(spec).experts] == [64, 32]
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    df["y1"], df["y2"] = df.a * 2, df.b - df.a
+    model = polytask.fit(
+        df,
+        tasks=["y1:regression", "y2:regression"],
+        architecture="ple",
+        epochs=1,
+        hidden=[16],
+        progress=False,
+    )
+    assert model.config.model.options["expert_hidden"] == [4]  # 16 / (2 shared + 2 own)

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from polytask import run_dir
-from polytask.architectures import MultiTaskNet
+from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
 from polytask.config import RunConfig
@@ -114,6 +114,18 @@ def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device)
     }
 
 
+def _pin_architecture_options(cfg: RunConfig) -> RunConfig:
+    """The config with the architecture's defaults that depend on other keys stated
+    (see :meth:`MultiTaskNet.pinned_options`), so the saved run loads as it trained."""
+    m = cfg.model
+    pinned = architecture_class(m.architecture).pinned_options(
+        dict(m.options), list(m.hidden), len(cfg.tasks)
+    )
+    if pinned == m.options:
+        return cfg
+    return cfg.model_copy(update={"model": m.model_copy(update={"options": pinned})})
+
+
 def train_run(
     cfg: RunConfig,
     data: pd.DataFrame | None = None,
@@ -131,6 +143,7 @@ def train_run(
     from its last checkpoint (see :func:`resume`). Under torchrun it trains in several
     processes (see :mod:`polytask.training.distributed`)."""
     balancer = _check_run(cfg)
+    cfg = _pin_architecture_options(cfg)
     out_path = Path(out) if out is not None else None
     ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -63,6 +63,16 @@ class MultiTaskNet(nn.Module):
     #: the name users type (``model.architecture``); the registry is built from it
     name: ClassVar[str] = ""
     task_names: list[str]
+
+    @classmethod
+    def pinned_options(
+        cls, options: dict[str, Any], hidden: list[int], n_tasks: int
+    ) -> dict[str, Any]:
+        """The options a new run writes into its config. A default that depends on other
+        keys (or that has changed since runs were first saved) is stated there, so a run
+        loads as it trained whatever later defaults become; saved runs without it keep
+        the meaning the option had when they were written. Here: unchanged."""
+        return options
 
     def __init__(self, spec: ArchitectureSpec):
         super().__init__()

@@ -9,6 +9,8 @@ embeddings are shared.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pydantic import PositiveInt
 
@@ -21,8 +23,10 @@ from polytask.architectures.shared_layers import SharedLayersNet
 class MMoEOptions(GatedOptions):
     #: number of shared experts
     experts: PositiveInt = 8
-    #: widths of each expert's layers (default: one layer of model.hidden[0] / experts,
-    #: so the experts together are about the size of the hard-sharing trunk)
+    #: widths of each expert's layers. A new run states them in its config, by default
+    #: one layer of model.hidden[0] / experts, so the experts together are about the size
+    #: of the hard-sharing trunk; left unset (runs saved before that default) each expert
+    #: has the widths of model.hidden
     expert_hidden: list[PositiveInt] | None = None
 
 
@@ -30,12 +34,23 @@ class MMoE(SharedLayersNet):
     name = "mmoe"
     Options = MMoEOptions
 
+    @classmethod
+    def pinned_options(
+        cls, options: dict[str, Any], hidden: list[int], n_tasks: int
+    ) -> dict[str, Any]:
+        """A new run's experts, stated: one layer of model.hidden[0] / experts each."""
+        if options.get("expert_hidden") is not None:
+            return options
+        experts = options.get("experts", MMoEOptions.model_fields["experts"].default)
+        if not isinstance(experts, int) or experts < 1:
+            return options  # building the network names the bad value
+        return {**options, "expert_hidden": expert_widths(hidden, experts)}
+
     def __init__(self, spec: ArchitectureSpec):
         super().__init__(spec)
         opts = spec.options or MMoEOptions()
         assert isinstance(opts, MMoEOptions)
-        default = expert_widths(spec.hidden, opts.experts)
-        widths = self.widths(opts.expert_hidden, default, "expert_hidden")
+        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
         self.encoder = encoder = spec.encoder
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
         norm = spec.norm

@@ -16,7 +16,7 @@ task t's loss reaches.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import NonNegativeInt, PositiveInt
@@ -39,9 +39,10 @@ class ExtractionOptions(GatedOptions):
     shared_experts: PositiveInt = 2
     #: each task's own experts, per level (0: only shared experts)
     task_experts: NonNegativeInt = 1
-    #: widths of each expert's layers (default: one layer of model.hidden[0] divided by
-    #: the experts of a level, shared_experts + tasks x task_experts, so each level is
-    #: about the size of the hard-sharing trunk's first layer)
+    #: widths of each expert's layers. A new run states them in its config, by default one
+    #: layer of model.hidden[0] divided by the experts of a level (shared_experts + tasks
+    #: x task_experts), so each level is about the size of the hard trunk's first layer;
+    #: left unset (runs saved before that default) each expert has model.hidden's widths
     expert_hidden: list[PositiveInt] | None = None
 
 
@@ -97,14 +98,27 @@ class PLE(SharedLayersNet):
     name = "ple"
     Options: ClassVar[type[ArchitectureOptions]] = PLEOptions
 
+    @classmethod
+    def pinned_options(
+        cls, options: dict[str, Any], hidden: list[int], n_tasks: int
+    ) -> dict[str, Any]:
+        """A new run's experts, stated: model.hidden[0] shared out among a level's experts."""
+        if options.get("expert_hidden") is not None:
+            return options
+        fields = cls.Options.model_fields
+        shared = options.get("shared_experts", fields["shared_experts"].default)
+        own = options.get("task_experts", fields["task_experts"].default)
+        if not all(isinstance(v, int) and v >= 0 for v in (shared, own)):
+            return options  # building the network names the bad value
+        per_level = max(1, shared + n_tasks * own)
+        return {**options, "expert_hidden": expert_widths(hidden, per_level)}
+
     def __init__(self, spec: ArchitectureSpec):
         super().__init__(spec)
         opts = spec.options or self.Options()
         assert isinstance(opts, ExtractionOptions)
         levels = self.levels_of(opts)
-        per_level = opts.shared_experts + len(spec.tasks) * opts.task_experts
-        default = expert_widths(spec.hidden, per_level)
-        widths = self.widths(opts.expert_hidden, default, "expert_hidden")
+        widths = self.widths(opts.expert_hidden, spec.hidden, "expert_hidden")
         self.encoder = encoder = spec.encoder
         tasks = spec.tasks
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
