@@ -12,7 +12,8 @@ every: 5}``), in one place for every method.
   the method still sees every step (UW's variances, FAMO's logits keep learning); only
   the weights the model follows are held.
 
-The two keys are declared once, on the schema (:class:`polytask.config.BalancingConfig`);
+The two keys are declared once (:class:`polytask.config.modifiers.BalancingModifiers`,
+fields of the schema's balancing section);
 :func:`polytask.balancing.get` gives a method with either key a subclass of its class
 whose options model has those fields too, so it is checked, printed, saved and restored
 like any option. The weights of a loss-level method are the derivatives of its objective
@@ -24,7 +25,6 @@ combination is an error.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,7 @@ from pydantic import create_model
 
 from polytask.balancing.base import Balancer, GradientBalancer, LossBalancer, Losses
 from polytask.balancing.jacobian import TaskJacobian
-from polytask.config.schema import MODIFIER_KEYS, BalancingConfig
+from polytask.config.modifiers import MODIFIER_KEYS, BalancingModifiers
 from polytask.errors import PolytaskError
 
 #: where a modified method's checkpoint keeps the modifiers' state
@@ -157,24 +157,29 @@ def no_weights(name: str, level: str) -> str:
     )
 
 
-@functools.cache
+_MODIFIED: dict[type[Balancer], type[Balancer]] = {}
+
+
 def modified(cls: type[Balancer]) -> type[Balancer]:
     """``cls`` with the modifiers: its options model gains the schema's ``ema`` and
-    ``every`` fields (declared on :class:`BalancingConfig`), its weights go through
+    ``every`` fields (declared on :class:`BalancingModifiers`), its weights go through
     :class:`HeldWeights`."""
-    if isinstance(cls, type) and issubclass(cls, GradientBalancer) and cls.needs_matrix:
+    # the matrix at every level, unless the method says otherwise per level (DB-MTL)
+    per_level = getattr(cls, "needs_matrix_at", None) is not GradientBalancer.needs_matrix_at
+    if issubclass(cls, GradientBalancer) and cls.needs_matrix and not per_level:
         raise PolytaskError(no_weights(cls.name, "parameters or representation"))
     clash = set(MODIFIER_KEYS) & set(cls.Options.model_fields)
     if clash:  # a method's own option would shadow a modifier
         raise TypeError(f"{cls.__name__} declares {sorted(clash)}, keys of the modifiers")
-    fields: Any = {
-        key: (BalancingConfig.model_fields[key].annotation, BalancingConfig.model_fields[key])
-        for key in MODIFIER_KEYS
-    }
-    options = create_model(f"{cls.Options.__name__}Modified", __base__=cls.Options, **fields)
-    mixin = GradientModified if issubclass(cls, GradientBalancer) else LossModified
-    namespace = {"Options": options, "__doc__": cls.__doc__, "__module__": cls.__module__}
-    return type(cls.__name__, (mixin, cls), namespace)
+    if cls not in _MODIFIED:  # one class per method, so that isinstance and repr agree
+        declared = BalancingModifiers.model_fields
+        fields: Any = {key: (declared[key].annotation, declared[key]) for key in MODIFIER_KEYS}
+        name = f"{cls.Options.__name__}Modified"
+        options = create_model(name, __base__=cls.Options, **fields)
+        mixin = GradientModified if issubclass(cls, GradientBalancer) else LossModified
+        namespace = {"Options": options, "__doc__": cls.__doc__, "__module__": cls.__module__}
+        _MODIFIED[cls] = type(cls.__name__, (mixin, cls), namespace)
+    return _MODIFIED[cls]
 
 
 def check_level(balancer: Balancer, level: str) -> None:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
 
 
@@ -211,9 +212,9 @@ class ModelConfig(Strict):
     image: dict[str, Any] = Field(default_factory=dict)
 
 
-class BalancingConfig(BaseModel):
+class BalancingConfig(BalancingModifiers):
     """``method`` plus that method's options as further keys; ``jacobian`` is read by the
-    trainer for gradient-level methods."""
+    trainer for gradient-level methods; ``ema`` and ``every`` modify any method."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -232,29 +233,11 @@ class BalancingConfig(BaseModel):
     #: every this many steps, and at least 4 times an epoch, log the task weights and the
     #: pairwise cosine of the task gradients to the history (0: never)
     log_every: int = Field(100, ge=0)
-    # modifiers of any method (polytask.balancing.modifiers), declared here once: the
-    # method's options model takes these two fields when they are given
-    #: follow an exponential moving average of the method's task weights,
-    #: w̄ = ema w̄ + (1 - ema) w (CR-MOGM, Zhou et al. 2022); 0: the method's own weights
-    ema: float = Field(0.0, ge=0, lt=1)
-    #: recompute the weights only every this many steps and reuse the last ones in
-    #: between (at gradient level those steps need no per-task Jacobian)
-    every: int = Field(1, ge=1)
 
     @property
     def options(self) -> dict[str, Any]:
-        """What :func:`polytask.balancing.get` takes besides the name: the method's
-        options, and the modifiers where they differ from their defaults."""
-        out = dict(self.model_extra or {})
-        for key in MODIFIER_KEYS:
-            value = getattr(self, key)
-            if value != BalancingConfig.model_fields[key].default:
-                out[key] = value
-        return out
-
-
-#: the keys of the balancing config that wrap any method (see BalancingConfig)
-MODIFIER_KEYS = ("ema", "every")
+        """What polytask.balancing.get takes besides the name (modifiers if not default)."""
+        return {**(self.model_extra or {}), **self.modifiers()}
 
 
 class TrainingConfig(Strict):

@@ -59,9 +59,9 @@ def fair_weights(gram: np.ndarray, alpha: float, tol: float = TOLERANCE) -> np.n
                 break
             eta *= 0.5
         u = u + eta * step
-    resid = float(np.abs((k @ u - u ** (-p)) * u).max())
+    worst = float(np.abs((k @ u - u ** (-p)) * u).max())
     warnings.warn(
-        f"FairGrad: K w = w^(-1/alpha) holds only to {resid:.2e} (tolerance {tol:.0e}); the "
+        f"FairGrad: K w = w^(-1/alpha) holds only to {worst:.2e} (tolerance {tol:.0e}); the "
         "task gradients may be linearly dependent",
         SolverWarning,
         stacklevel=3,

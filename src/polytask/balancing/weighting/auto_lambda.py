@@ -76,14 +76,15 @@ class AutoLambda(LossBalancer):
         n = min(self.options.batch_size, probe.rows)
         train = torch.randperm(probe.rows, generator=self._gen)[:n]
         held_out = torch.randperm(probe.rows, generator=self._gen)[:n]
-        params, alpha = probe.params, probe.lr
+        params: list[torch.Tensor] = list(probe.params)
+        alpha = probe.lr
         saved = [p.detach().clone() for p in params]
         lam = self.lam.tolist()
         grads = _grads(weighted_sum(probe.losses(train, grad=True), lam), params)
         with torch.no_grad():
             torch._foreach_add_(params, grads, alpha=-alpha)  # θ' = θ - α ∇ Σ λ L
         val = probe.losses(held_out, grad=True)
-        v = _grads(sum(loss for loss, p in zip(val, self._primary, strict=True) if p), params)
+        v = _grads(weighted_sum(val, [float(p) for p in self._primary]), params)
         norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in v])))
         if norm == 0:
             _restore(params, saved)
@@ -132,11 +133,11 @@ class AutoLambda(LossBalancer):
         self.load_state(state)
 
 
-def _grads(objective: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+def _grads(objective: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     got = torch.autograd.grad(objective, params, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for g, p in zip(got, params, strict=True)]
 
 
-def _restore(params: list[torch.nn.Parameter], saved: list[torch.Tensor]) -> None:
+def _restore(params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
     with torch.no_grad():
         torch._foreach_copy_(params, saved)
