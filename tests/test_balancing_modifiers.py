@@ -21,7 +21,7 @@ from polytask.errors import PolytaskError
 from polytask.training import checkpoint
 from polytask.training.checkpoint import read_checkpoint
 from polytask.training.steps import GradientStep
-from tests.conftest import make_table
+from tests.conftest import assert_user_error, call_cli, make_table
 from tests.test_jacobian_engine import _setup
 from tests.test_resume import FIT, Crash, CrashAt
 
@@ -190,3 +190,30 @@ def test_a_method_without_weights_at_its_level_is_an_error_before_training() -> 
     bal = {"method": "db_mtl", "every": 2, "jacobian": "representation"}  # it has weights there
     model = polytask.fit(df, balancing=bal, **{**FIT, "epochs": 1})
     assert np.isfinite(list(model.history[-1]["train"]["loss"].values())).all()
+
+
+def test_the_readme_example_runs_and_prints_what_it_says(capsys: pytest.CaptureFixture) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### Modifiers of any method")[1].split("```python\n")[1].split("```")[0]
+    exec(compile(block, "README.md", "exec"), {})
+    said = block.split("print(weights)  # ")[1].splitlines()[0]
+    assert capsys.readouterr().out.strip() == said
+
+
+def test_cli_trains_a_new_method_with_modifiers_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    make_table(120, seed=4).to_csv(tmp_path / "d.csv", index=False)
+    args = ["train", "--data", tmp_path / "d.csv", "--task", "y_reg:regression",
+            "--task", "y_bin:binary", "--drop", "id", "--epochs", "1", "--quiet",
+            "--no-report"]  # fmt: skip
+    good = "balancing: {method: fairgrad, alpha: 2.0, ema: 0.5, every: 2}\nmodel: {hidden: [8]}\n"
+    (tmp_path / "good.yaml").write_text(good, encoding="utf-8")
+    result = call_cli([*args, "--config", tmp_path / "good.yaml", "--out", tmp_path / "run"])
+    assert result.rc == 0, result.err
+    saved = (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8")
+    assert "ema: 0.5" in saved and "every: 2" in saved
+    (tmp_path / "bad.yaml").write_text("balancing: {method: krum, every: 0}\n", encoding="utf-8")
+    bad = call_cli([*args, "--config", tmp_path / "bad.yaml", "--out", tmp_path / "r2"])
+    assert_user_error(bad, "every")
+    (tmp_path / "no.yaml").write_text("balancing: {method: graddrop, ema: 0.5}\n", encoding="utf-8")
+    no = call_cli([*args, "--config", tmp_path / "no.yaml", "--out", tmp_path / "r3"])
+    assert_user_error(no, "graddrop", "drop ema and every")
