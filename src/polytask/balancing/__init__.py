@@ -84,7 +84,9 @@ METHODS: dict[str, type[Balancer]] = {
 
 
 def get(name: str, **options: Any) -> Balancer:
-    """A fresh balancer by name, its options validated (unknown ones are an error)."""
+    """A fresh balancer by name, its options validated (unknown ones are an error).
+    ``ema`` and ``every`` wrap any method that has task weights
+    (:mod:`polytask.balancing.modifiers`)."""
     from polytask.config import validate_options
 
     try:
