@@ -156,10 +156,9 @@ def test_a_reused_step_takes_no_jacobian_and_is_the_weighted_gradient(level: str
 
 def test_modifiers_train_end_to_end_and_resume_exactly(tmp_path: Path) -> None:
     df = make_table(200, seed=2)
-    for bal in ({"method": "mgda", "ema": 0.9, "every": 5, "jacobian": "representation"},
-                {"method": "uw", "ema": 0.5, "every": 2}):  # fmt: skip
-        model = polytask.fit(df, balancing=bal, **{**FIT, "epochs": 1})
-        assert all(np.isfinite(v) for v in model.history[-1]["train"]["loss"].values())
+    uw = {"method": "uw", "ema": 0.5, "every": 2}  # a loss-level method, end to end
+    model = polytask.fit(df, balancing=uw, **{**FIT, "epochs": 1})
+    assert all(np.isfinite(v) for v in model.history[-1]["train"]["loss"].values())
     balancing_cfg = {"method": "nash_mtl", "ema": 0.8, "every": 3}
     whole = polytask.fit(df, balancing=balancing_cfg, out=tmp_path / "whole", **FIT)
     out = tmp_path / "crashed"
