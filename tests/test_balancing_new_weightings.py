@@ -66,9 +66,9 @@ def test_gls_is_the_geometric_mean_and_weighs_by_inverse_loss() -> None:
 def test_imtl_l_equalises_the_scaled_losses() -> None:
     losses = [0.01, 1.0, 300.0]  # units orders of magnitude apart
     bal = _bal("imtl_l", init=0.0)
-    opt = torch.optim.Adam(bal.parameters(), lr=0.2, betas=(0.5, 0.9))
-    decay = torch.optim.lr_scheduler.ExponentialLR(opt, 0.99)
-    for _ in range(500):
+    opt = torch.optim.Adam(bal.parameters(), lr=0.3, betas=(0.5, 0.9))
+    decay = torch.optim.lr_scheduler.ExponentialLR(opt, 0.98)
+    for _ in range(250):
         opt.zero_grad()
         bal.combine([torch.tensor(v) for v in losses]).backward()
         opt.step()
