@@ -27,29 +27,16 @@ from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
 from polytask.balancing.solvers import SolverWarning
 from polytask.encoders import TabularEncoder
-from polytask.features.batches import Batch
+from polytask.features.batches import Batch, TensorTable
+from polytask.features.preprocess import FeatureTensors
 from polytask.tasks import make_task
+from polytask.training.probe import TrainingProbe
 from polytask.training.steps import make_step
 
 BATCH, IN, WIDTH = 256, 64, 256
-LOSS_LEVEL = ["ew", "weights", "uw", "dwa", "rlw", "famo"]
-GRAD_LEVEL = [
-    "gradnorm",
-    "db_mtl",
-    "mean",
-    "sum",
-    "mgda",
-    "pcgrad",
-    "graddrop",
-    "gradvac",
-    "cagrad",
-    "imtl_g",
-    "nash_mtl",
-    "aligned_mtl",
-    "upgrad",
-    "dualproj",
-    "config",
-]
+#: every registered method, from the registry (a new method gets its rows by itself)
+LOSS_LEVEL = [n for n, c in balancing.METHODS.items() if c.level == "loss"]
+GRAD_LEVEL = [n for n, c in balancing.METHODS.items() if c.level == "gradient"]
 
 
 def build(t: int, seed: int = 0) -> tuple[HardSharing, list, Batch]:
@@ -75,20 +62,28 @@ def build(t: int, seed: int = 0) -> tuple[HardSharing, list, Batch]:
 
 def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
     net, tasks, batch = build(t)
-    opts = {"weights": {f"t{i}": 1.0 for i in range(t)}} if name == "weights" else {}
-    if name in ("rlw", "pcgrad", "gradvac", "graddrop"):
+    opts: dict = {"weights": {f"t{i}": 1.0 for i in range(t)}} if name == "weights" else {}
+    if "seed" in balancing.METHODS[name].Options.model_fields:
         opts["seed"] = 0
     bal = balancing.get(name, **opts)
     bal.setup([x.name for x in tasks])
     extra = bal.parameters()
     opt = torch.optim.AdamW([*net.parameters(), *extra], lr=1e-4, fused=True)
     step = make_step(net, tasks, bal, level)
+    # the trainer's probe over a training split of the batch's rows (Auto-Lambda draws
+    # its bilevel batches from it)
+    table = TensorTable(
+        FeatureTensors(batch.numeric, batch.categorical, {}),
+        batch.targets,
+        [torch.ones(len(batch), dtype=torch.bool) for _ in batch.targets],
+    )
+    probe = TrainingProbe(net, tasks, table, opt)
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
         step(batch)
         opt.step()
-        bal.after_update(step.losses_after(batch))  # as the trainer does it
+        bal.after_update(probe.at(step.losses_after(batch)))  # as the trainer does it
 
     return run
 

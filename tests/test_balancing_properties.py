@@ -10,6 +10,7 @@ import importlib
 import polytask.balancing as balancing
 
 W, A = "test_balancing_weighting", "test_balancing_aggregators"
+NW, NA = "test_balancing_new_weightings", "test_balancing_new_aggregators"
 PROPERTY_TESTS = {
     "ew": f"{W}::test_ew_is_plain_sum_and_weights_are_fixed",
     "weights": f"{W}::test_ew_is_plain_sum_and_weights_are_fixed",
@@ -32,6 +33,19 @@ PROPERTY_TESTS = {
     "upgrad": f"{A}::test_dual_cone_directions_do_not_conflict",
     "dualproj": f"{A}::test_dual_cone_directions_do_not_conflict",
     "config": f"{A}::test_config_equal_cosine_with_every_gradient",
+    "stch": f"{NW}::test_stch_tends_to_the_max_loss_as_mu_goes_to_zero",
+    "gls": f"{NW}::test_gls_is_the_geometric_mean_and_weighs_by_inverse_loss",
+    "imtl_l": f"{NW}::test_imtl_l_equalises_the_scaled_losses",
+    "auto_lambda": f"{NW}::test_auto_lambda_hypergradient_is_the_papers_finite_difference",
+    "imtl": f"{NA}::test_imtl_weighs_scaled_gradients_with_equal_projections",
+    "fairgrad": f"{NA}::test_fairgrad_alpha_one_is_nash_mtl_and_solves_its_fairness_condition",
+    "excess_mtl": f"{NA}::test_excess_mtl_weighs_up_the_larger_excess_risk",
+    "sdmgrad": f"{NA}::test_sdmgrad_lambda_zero_is_mgda_and_solves_its_quadratic",
+    "modo": f"{NA}::test_modo_one_projected_step_and_its_fixed_point",
+    "moco": f"{NA}::test_moco_tracks_the_gradients_and_weighs_the_tracked_ones",
+    "krum": f"{NA}::test_krum_and_trimmed_mean_ignore_an_outlier_row",
+    "trimmed_mean": f"{NA}::test_krum_and_trimmed_mean_ignore_an_outlier_row",
+    "rgw": f"{NA}::test_rgw_weights_are_random_points_of_the_simplex",
 }
 
 

@@ -14,6 +14,7 @@ from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
+from polytask.balancing.modifiers import check_level
 from polytask.config import RunConfig
 
 # build_config and TaskSpec live with the config (the CLI builds configs without torch)
@@ -45,6 +46,7 @@ def _check_run(cfg: RunConfig) -> Balancer:
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
     balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
+    check_level(balancer, cfg.balancing.jacobian)
     text_options(cfg.model)
     image_options(cfg.model)
     tracking.check_available(cfg.tracking)

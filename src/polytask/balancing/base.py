@@ -11,7 +11,7 @@ code; :func:`polytask.balancing.get` validates them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -28,6 +28,26 @@ def seeded_generator(seed: int | None) -> torch.Generator:
     else:
         gen.manual_seed(seed)
     return gen
+
+
+class Probe(Protocol):
+    """What the trainer hands :meth:`Balancer.after_update` (a
+    :class:`polytask.training.probe.TrainingProbe`): called, the step batch's losses at
+    the updated parameters; for bilevel methods also the losses on any rows of the
+    training split (``grad``: with their graph), the parameters and the learning rate."""
+
+    def __call__(self) -> list[torch.Tensor]: ...
+
+    def losses(self, rows: torch.Tensor, grad: bool = False) -> list[torch.Tensor]: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]: ...
+
+    @property
+    def lr(self) -> float: ...
 
 
 class BalancerOptions(BaseModel):
@@ -53,7 +73,9 @@ class Balancer:
     def after_update(self, losses_after: Callable[[], list[torch.Tensor]]) -> None:
         """Called after every optimiser step. ``losses_after()`` recomputes the batch's
         task losses at the updated parameters (one more forward, as the closure of
-        ``torch.optim.LBFGS``); a method calls it only if it needs them (FAMO)."""
+        ``torch.optim.LBFGS``); a method calls it only if it needs them (FAMO). In
+        training it is a :class:`Probe`, which bilevel methods (Auto-Lambda) also ask
+        for losses on other rows of the training split."""
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """Learnable parameters of the method itself (optimised with the model)."""
@@ -168,9 +190,25 @@ class GradientBalancer(Balancer):
         if self.needs_matrix_at(level):
             jac.write(self.direction(jac, tasks, values))
             return None
-        coef = self._weigh(jac.gram(), tasks, values)
+        coef = self._weigh(jac.gram, tasks, values)
         jac.apply(coef)
         return coef
+
+    def reuses(self, tasks: list[int] | None = None) -> bool:
+        """Whether the next update takes coefficients it already has, without looking at
+        the step's gradients (the ``every`` modifier between recomputations), for the
+        tasks ``tasks`` (None: whether such a step is due at all). The step then needs no
+        Jacobian: the representation's gradients weighted by them are the update."""
+        return False
+
+    def head_factors(self, coef: np.ndarray | None, losses: Losses) -> np.ndarray | None:
+        """What each present head's gradient ∇L_t is multiplied by (None: nothing), as
+        ``head_loss`` says: w_t with the step's coefficients, or 1 / L_t for log L_t."""
+        if self.head_loss == "loss":
+            return None
+        if self.head_loss == "weighted":
+            return coef
+        return 1.0 / np.maximum(np.asarray(losses, dtype=np.float64), 1e-12)
 
     def weigh(
         self,
@@ -184,11 +222,17 @@ class GradientBalancer(Balancer):
         if self.needs_matrix:
             raise ValueError(f"{self.name} needs the whole matrix: use aggregate()")
         idx = self._indices(gram.shape[0], tasks)
-        return self._weigh(gram, idx, self._losses(losses))
+        return self._weigh(lambda: gram, idx, self._losses(losses))
 
     def _weigh(
-        self, gram: torch.Tensor | np.ndarray, tasks: list[int], losses: np.ndarray | None
+        self,
+        gram_of: Callable[[], torch.Tensor | np.ndarray],
+        tasks: list[int],
+        losses: np.ndarray | None,
     ) -> np.ndarray:
+        """The coefficients from the Gramian, which ``gram_of`` computes only when asked
+        (a step that reuses its coefficients never builds it)."""
+        gram = gram_of()
         if isinstance(gram, torch.Tensor):
             gram = gram.detach().double().cpu().numpy()
         coef = self.coefficients(gram, tasks, losses)

@@ -246,3 +246,86 @@ def _project_simplex(v: np.ndarray) -> np.ndarray:
     rho = int(np.nonzero(u - css / idx > 0)[0][-1])
     theta = css[rho] / (rho + 1)
     return np.maximum(v - theta, 0.0)
+
+
+def simplex_quadratic(
+    q: np.ndarray, c: np.ndarray, name: str, tol: float = TOLERANCE, max_iter: int = 2000
+) -> np.ndarray:
+    """w on the simplex minimising ½ wᵀ Q w + cᵀ w (Q symmetric PSD, T x T).
+
+    Accelerated projected gradient (FISTA, restarted when the objective goes up) finds
+    the support; the KKT system on that support (Q_SS w_S + c_S = μ 1, 1ᵀ w_S = 1) then
+    gives the exact minimiser, which is kept when it is feasible and no task outside the
+    support has (Q w + c)_i < μ (an active-set step fixes the support otherwise). The
+    Frank-Wolfe duality gap ∇ᵀw - min ∇ certifies the result; :class:`SolverWarning`
+    when it stays above ``tol`` (relative to the problem's scale)."""
+    s = max(_scale(q), float(np.abs(c).max()) if c.size else 0.0, 1e-30)
+    q, c = (q + q.T) / (2 * s), c / s
+    w = _simplex_fista(q, c, tol, max_iter)
+    exact = _simplex_active_set(q, c, w)
+    if exact is not None:
+        return exact
+    grad = q @ w + c
+    gap = float(grad @ w - grad.min())
+    if gap > tol:
+        warnings.warn(f"{name}: duality gap {gap:.2e} > {tol:.0e}", SolverWarning, stacklevel=3)
+    return w
+
+
+def _simplex_fista(q: np.ndarray, c: np.ndarray, tol: float, max_iter: int) -> np.ndarray:
+    t = q.shape[0]
+    lip = float(np.linalg.eigvalsh(q).max()) + 1e-12
+    w = np.full(t, 1.0 / t)
+    y, momentum = w, 1.0
+    value = 0.5 * w @ q @ w + c @ w
+    for _ in range(max_iter):
+        grad = q @ w + c
+        if float(grad @ w - grad.min()) <= tol * 1e-3:
+            break
+        nxt = _project_simplex(y - (q @ y + c) / lip)
+        nxt_value = 0.5 * nxt @ q @ nxt + c @ nxt
+        if nxt_value > value:  # momentum overshot: restart from w
+            if y is w:
+                break
+            y, momentum = w, 1.0
+            continue
+        following = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
+        y = nxt + ((momentum - 1.0) / following) * (nxt - w)
+        w, momentum, value = nxt, following, nxt_value
+    return w
+
+
+def _simplex_active_set(q: np.ndarray, c: np.ndarray, start: np.ndarray) -> np.ndarray | None:
+    """The exact minimiser from the support of ``start`` (None when the KKT conditions
+    cannot be met within 3T support changes)."""
+    t = q.shape[0]
+    support = [i for i in range(t) if start[i] > 1e-9] or list(range(t))
+    for _ in range(3 * t):
+        n = len(support)
+        kkt = np.zeros((n + 1, n + 1))
+        kkt[:n, :n] = q[np.ix_(support, support)]
+        kkt[:n, n], kkt[n, :n] = -1.0, 1.0
+        sol = np.linalg.lstsq(kkt, np.concatenate([-c[support], [1.0]]), rcond=None)[0]
+        ws, mu = sol[:n], float(sol[n])
+        if np.abs(kkt @ sol - np.concatenate([-c[support], [1.0]])).max() > 1e-9:
+            return None  # inconsistent on this support
+        if ws.min() < -1e-12:
+            del support[int(np.argmin(ws))]
+            if not support:
+                return None
+            continue
+        w = np.zeros(t)
+        w[support] = np.maximum(ws, 0.0)
+        grad = q @ w + c
+        outside = [i for i in range(t) if i not in set(support)]
+        worst = min(outside, key=lambda i: grad[i]) if outside else None
+        if worst is None or grad[worst] >= mu - 1e-10:
+            return w / w.sum()
+        support = sorted([*support, worst])
+    return None
+
+
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection onto the probability simplex (for methods that take one
+    projected step on their weights, MoDo and MoCo)."""
+    return _project_simplex(v)

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
 
 
@@ -211,9 +212,9 @@ class ModelConfig(Strict):
     image: dict[str, Any] = Field(default_factory=dict)
 
 
-class BalancingConfig(BaseModel):
+class BalancingConfig(BalancingModifiers):
     """``method`` plus that method's options as further keys; ``jacobian`` is read by the
-    trainer for gradient-level methods."""
+    trainer for gradient-level methods; ``ema`` and ``every`` modify any method."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -235,7 +236,8 @@ class BalancingConfig(BaseModel):
 
     @property
     def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        """What polytask.balancing.get takes besides the name (modifiers if not default)."""
+        return {**(self.model_extra or {}), **self.modifiers()}
 
 
 class TrainingConfig(Strict):

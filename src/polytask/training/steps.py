@@ -149,6 +149,8 @@ class GradientStep:
         #: the last step's (T_present, T_present) cosines and their task indices
         self.last_cosine: tuple[list[int], torch.Tensor] | None = None
         self.record_cosine = False
+        #: this step reuses the method's coefficients (no Jacobian was taken)
+        self._reusing = False
 
     def close(self) -> None:
         """Remove the forward hooks the chain Jacobian put on the model (after training)."""
@@ -161,7 +163,7 @@ class GradientStep:
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         tape = None if self.chain is None else self.chain.tape
-        if tape is None:
+        if tape is None or self.balancer.reuses():  # a step that reuses needs no Jacobian
             return self._step(batch, self.net.representation(*batch.inputs), False)
         tape.arm()
         try:
@@ -177,29 +179,34 @@ class GradientStep:
         losses, present, jac = self._jacobian(batch, rep, by_hand)
         if jac is None:  # no task is labelled in this batch
             return losses
+        reused = self._reusing
         values: Losses = [losses[t].detach() for t in present]
         if self.balancer.needs_losses or self.balancer.head_loss == "log":
             values = loss_values(values)  # one read-back, shared with the heads' scaling
         coef = self.balancer.update(jac, present, values, self.level)
-        if self.record_cosine:
+        if self.record_cosine and not reused:
             self.last_cosine = (present, cosine_from_gram(jac.gram().detach()))
         self._scale_heads(present, coef, values)
-        if self.sync is not None:
-            self.sync.sum_grads(self.summed_after)
+        if self.sync is not None:  # a reused step back-propagated its own rows: sum all
+            self.sync.sum_grads(self.trunk + self.head_params if reused else self.summed_after)
         return losses
 
     # -- the engines ---------------------------------------------------------------------------
     def _jacobian(
         self, batch: Batch, rep: torch.Tensor, by_hand: bool
     ) -> tuple[list[torch.Tensor], list[int], TaskJacobian | None]:
-        """The losses, the tasks present and their Jacobian at ``self.level``."""
+        """The losses, the tasks present and their Jacobian at ``self.level``; at the
+        representation when the method reuses coefficients it has (``reuses``): the
+        representation's gradients weighted by them, back-propagated once, are then the
+        parameter-level update c @ G too (the chain rule), with no (T, P) Jacobian."""
         task_dim = 1 if by_hand else 0
+        self._reusing = False
         if self.linear is not None and rep.dim() == 2:
             losses, present, out_grads = self._linear_heads(batch, rep)
             if not present:
                 return losses, present, None
             weights = [self.linear[t].weight.detach() for t in present]
-            if self.level == "representation":
+            if self._at_representation(present):
                 return losses, present, self._at_rep(LinearHeadJacobian(rep, out_grads, weights))
             out = None
             if by_hand and all(g.shape[1] == 1 for g in out_grads):
@@ -211,9 +218,13 @@ class GradientStep:
             losses, present, rep_grads = self._head_pass(batch, rep, task_dim)
             if not present:
                 return losses, present, None
-            if self.level == "representation":
+            if self._at_representation(present):
                 return losses, present, self._at_rep(RepresentationJacobian(rep, rep_grads))
         return losses, present, self._trunk_jacobian(rep, rep_grads, by_hand)
+
+    def _at_representation(self, present: list[int]) -> bool:
+        self._reusing = self.balancer.reuses(present)
+        return self._reusing or self.level == "representation"
 
     def _at_rep(self, jac: RepresentationJacobian) -> TaskJacobian:
         return jac if self.sync is None else ShardedRows(jac, self.sync)
@@ -275,13 +286,12 @@ class GradientStep:
         return losses, present, [grads[t] for t in present]
 
     def _scale_heads(self, present: list[int], coef: np.ndarray | None, losses: Losses) -> None:
-        """Each head trained on what the method says: L_t (as the heads' backward left
-        it), w_t L_t with the step's coefficients, or log L_t (gradient ∇L_t / L_t)."""
-        how = self.balancer.head_loss
-        if how == "loss":
+        """Each head trained on what the method says (its ``head_factors``): L_t (as the
+        heads' backward left it), w_t L_t with the step's coefficients, log L_t (gradient
+        ∇L_t / L_t), or a scale of its own (IMTL's e^s L_t)."""
+        factors = self.balancer.head_factors(coef, losses)
+        if factors is None:
             return
-        factors = coef if how == "weighted" else 1.0 / np.maximum(losses, 1e-12)
-        assert factors is not None
         for t, f in zip(present, factors, strict=True):
             for p in self.heads[t].parameters():
                 if p.grad is not None:

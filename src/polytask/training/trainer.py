@@ -50,6 +50,7 @@ from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
 from polytask.training.optim import make_optimizer, make_scheduler, step_scheduler
+from polytask.training.probe import TrainingProbe
 from polytask.training.progress import (
     EPOCH_LEGEND,
     TrainingProgress,
@@ -194,6 +195,7 @@ class Trainer:
         params = [p for p in net.parameters() if p.requires_grad]
         opt_params = [p for g in optimizer.param_groups for p in g["params"]]
         before = run.schedule.before_step if sync is not None else None
+        probe = TrainingProbe(net, tasks, run.train, optimizer)  # what after_update may ask
         save_due = run.schedule.after_step if run.checkpoints is not None else None
         clip, due = self.cfg.grad_clip, run.bar.due
         net.train()
@@ -222,7 +224,7 @@ class Trainer:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
             optimizer.step()
-            self.balancer.after_update(step.losses_after(batch))
+            self.balancer.after_update(probe.at(step.losses_after(batch)))
             if logging:
                 monitor_log.after(step, self.balancer)
             for hook in on_end:
