@@ -23,6 +23,8 @@ from polytask.balancing.aggregation.pcgrad import PCGrad
 from polytask.balancing.aggregation.simple import Mean, Sum
 from polytask.balancing.aggregation.upgrad import UPGrad
 from polytask.balancing.base import Balancer, BalancerOptions, GradientBalancer, LossBalancer
+from polytask.balancing.byo import backward
+from polytask.balancing.gramian import GramianEngine
 from polytask.balancing.weighting.dwa import DynamicWeightAverage
 from polytask.balancing.weighting.ew import EqualWeighting
 from polytask.balancing.weighting.famo import FAMO
@@ -75,6 +77,8 @@ __all__ = [
     "Balancer",
     "BalancerOptions",
     "GradientBalancer",
+    "GramianEngine",
     "LossBalancer",
+    "backward",
     "get",
 ]
