@@ -133,7 +133,7 @@ def test_gramian_equals_autograd_jacobian_times_its_transpose(arch: str, kind: s
             torch.cat(
                 [
                     (g if g is not None else torch.zeros_like(p)).reshape(-1)
-                    for g, p in zip(grads, trunk)
+                    for g, p in zip(grads, trunk, strict=True)
                 ]
             )
         )

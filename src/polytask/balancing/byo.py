@@ -66,7 +66,7 @@ def _heads(losses: list[torch.Tensor], stop: torch.Tensor | None, shared: set[in
         var = getattr(node, "variable", None)
         if var is not None and id(var) not in shared and var.requires_grad:
             found.append(var)
-        nodes.extend(nxt for nxt, _ in node.next_functions)
+        nodes.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
     return found
 
 
@@ -140,7 +140,7 @@ def _summed(jac: TrunkJacobian) -> TrunkJacobian:
     return jac
 
 
-def _sum_grads(params: list[torch.Tensor]) -> None:
+def _sum_grads(params: Sequence[torch.Tensor]) -> None:
     if _world() == 1 or not params:
         return
     flat = torch.cat(
