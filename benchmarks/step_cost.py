@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -25,13 +26,14 @@ from torch import nn
 import polytask.balancing as balancing
 from polytask.architectures import ArchitectureSpec
 from polytask.architectures.hard import HardSharing
+from polytask.balancing.gramian import GramianEngine
 from polytask.balancing.solvers import SolverWarning
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch, TensorTable
 from polytask.features.preprocess import FeatureTensors
 from polytask.tasks import make_task
 from polytask.training.probe import TrainingProbe
-from polytask.training.steps import make_step
+from polytask.training.steps import GradientStep, make_step
 
 BATCH, IN, WIDTH = 256, 64, 256
 #: every registered method, from the registry (a new method gets its rows by itself)
@@ -60,7 +62,8 @@ def build(t: int, seed: int = 0) -> tuple[HardSharing, list, Batch]:
     return net, tasks, batch
 
 
-def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
+def make_runner(name: str, t: int, level: str, engine: str = "auto") -> Callable[[], None]:
+    """``engine="gramian"``: the Gramian engine even where the written-out chain applies."""
     net, tasks, batch = build(t)
     opts: dict = {"weights": {f"t{i}": 1.0 for i in range(t)}} if name == "weights" else {}
     if "seed" in balancing.METHODS[name].Options.model_fields:
@@ -78,6 +81,9 @@ def make_runner(name: str, t: int, level: str) -> Callable[[], None]:
         [torch.ones(len(batch), dtype=torch.bool) for _ in batch.targets],
     )
     probe = TrainingProbe(net, tasks, table, opt)
+    if engine == "gramian" and isinstance(step, GradientStep) and step.chain is not None:
+        step.close()
+        step.gramian = GramianEngine([net], step.trunk)
 
     def run() -> None:
         opt.zero_grad(set_to_none=True)
@@ -160,6 +166,30 @@ def torchjd_runner(t: int) -> Callable[[], None] | None:
     return run
 
 
+def autogram_runner(t: int) -> Callable[[], None] | None:
+    """torchjd's autogram engine (the Gramian of the trunk, UPGrad's weights from it, one
+    backward of the weighted losses), when torchjd is installed."""
+    try:
+        from torchjd.aggregation import UPGradWeighting
+        from torchjd.autogram import Engine
+    except ImportError:
+        return None
+    trunk, heads, _, opt, x, ys = plain_model(t)
+    engine = Engine(trunk, batch_dim=None)
+    weighting = UPGradWeighting()
+
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        h = trunk(x)
+        losses = torch.stack(
+            [((hd(h).squeeze(-1) - y) ** 2).mean() for hd, y in zip(heads, ys, strict=True)]
+        )
+        losses.backward(weighting(engine.compute_gramian(losses)))
+        opt.step()
+
+    return run
+
+
 def time_ms(run: Callable[[], None], steps: int) -> float:
     run()  # warm-up
     t0 = time.perf_counter()
@@ -176,7 +206,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--methods", default="", help="comma-separated subset")
-    args = ap.parse_args()
+    ap.add_argument(
+        "--gramian",
+        action="store_true",
+        help="also every Gramian method @par through the Gramian engine instead of the chain",
+    )
+    ap.add_argument(
+        "--backbone",
+        default="",
+        help="minilm: the transformer backbone rows instead (benchmarks/step_cost_backbone.py)",
+    )
+    args, _ = ap.parse_known_args()
+    if args.backbone:
+        from step_cost_backbone import main as backbone_main
+
+        backbone_main(sys.argv[1:])
+        return
     warnings.simplefilter("ignore", SolverWarning)
     torch.set_num_threads(torch.get_num_threads())
     wanted = set(filter(None, args.methods.split(",")))
@@ -192,6 +237,9 @@ def main() -> None:
         jd = torchjd_runner(t)
         if jd is not None:
             runners["torchjd UPGrad (mtl_backward)"] = jd
+        ag = autogram_runner(t)
+        if ag is not None:
+            runners["torchjd UPGrad (autogram)"] = ag
         for name in LOSS_LEVEL:
             if not wanted or name in wanted or name == "ew":
                 runners[name] = make_runner(name, t, "parameters")
@@ -199,6 +247,9 @@ def main() -> None:
             if not wanted or name in wanted:
                 for level in ("representation", "parameters"):
                     runners[f"{name} @{level[:3]}"] = make_runner(name, t, level)
+                cls = balancing.METHODS[name]
+                if args.gramian and not cls().needs_matrix_at("parameters"):  # type: ignore[attr-defined]
+                    runners[f"{name} @par gramian"] = make_runner(name, t, "parameters", "gramian")
         times: dict[str, list[float]] = {k: [] for k in runners}
         for _ in range(args.repeats):  # interleaved repeats
             for k, run in runners.items():

@@ -32,6 +32,8 @@ from polytask.balancing.aggregation.simple import Mean, Sum
 from polytask.balancing.aggregation.trimmed_mean import TrimmedMean
 from polytask.balancing.aggregation.upgrad import UPGrad
 from polytask.balancing.base import Balancer, BalancerOptions, GradientBalancer, LossBalancer
+from polytask.balancing.byo import backward
+from polytask.balancing.gramian import GramianEngine
 from polytask.balancing.modifiers import modified, wants_modifiers
 from polytask.balancing.weighting.auto_lambda import AutoLambda
 from polytask.balancing.weighting.dwa import DynamicWeightAverage
@@ -106,6 +108,8 @@ __all__ = [
     "Balancer",
     "BalancerOptions",
     "GradientBalancer",
+    "GramianEngine",
     "LossBalancer",
+    "backward",
     "get",
 ]

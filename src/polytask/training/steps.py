@@ -31,6 +31,7 @@ from polytask.balancing.base import (
     loss_values,
 )
 from polytask.balancing.chain_jacobian import MIN_TASKS, ChainJacobian, supported
+from polytask.balancing.gramian import GramianEngine, GramianJacobian
 from polytask.balancing.jacobian import (
     DEFAULT_MEMORY_BOUND,
     LinearHeadJacobian,
@@ -141,6 +142,13 @@ class GradientStep:
         self.linear = net.linear_heads()
         #: parameter level over an MLP: its batched backward written out (chain_jacobian)
         self.chain = _chain(net, self.trunk, len(tasks)) if level == "parameters" else None
+        #: parameter level for a method that needs only the Gramian, where the chain does
+        #: not apply: the Gramian layer by layer (balancing/gramian.py)
+        self.gramian = (
+            GramianEngine([net], self.trunk)
+            if self.chain is None and _gramian_fits(balancer, level, sync)
+            else None
+        )
         #: gradients summed across processes after the update (the trunk's are summed
         #: before it at the parameter level, as Jacobian blocks)
         self.summed_after = (
@@ -157,11 +165,21 @@ class GradientStep:
         if self.chain is not None:
             self.chain.tape.remove()
             self.chain = None
+        if self.gramian is not None:
+            self.gramian.remove()
+            self.gramian = None
 
     def losses_after(self, batch: Batch) -> Callable[[], list[torch.Tensor]]:
         return losses_after(self.net, self.tasks, batch, self.sync)
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
+        if self.gramian is not None:
+            try:
+                with self.gramian.recording():
+                    rep = self.net.representation(*batch.inputs)
+                return self._step(batch, rep, False)
+            finally:
+                self.gramian.records = {}  # the activations go with the step
         tape = None if self.chain is None else self.chain.tape
         if tape is None or self.balancer.reuses():  # a step that reuses needs no Jacobian
             return self._step(batch, self.net.representation(*batch.inputs), False)
@@ -231,10 +249,14 @@ class GradientStep:
 
     def _trunk_jacobian(
         self, rep: torch.Tensor, rep_grads: torch.Tensor, by_hand: bool
-    ) -> TrunkJacobian:
-        """The (T, numel) block of every shared parameter: by hand through an MLP chain
-        (rep_grads (N, T, H)), else with autograd's batched backward (rep_grads (T, ...));
-        with several processes, summed: every process has the whole batch's Jacobian."""
+    ) -> TaskJacobian:
+        """The Gramian layer by layer (the Gramian engine), or the (T, numel) block of
+        every shared parameter: by hand through an MLP chain (rep_grads (N, T, H)), else
+        with autograd's batched backward (rep_grads (T, ...)); with several processes,
+        summed: every process has the whole batch's Jacobian."""
+        if self.gramian is not None:
+            gram = self.gramian.gramian(rep, rep_grads)[0]
+            return GramianJacobian(rep, rep_grads, gram, self.trunk)
         if by_hand:
             assert self.chain is not None
             blocks = self.chain.blocks(rep_grads, self.memory_bound)
@@ -305,6 +327,13 @@ def _chain(net: MultiTaskNet, trunk: list[torch.nn.Parameter], tasks: int) -> Ch
     if chain is None or not len(chain) or tasks < MIN_TASKS or not all(supported(m) for m in chain):
         return None
     return ChainJacobian(chain, trunk)
+
+
+def _gramian_fits(balancer: GradientBalancer, level: str, sync: StepSync | None) -> bool:
+    """The Gramian engine serves parameter-level methods that need only the Gramian, in
+    one process: with several, each has a share of every task gradient, and the Gramian
+    of their sum is not the sum of their Gramians (the blocks are summed instead)."""
+    return level == "parameters" and sync is None and not balancer.needs_matrix_at(level)
 
 
 def losses_after(
