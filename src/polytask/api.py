@@ -27,6 +27,8 @@ from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
 from polytask.prepare import PreparedData, prepare_single
+from polytask.predict_stream import evaluate_file, predict_file, streams
+from polytask.prepare_stream import prepare_stream, wants_streaming
 from polytask.tasks import Task
 from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
@@ -59,6 +61,9 @@ def _prepare(
 ) -> PreparedData:
     """The run's data, one source or several: the same prepared type either way."""
     if not cfg.multi_source:
+        if all(f is None for f in frames) and wants_streaming(cfg.data):
+            rank, world = (0, 1) if ctx is None else (ctx.rank, ctx.world_size)
+            return prepare_stream(cfg, tasks, rank, world)
         return prepare_single(cfg, tasks, *frames)
     if any(f is not None for f in frames):
         raise PolytaskError("a config with sources reads each source's data itself")
@@ -138,7 +143,9 @@ def train_run(
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx)
     torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, prepared.preprocessors, tasks)
-    fingerprint = run_staging.data_fingerprint(*prepared.frames) if out_path else None
+    fingerprint = None
+    if out_path is not None:
+        fingerprint = prepared.fingerprint or run_staging.data_fingerprint(*prepared.frames)
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         trainer = Trainer(
@@ -200,8 +207,10 @@ def resume(
             )
     started_in = Path(info.get("cwd") or ".")
 
+    streamed = wants_streaming(saved.data) and data is None  # read again as it streams
+
     def frame(given: pd.DataFrame | None, path: str | None) -> pd.DataFrame | None:
-        if given is not None or not path:
+        if given is not None or not path or streamed:
             return given
         return read_table(Path(path) if Path(path).is_absolute() else started_in / path)
 

@@ -228,6 +228,8 @@ class PreparedData:
     frames: tuple[pd.DataFrame | None, ...]
     #: the source names of a multi-source run; None for a single table
     names: list[str] | None = None
+    #: what resuming checks instead of hashing frames (a streamed table's files)
+    fingerprint: str | None = None
 
     def info(self) -> dict[str, Any]:
         """``rows`` and ``feature_types`` as a run's info file holds them: flat for a

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    field_validator,
     model_validator,
 )
 
@@ -65,6 +66,33 @@ class DataConfig(Strict):
     test: str | None = Field(None, json_schema_extra=flag("--test", "explicit test data", "FILE"))
     validation_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
+    #: stream the table instead of reading it into memory (README "Tables bigger than
+    #: memory"): auto streams data files larger on disk than ``stream_above_mb``
+    streaming: Literal["auto", "true", "false"] = Field(
+        "auto",
+        json_schema_extra=flag(
+            "--streaming", "auto | true | false: read the table in row groups", "MODE"
+        ),
+    )
+    stream_above_mb: float = Field(512.0, gt=0)
+    #: split rows by a hash of this column (a user or session id) instead of their position
+    split_key: str | None = Field(
+        None,
+        json_schema_extra=flag(
+            "--split-key", "split rows by a hash of this column (streamed tables)", "COL"
+        ),
+    )
+    #: streamed rows are mixed in windows of at least this many rows
+    shuffle_rows: int = Field(262_144, ge=1)
+    #: training rows sampled for medians, types and the text tokenizer (streamed tables)
+    sample_rows: int = Field(100_000, ge=1)
+
+    @field_validator("streaming", mode="before")
+    @classmethod
+    def _streaming_words(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's true / false
+            return "true" if value else "false"
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
