@@ -68,7 +68,7 @@ class DataConfig(Strict):
     test_fraction: float = Field(0.15, ge=0, lt=1)
     #: stream the table instead of reading it into memory (README "Tables bigger than
     #: memory"): auto streams data files larger on disk than ``stream_above_mb``
-    streaming: Literal["auto", "true", "false"] = Field(
+    streaming: str = Field(
         "auto",
         json_schema_extra=flag(
             "--streaming", "auto | true | false: read the table in row groups", "MODE"
@@ -92,7 +92,10 @@ class DataConfig(Strict):
     def _streaming_words(cls, value: Any) -> Any:
         if isinstance(value, bool):  # YAML's true / false
             return "true" if value else "false"
-        return value.lower() if isinstance(value, str) else value
+        value = value.strip().lower() if isinstance(value, str) else value
+        if value not in ("auto", "true", "false"):
+            raise ValueError(f"streaming is auto, true or false, not {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _fractions(self) -> DataConfig:
