@@ -192,7 +192,9 @@ def main() -> None:
     if not big.exists():
         t = time.perf_counter()
         write_file(big, a.rows, a.group_rows)
-        print(f"wrote {big} ({big.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f} s")
+        print(
+            f"wrote {big} ({big.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f} s"
+        )
     write_slice(big, small, a.slice)
     bs = str(a.batch_size)
     stream = _run_child("train", str(big), "true", str(out / "run-stream"), bs)

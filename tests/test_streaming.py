@@ -93,7 +93,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
 
 
 def test_one_pass_fit_equals_the_in_memory_fit(rec: tuple[pd.DataFrame, Path]) -> None:
-    df, folder = rec
+    _, folder = rec
     opts = {"max_categories": 200, "min_category_count": 3}
     streamed = stream_fit(folder, TYPES, **opts).preprocessor()
     memory = Preprocessor.fit(pd.read_parquet(folder), TYPES, 200, 3)
@@ -144,7 +144,7 @@ def test_hash_splits_are_fixed_by_key_and_seed() -> None:
     shares = np.bincount(codes, minlength=3) / len(keys)
     assert shares == pytest.approx([0.7, 0.15, 0.15], abs=0.005)
     assert not np.array_equal(codes, split_codes(keys, 1, 0.15, 0.15))
-    assert 0 <= uniform(keys, 0).min() and uniform(keys, 0).max() < 1
+    assert uniform(keys, 0).min() >= 0 and uniform(keys, 0).max() < 1
 
 
 def _streamed(folder: Path, **keys: object) -> tuple[polytask.api.RunConfig, list]:
@@ -219,3 +219,20 @@ def test_streamed_training_predicts_and_evaluates_like_a_run(
     scores, memory_scores = evaluate_file(loaded, folder), loaded.evaluate(df)
     for task, metrics in memory_scores.items():
         assert scores[task] == pytest.approx(metrics, rel=1e-9)  # summed in another order
+
+
+def test_a_crashed_streamed_run_resumes_exactly(tmp_path: Path) -> None:
+    from tests.test_resume import Crash, CrashAt
+
+    folder = write_parts(make_rec(800, seed=3), tmp_path / "parts", parts=2, group=100)
+    cfg, _ = _streamed(folder, epochs=2, dropout=0.2, checkpoint_every=5, patience=None)
+    cfg.training.batch_size, cfg.training.report = 32, False
+    whole = train_run(cfg, out=tmp_path / "whole", verbose=False)
+    steps = len(whole.history) and whole.info["rows"]["train"] // 32 + 1
+    with pytest.raises(Crash):  # in the second epoch, a few steps after a checkpoint
+        train_run(cfg, out=tmp_path / "crashed", verbose=False, callbacks=[CrashAt(steps + 7)])
+    resumed = polytask.api.resume(tmp_path / "crashed", verbose=False)
+    assert resumed.metrics == whole.metrics
+    for k, v in whole.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+    assert [r["train"] for r in resumed.history] == [r["train"] for r in whole.history]

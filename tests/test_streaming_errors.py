@@ -79,7 +79,7 @@ def test_a_missing_split_key_names_file_and_column(
 def test_predict_stops_at_a_bad_row_group_and_leaves_no_output(
     parts: tuple[pd.DataFrame, Path], tmp_path: Path
 ) -> None:
-    df, folder = parts
+    df, _ = parts
     text = df.assign(x0=df["x0"].map(lambda v: f"{v:.6f}"))
     clean = write_parts(text, tmp_path / "clean", parts=2, group=100)
     cfg, _ = _streamed(clean, epochs=1)
@@ -89,7 +89,9 @@ def test_predict_stops_at_a_bad_row_group_and_leaves_no_output(
     bad = text.iloc[:150].copy()
     bad.loc[120, "x0"] = "n/a?"
     pq.write_table(
-        pa.Table.from_pandas(bad, preserve_index=False), data / "part-07.parquet", row_group_size=100
+        pa.Table.from_pandas(bad, preserve_index=False),
+        data / "part-07.parquet",
+        row_group_size=100,
     )
     out = tmp_path / "preds.parquet"
     args = ["predict", tmp_path / "run", "--data", data, "--output", out]

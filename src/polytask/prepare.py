@@ -22,12 +22,14 @@ from polytask.features.io import read_table
 from polytask.features.preprocess import Preprocessor
 from polytask.features.sources import MultiSourceTable
 from polytask.features.splits import split_frame
+from polytask.features.stream.table import StreamingTable
 from polytask.tasks import Task
 
 SPLITS = ("train", "validation", "test")
 
-#: one split as the trainer reads it: a single table's tensors, or every source's
-Table = TensorTable | MultiSourceTable
+#: one split as the trainer reads it: a single table's tensors, every source's, or a
+#: streamed table's row groups
+Table = TensorTable | MultiSourceTable | StreamingTable
 
 
 #: a table with at most this many columns has them listed when a name has no near miss

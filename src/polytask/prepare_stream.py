@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from polytask.config import DataConfig, RunConfig
 from polytask.encoders.build import text_options
 from polytask.errors import PolytaskError, close_matches
@@ -40,14 +41,19 @@ from polytask.tasks import Task
 SPLIT_NAMES = ("train", "validation", "test")
 
 
-def wants_streaming(dc: DataConfig) -> bool:
+def at(path: str, root: Path | None) -> str:
+    """``path``, relative paths (and globs) taken from ``root`` when one is given."""
+    return path if root is None or Path(path).is_absolute() else str(root / path)
+
+
+def wants_streaming(dc: DataConfig, root: Path | None = None) -> bool:
     """``data.streaming``: true, false, or auto (the data files are larger on disk than
     ``data.stream_above_mb``)."""
     if dc.streaming != "auto":
         return dc.streaming == "true"
     if not dc.path:
         return False
-    return files.size_on_disk(dc.path) > dc.stream_above_mb * 2**20
+    return files.size_on_disk(at(dc.path, root)) > dc.stream_above_mb * 2**20
 
 
 _KEEP: list[Any] = []  # temporary Parquet copies of streamed CSVs live as long as the process
@@ -198,15 +204,16 @@ def encoder_for(tasks: list[Task], pre_encoder: ArrowEncoder) -> Any:
 
 
 def prepare_stream(
-    cfg: RunConfig, tasks: list[Task], rank: int = 0, world: int = 1
+    cfg: RunConfig, tasks: list[Task], rank: int = 0, world: int = 1, root: Path | None = None
 ) -> PreparedData:
-    """The run's data as streamed splits (see the module docstring)."""
+    """The run's data as streamed splits (see the module docstring); relative paths start
+    at ``root`` where one is given."""
     dc = cfg.data
     if not dc.path:
         raise PolytaskError("no training data given; set data.path (a CSV or Parquet file)")
-    source = open_source(dc.path)
+    source = open_source(at(dc.path, root))
     given = {"validation": dc.validation, "test": dc.test}
-    others = {k: open_source(v) for k, v in given.items() if v}
+    others = {k: open_source(at(v, root)) for k, v in given.items() if v}
     label_cols = list(dict.fromkeys(c for t in tasks for c in t.columns))
     _require(source, label_cols, "label", f"'{dc.path}'")
     if dc.split_key:

@@ -67,9 +67,7 @@ def numeric(values: pa.Array, column: str) -> np.ndarray:
             raise _bad_cells(
                 column, shown, "numeric", "fix those cells or declare the column categorical"
             ) from None
-    elif pa.types.is_boolean(values.type) or pa.types.is_integer(values.type):
-        values = values.cast(pa.float64())
-    elif pa.types.is_floating(values.type) or pa.types.is_decimal(values.type):
+    elif any(test(values.type) for test in _NUMBERS):
         values = values.cast(pa.float64())
     elif not pa.types.is_null(values.type):
         raise PolytaskError(
@@ -80,6 +78,9 @@ def numeric(values: pa.Array, column: str) -> np.ndarray:
     arr = np.array(values.fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
     arr[~np.isfinite(arr)] = np.nan
     return arr
+
+
+_NUMBERS = (pa.types.is_boolean, pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal)
 
 
 def _parses(text: str) -> bool:
