@@ -4,6 +4,7 @@ line naming the file and the column (exit 2), and no partial output is left behi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,9 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from polytask.api import train_run
 from tests.conftest import assert_user_error, call_cli
-from tests.test_streaming import _streamed, make_rec, write_parts
+from tests.test_streaming import make_rec, write_parts
 
 
 def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
@@ -81,23 +81,23 @@ def test_predict_stops_at_a_bad_row_group_and_leaves_no_output(
 ) -> None:
     df, _ = parts
     text = df.assign(x0=df["x0"].map(lambda v: f"{v:.6f}"))
-    clean = write_parts(text, tmp_path / "clean", parts=2, group=100)
-    cfg, _ = _streamed(clean, epochs=1)
-    cfg.training.report = False
-    train_run(cfg, out=tmp_path / "run", verbose=False)
-    data = _copy(clean, tmp_path / "d")
-    bad = text.iloc[:150].copy()
-    bad.loc[120, "x0"] = "n/a?"
-    pq.write_table(
-        pa.Table.from_pandas(bad, preserve_index=False),
-        data / "part-07.parquet",
-        row_group_size=100,
-    )
+    logs = write_parts(text, tmp_path / "logs", parts=2, group=100)
+    run = tmp_path / "run"
+    trained = call_cli([*_train_args(logs, run), "--task", "dwell:regression"])  # README's
+    assert trained.rc == 0, trained.err
     out = tmp_path / "preds.parquet"
-    args = ["predict", tmp_path / "run", "--data", data, "--output", out]
-    line = assert_user_error(call_cli(args), "part-07.parquet", "row group 1", "'x0'", "n/a?")
-    assert "numeric" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "d", "run"]  # no partial output
-    ok = call_cli(["predict", tmp_path / "run", "--data", clean, "--output", out])
+    ok = call_cli(["predict", run, "--data", f"{logs}/part-*.parquet", "--output", out])
     assert ok.rc == 0, ok.err
     assert len(pd.read_parquet(out)) == len(df)
+    scores = call_cli(["evaluate", run, "--data", logs, "--json"])
+    assert scores.rc == 0 and json.loads(scores.out)["click"]["n"] == len(df)
+    data = _copy(logs, tmp_path / "d")
+    bad = text.iloc[:150].copy()
+    bad.loc[120, "x0"] = "n/a?"
+    table = pa.Table.from_pandas(bad, preserve_index=False)
+    pq.write_table(table, data / "part-07.parquet", row_group_size=100)
+    again = tmp_path / "again.parquet"
+    args = ["predict", run, "--data", data, "--output", again]
+    line = assert_user_error(call_cli(args), "part-07.parquet", "row group 1", "'x0'", "n/a?")
+    assert "numeric" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "logs", "preds.parquet", "run"]
