@@ -18,6 +18,7 @@ import torch
 import polytask
 from polytask.api import build_config, train_run
 from polytask.features.preprocess import Preprocessor
+from polytask.features.splits import split_frame_by_key
 from polytask.features.stream.encode import ArrowEncoder
 from polytask.features.stream.files import open_parquet
 from polytask.features.stream.fit import FitOptions, FitPass
@@ -145,6 +146,19 @@ def test_hash_splits_are_fixed_by_key_and_seed() -> None:
     assert shares == pytest.approx([0.7, 0.15, 0.15], abs=0.005)
     assert not np.array_equal(codes, split_codes(keys, 1, 0.15, 0.15))
     assert uniform(keys, 0).min() >= 0 and uniform(keys, 0).max() < 1
+
+
+def test_a_split_key_puts_each_key_in_one_split_streamed_or_not(
+    rec: tuple[pd.DataFrame, Path],
+) -> None:
+    df, folder = rec
+    cfg, tasks = _streamed(folder, epochs=1)
+    cfg.data.split_key = "uid"
+    rows = prepare_stream(cfg, tasks).rows[0]
+    parts = split_frame_by_key(df, "uid", 0.15, 0.15, seed=0)
+    assert [rows[k] for k in ("train", "validation", "test")] == [len(p) for p in parts]
+    keys = [set(p["uid"]) for p in parts]  # type: ignore[index]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
 
 
 def _streamed(folder: Path, **keys: object) -> tuple[polytask.api.RunConfig, list]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,7 @@ from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import read_table
 from polytask.features.preprocess import Preprocessor
 from polytask.features.sources import MultiSourceTable
-from polytask.features.splits import split_frame
+from polytask.features.splits import split_frame, split_frame_by_key
 from polytask.features.stream.table import StreamingTable
 from polytask.tasks import Task
 
@@ -169,11 +170,12 @@ def fit_source(
     label_cols = {c for t in tasks for c in t.columns} | set(weights)
     require_columns(data, [c for t in tasks for c in t.columns], f"{where}label")
     require_columns(data, weights, f"{where}sample-weight")
-    train, val_split, test_split = split_frame(
+    split = split_frame if dc.split_key is None else partial(split_frame_by_key, key=dc.split_key)
+    train, val_split, test_split = split(
         data,
-        dc.validation_fraction,
-        dc.test_fraction,
-        seed,
+        validation_fraction=dc.validation_fraction,
+        test_fraction=dc.test_fraction,
+        seed=seed,
         draw_validation=validation is None,
         draw_test=test is None,
     )

@@ -99,7 +99,7 @@ class Splitter:
         if key is None:
             keys = np.arange(piece.offset, piece.offset + piece.rows, dtype=np.uint64)
         else:
-            keys = key_hashes(table[key], key, source.where(piece))
+            keys = key_hashes(table[key], key, f"data file {source.where(piece)}: ")
         dc = self.dc
         return split_codes(
             keys,

@@ -37,7 +37,7 @@ class DataConfig(Strict):
     split_key: str | None = Field(
         None,
         json_schema_extra=flag(
-            "--split-key", "split rows by a hash of this column (streamed tables)", "COL"
+            "--split-key", "split rows by a hash of this column (e.g. a user id)", "COL"
         ),
     )
     #: streamed rows are mixed in windows of at least this many rows

@@ -23,6 +23,14 @@ class ArrowEncoder:
                 f"image column '{pre.images[0].name}' cannot be streamed yet; train on a "
                 "table that fits in memory (data.streaming: false)"
             )
+        handled = {c.name for c in [*pre.numeric, *pre.categorical, *pre.text]}
+        hashed = [c.name for c in pre.categorical if getattr(c, "buckets", None)]
+        other = [c for c in pre.columns if c not in handled] + hashed
+        if other:  # a column kind this encoder does not know: never encode it wrongly
+            raise PolytaskError(
+                f"feature column '{other[0]}' is of a kind that cannot be streamed yet; train "
+                "on a table that fits in memory (data.streaming: false)"
+            )
         self.pre = pre
         self.lookups = [arrow.Lookup(c.vocab) for c in pre.categorical]
 

@@ -35,7 +35,8 @@ def uniform(keys: np.ndarray, seed: int) -> np.ndarray:
 
 
 def key_hashes(values: pa.Array | pa.ChunkedArray, column: str, where: str) -> np.ndarray:
-    """uint64 keys of a split-key column; a missing key is an error naming the column."""
+    """uint64 keys of a split-key column; a missing key is an error naming the column
+    (``where`` starts the message: the file and row group, or "")."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
@@ -44,7 +45,7 @@ def key_hashes(values: pa.Array | pa.ChunkedArray, column: str, where: str) -> n
     if pc.any(missing).as_py():
         row = int(pc.index(missing, True).as_py())
         raise PolytaskError(
-            f"data file {where}: split key column '{column}' has a missing value (NaN or "
+            f"{where}split key column '{column}' has a missing value (NaN or "
             f"empty) at row {row}; every row needs a key (or drop data.split_key to split "
             "by position)"
         )
