@@ -23,7 +23,11 @@ class ArrowEncoder:
                 f"image column '{pre.images[0].name}' cannot be streamed yet; train on a "
                 "table that fits in memory (data.streaming: false)"
             )
-        handled = {c.name for c in [*pre.numeric, *pre.categorical, *pre.text]}
+        handled = {
+            *(c.name for c in pre.numeric),
+            *(c.name for c in pre.categorical),
+            *(c.name for c in pre.text),
+        }
         hashed = [c.name for c in pre.categorical if getattr(c, "buckets", None)]
         other = [c for c in pre.columns if c not in handled] + hashed
         if other:  # a column kind this encoder does not know: never encode it wrongly
