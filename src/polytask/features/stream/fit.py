@@ -10,7 +10,7 @@ other. What equals the in-memory fit and what approximates it:
   text here, by pandas' sort order in memory);
 - medians: of a uniform sample of ``sample_rows`` training rows (exact when the training
   split has no more rows): rank within ±ε of the middle, ε from
-  :func:`~polytask.features.stream.stats.median_bound` (0.0099 for 100,000 rows, except
+  :func:`~polytask.features.stream.stats.median_bound` (0.0098 for 100,000 rows, except
   with probability 1e-8);
 - text tokenizers: trained on the texts of the same sample.
 """

@@ -59,7 +59,7 @@ class Moments:
 def median_bound(sample_size: int, probability: float = 1e-8) -> float:
     """ε such that the sample median's rank among all n values is within n/2 ± ε·n
     except with ``probability`` (Hoeffding / DKW: P ≤ 2 exp(-2 m ε²) for m sampled values);
-    m = 100,000 gives ε = 0.0099."""
+    m = 100,000 gives ε = 0.0098."""
     return math.sqrt(math.log(2 / probability) / (2 * max(sample_size, 1)))
 
 
