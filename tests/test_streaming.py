@@ -17,6 +17,7 @@ import torch
 
 import polytask
 from polytask.api import build_config, train_run
+from polytask.errors import PolytaskError
 from polytask.features.preprocess import Preprocessor
 from polytask.features.splits import split_frame_by_key
 from polytask.features.stream.encode import ArrowEncoder
@@ -159,6 +160,32 @@ def test_a_split_key_puts_each_key_in_one_split_streamed_or_not(
     assert [rows[k] for k in ("train", "validation", "test")] == [len(p) for p in parts]
     keys = [set(p["uid"]) for p in parts]  # type: ignore[index]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+
+
+def test_hashed_ids_stream_as_in_memory_and_a_missing_id_names_file_and_column(
+    rec: tuple[pd.DataFrame, Path], tmp_path: Path
+) -> None:
+    df, folder = rec
+    cfg, tasks = _streamed(folder, epochs=1)
+    cfg.features.hash_buckets = {"uid": 64}
+    pre = prepare_stream(cfg, tasks).preprocessors[0]
+    uid = next(c for c in pre.categorical if c.name == "uid")
+    assert uid.buckets == 64 and uid.vocab == []
+    table = pa.concat_tables(pq.read_table(f) for f in sorted(folder.iterdir()))
+    a, b = ArrowEncoder(pre).encode(table), pre.transform(table.to_pandas())
+    assert torch.equal(a.categorical, b.categorical) and int(a.categorical.max()) > 30
+    holed = tmp_path / "holed"
+    holed.mkdir()
+    for f in sorted(folder.iterdir()):
+        (holed / f.name).write_bytes(f.read_bytes())
+    ids = df["uid"].iloc[:300].astype("Int64")  # a null in an int64 ID column
+    bad = df.iloc[:300].assign(uid=ids.where(df.index[:300] != 205))
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), holed / "part-05.parquet")
+    cfg.data.path = str(holed)
+    with pytest.raises(PolytaskError) as err:
+        prepare_stream(cfg, build_tasks(cfg))
+    assert "part-05.parquet" in str(err.value) and "'uid'" in str(err.value)
+    assert "row 205" in str(err.value) and "\n" not in str(err.value)
 
 
 def _streamed(folder: Path, **keys: object) -> tuple[polytask.api.RunConfig, list]:

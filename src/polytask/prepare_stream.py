@@ -28,7 +28,7 @@ import pyarrow as pa
 from polytask.config import DataConfig, RunConfig
 from polytask.encoders.build import text_options
 from polytask.errors import PolytaskError, close_matches
-from polytask.features.stream import files
+from polytask.features.stream import arrow, files
 from polytask.features.stream.encode import ArrowEncoder
 from polytask.features.stream.files import ParquetSource, Piece
 from polytask.features.stream.fit import FitOptions, FitPass
@@ -160,6 +160,7 @@ def fit_pass(
         text_options(cfg.model),
         cfg.data.sample_rows,
         cfg.training.seed,
+        dict(fc.hash_buckets),
     )
     fitted = FitPass(types, options)
     key = [cfg.data.split_key] if cfg.data.split_key else []
@@ -170,8 +171,11 @@ def fit_pass(
             yield piece, source.read(piece, columns)
 
     rows, kept = [], []
+    hashed = [c for c in fc.hash_buckets if c in types]
     for piece, table in prefetch(read):
         try:
+            for name in hashed:  # every row of the row group, numbered within it
+                arrow.check_ids(arrow.plain(table[name]), name)
             codes = splitter.codes(source, piece, table)
             rows.append([int((codes == s).sum()) for s in range(3)])
             train = codes == TRAIN
@@ -203,6 +207,39 @@ def encoder_for(tasks: list[Task], pre_encoder: ArrowEncoder) -> Any:
     return encode
 
 
+def _split_rows(
+    name: str,
+    source: ParquetSource,
+    others: dict[str, ParquetSource],
+    splitter: Splitter,
+    result: FitResult,
+    columns: list[str],
+) -> SplitRows:
+    """Which rows a split reads: an explicit file's every row, else the data's rows the
+    hash puts in it."""
+    if name in others:
+        other = others[name]
+        _require(other, columns, "feature or label", f"the {name} data")
+        return SplitRows(other, columns, other.pieces, [p.rows for p in other.pieces])
+    s = SPLIT_NAMES.index(name)
+
+    def select(piece: Piece, table: pa.Table) -> np.ndarray:
+        return splitter.codes(source, piece, table) == s
+
+    key = [splitter.dc.split_key] if splitter.dc.split_key else []
+    read = list(dict.fromkeys([*columns, *key]))
+    return SplitRows(source, read, source.pieces, [r[s] for r in result.rows], select)
+
+
+def _check_tasks(tasks: list[Task]) -> None:
+    weighted = [t.name for t in tasks if t.options.weight]
+    if weighted:
+        raise PolytaskError(
+            f"task '{weighted[0]}' has sample weights, which streamed tables do not take yet; "
+            "train it in memory (data.streaming: false)"
+        )
+
+
 def prepare_stream(
     cfg: RunConfig, tasks: list[Task], rank: int = 0, world: int = 1, root: Path | None = None
 ) -> PreparedData:
@@ -211,6 +248,7 @@ def prepare_stream(
     dc = cfg.data
     if not dc.path:
         raise PolytaskError("no training data given; set data.path (a CSV or Parquet file)")
+    _check_tasks(tasks)
     source = open_source(at(dc.path, root))
     given = {"validation": dc.validation, "test": dc.test}
     others = {k: open_source(at(v, root)) for k, v in given.items() if v}
@@ -227,26 +265,12 @@ def prepare_stream(
     del frame
     pre = result.fitted.preprocessor()
     encode = encoder_for(tasks, ArrowEncoder(pre))
-    columns = list(
-        dict.fromkeys([*pre.columns, *label_cols, *([dc.split_key] if dc.split_key else [])])
-    )
-    shuffle = dc.shuffle_rows
+    columns = list(dict.fromkeys([*pre.columns, *label_cols]))
     tables: dict[str, Table | None] = {}
     counts: dict[str, int] = {}
-    for s, name in enumerate(SPLIT_NAMES):
-        if name in others:
-            other = others[name]
-            _require(other, [*pre.columns, *label_cols], "feature or label", f"'{given[name]}'")
-            split = SplitRows(
-                other, [*pre.columns, *label_cols], other.pieces, [p.rows for p in other.pieces]
-            )
-        else:
-
-            def select(piece: Piece, table: pa.Table, s: int = s) -> np.ndarray:
-                return splitter.codes(source, piece, table) == s
-
-            split = SplitRows(source, columns, source.pieces, [r[s] for r in result.rows], select)
-        table = StreamingTable(split, encode, rank, world, shuffle, n_tasks=len(tasks))
+    for name in SPLIT_NAMES:
+        split = _split_rows(name, source, others, splitter, result, columns)
+        table = StreamingTable(split, encode, rank, world, dc.shuffle_rows, n_tasks=len(tasks))
         counts[name] = len(table)
         tables[name] = table if len(table) else None
     if counts["train"] < 2:

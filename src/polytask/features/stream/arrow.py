@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from polytask.errors import PolytaskError
+from polytask.features.hashing import bucket_codes, missing_id_error
 from polytask.features.preprocess import MISSING, UNKNOWN
 from polytask.values import FALSE_WORDS, TRUE_WORDS, canonical
 
@@ -138,6 +139,30 @@ def canonical_keys(values: pa.Array) -> list[str]:
     if pa.types.is_integer(values.type):
         return [str(v) for v in values.cast(pa.string()).to_pylist()]
     return [canonical(v) for v in values.to_pylist()]
+
+
+def check_ids(values: pa.Array, column: str) -> None:
+    """A hashed column's cells all present, else the missing-ID error naming the row."""
+    miss = missing(values)
+    if miss.any():
+        raise missing_id_error(column, int(np.flatnonzero(miss)[0]))
+
+
+def canonical_text(values: pa.Array) -> np.ndarray:
+    """Each cell's canonical text (numpy str), as :func:`polytask.values.canonical` gives."""
+    if _is_text(values):
+        return np.asarray(pc.utf8_trim_whitespace(values).to_numpy(zero_copy_only=False), dtype=str)
+    if pa.types.is_integer(values.type):
+        return np.asarray(values.cast(pa.string()).to_numpy(zero_copy_only=False), dtype=str)
+    encoded = pc.dictionary_encode(values)
+    keys = np.asarray(canonical_keys(encoded.dictionary), dtype=str)
+    return keys[encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)]
+
+
+def hashed_codes(values: pa.Array, column: str, buckets: int) -> np.ndarray:
+    """A hashed categorical's codes; a missing ID is an error naming the row."""
+    check_ids(values, column)
+    return bucket_codes(canonical_text(values), buckets)
 
 
 class Lookup:

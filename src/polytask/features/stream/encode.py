@@ -28,8 +28,7 @@ class ArrowEncoder:
             *(c.name for c in pre.categorical),
             *(c.name for c in pre.text),
         }
-        hashed = [c.name for c in pre.categorical if getattr(c, "buckets", None)]
-        other = [c for c in pre.columns if c not in handled] + hashed
+        other = [c for c in pre.columns if c not in handled]
         if other:  # a column kind this encoder does not know: never encode it wrongly
             raise PolytaskError(
                 f"feature column '{other[0]}' is of a kind that cannot be streamed yet; train "
@@ -65,7 +64,11 @@ class ArrowEncoder:
                 j += 1
         cat = np.empty((n, len(pre.categorical)), dtype=np.int64)
         for i, (ccol, lookup) in enumerate(zip(pre.categorical, self.lookups, strict=True)):
-            cat[:, i] = lookup.codes(arrow.plain(table[ccol.name]))
+            values = arrow.plain(table[ccol.name])
+            if ccol.buckets:
+                cat[:, i] = arrow.hashed_codes(values, ccol.name, ccol.buckets)
+            else:
+                cat[:, i] = lookup.codes(values)
         extra: dict[str, torch.Tensor] = {}
         for tcol in pre.text:
             import pandas as pd  # the tokenizer takes Python strings

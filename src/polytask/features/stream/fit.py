@@ -44,6 +44,8 @@ class FitOptions:
     text_options: TextOptions | None = None
     sample_rows: int = 100_000
     seed: int = 0
+    #: hashed categoricals (``features.hash_buckets``): name -> buckets, no vocabulary
+    hash_buckets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,7 +69,10 @@ class FitPass:
             c for c, k in types.items() if k not in ("numeric", "boolean", "categorical", "text")
         ]
         if bad:
-            raise PolytaskError(f"feature column '{bad[0]}': unsupported type '{types[bad[0]]}'")
+            raise PolytaskError(
+                f"feature column '{bad[0]}' ({types[bad[0]]}) cannot be streamed yet; train on "
+                "a table that fits in memory (data.streaming: false)"
+            )
         self.types, self.options = types, options
         self.numeric = {c: _Numeric(k) for c, k in types.items() if k in ("numeric", "boolean")}
         self.counts = {c: ValueCounts() for c, k in types.items() if k == "categorical"}
@@ -86,7 +91,11 @@ class FitPass:
             acc.moments.add(present)
             acc.missing += arr.size - present.size
         for name, counts in self.counts.items():
-            counts.add(arrow.present_values(arrow.plain(table[name])))
+            values = arrow.plain(table[name])
+            if name in self.options.hash_buckets:
+                arrow.check_ids(values, name)  # hashed: every row needs an ID, nothing counted
+                continue
+            counts.add(arrow.present_values(values))
         sampled = [*self.numeric, *self.text]
         if sampled:
             self.sample.add(table.select(sampled), positions)
@@ -123,6 +132,10 @@ class FitPass:
 
     def _categorical(self, name: str) -> CategoricalColumn:
         o = self.options
+        buckets = o.hash_buckets.get(name)
+        if buckets:
+            dim = o.embedding_dim or embedding_dim(buckets + 2, o.max_embedding_dim)
+            return CategoricalColumn(name=name, vocab=[], dim=dim, buckets=buckets)
         values, counts = self.counts[name].result()
         by_key: dict[str, int] = {}
         for key, count in zip(arrow.canonical_keys(values), counts.tolist(), strict=True):
