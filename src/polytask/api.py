@@ -122,6 +122,11 @@ def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device)
     }
 
 
+def _fingerprint(prepared: PreparedData) -> str:
+    """What resuming checks: a streamed table's files, else a hash of the frames read."""
+    return prepared.fingerprint or run_staging.data_fingerprint(*prepared.frames)
+
+
 def train_run(
     cfg: RunConfig,
     data: pd.DataFrame | None = None,
@@ -149,9 +154,7 @@ def train_run(
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx, root)
     torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, prepared.preprocessors, tasks)
-    fingerprint = None
-    if out_path is not None:
-        fingerprint = prepared.fingerprint or run_staging.data_fingerprint(*prepared.frames)
+    fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         trainer = Trainer(
