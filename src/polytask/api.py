@@ -27,7 +27,11 @@ from polytask.features.io import check_frame, read_table
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
+from polytask.predict_stream import evaluate_file as evaluate_file
+from polytask.predict_stream import predict_file as predict_file
+from polytask.predict_stream import streams as streams
 from polytask.prepare import PreparedData, prepare_single
+from polytask.prepare_stream import prepare_stream, wants_streaming
 from polytask.tasks import Task
 from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
@@ -58,9 +62,13 @@ def _prepare(
     tasks: list[Task],
     frames: tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None],
     ctx: distributed.DistContext | None,
+    root: Path | None = None,
 ) -> PreparedData:
     """The run's data, one source or several: the same prepared type either way."""
     if not cfg.multi_source:
+        if all(f is None for f in frames) and wants_streaming(cfg.data, root):
+            rank, world = (0, 1) if ctx is None else (ctx.rank, ctx.world_size)
+            return prepare_stream(cfg, tasks, rank, world, root)
         return prepare_single(cfg, tasks, *frames)
     if any(f is not None for f in frames):
         raise PolytaskError("a config with sources reads each source's data itself")
@@ -128,6 +136,11 @@ def _pin_architecture_options(cfg: RunConfig) -> RunConfig:
     return cfg.model_copy(update={"model": m.model_copy(update={"options": pinned})})
 
 
+def _fingerprint(prepared: PreparedData) -> str:
+    """What resuming checks: a streamed table's files, else a hash of the frames read."""
+    return prepared.fingerprint or run_staging.data_fingerprint(*prepared.frames)
+
+
 def train_run(
     cfg: RunConfig,
     data: pd.DataFrame | None = None,
@@ -138,22 +151,25 @@ def train_run(
     verbose: bool = True,
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
+    data_root: str | Path | None = None,
 ) -> MultiTaskModel:
     """Train one run from a validated config (the CLI and :func:`fit` both end here).
     ``callbacks`` hook into the loop (see :class:`polytask.training.Callback`). With
     ``out`` the run trains in ``out.partial`` with checkpoints; ``resume=True`` continues
     from its last checkpoint (see :func:`resume`). Under torchrun it trains in several
-    processes (see :mod:`polytask.training.distributed`)."""
+    processes (see :mod:`polytask.training.distributed`). ``data_root``: where relative
+    paths of a streamed table start (a resumed run's: the folder it started in)."""
     balancer = _check_run(cfg)
     cfg = _pin_architecture_options(cfg)
     out_path = Path(out) if out is not None else None
     ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
     tasks = build_tasks(cfg)
-    prepared = _prepare(cfg, tasks, (data, validation, test), ctx)
+    root = Path(data_root) if data_root is not None else None
+    prepared = _prepare(cfg, tasks, (data, validation, test), ctx, root)
     torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, prepared.preprocessors, tasks)
-    fingerprint = run_staging.data_fingerprint(*prepared.frames) if out_path else None
+    fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         trainer = Trainer(
@@ -215,8 +231,10 @@ def resume(
             )
     started_in = Path(info.get("cwd") or ".")
 
+    streamed = wants_streaming(saved.data, started_in) and data is None  # streams again
+
     def frame(given: pd.DataFrame | None, path: str | None) -> pd.DataFrame | None:
-        if given is not None or not path:
+        if given is not None or not path or streamed:
             return given
         return read_table(Path(path) if Path(path).is_absolute() else started_in / path)
 
@@ -230,6 +248,7 @@ def resume(
         verbose=verbose,
         callbacks=callbacks,
         resume=True,
+        data_root=started_in,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -21,13 +22,15 @@ from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import read_table
 from polytask.features.preprocess import Preprocessor
 from polytask.features.sources import MultiSourceTable
-from polytask.features.splits import split_frame
+from polytask.features.splits import split_frame, split_frame_by_key
+from polytask.features.stream.table import StreamingTable
 from polytask.tasks import Task
 
 SPLITS = ("train", "validation", "test")
 
-#: one split as the trainer reads it: a single table's tensors, or every source's
-Table = TensorTable | MultiSourceTable
+#: one split as the trainer reads it: a single table's tensors, every source's, or a
+#: streamed table's row groups
+Table = TensorTable | MultiSourceTable | StreamingTable
 
 
 #: a table with at most this many columns has them listed when a name has no near miss
@@ -167,11 +170,12 @@ def fit_source(
     label_cols = {c for t in tasks for c in t.columns} | set(weights)
     require_columns(data, [c for t in tasks for c in t.columns], f"{where}label")
     require_columns(data, weights, f"{where}sample-weight")
-    train, val_split, test_split = split_frame(
+    split = split_frame if dc.split_key is None else partial(split_frame_by_key, key=dc.split_key)
+    train, val_split, test_split = split(
         data,
-        dc.validation_fraction,
-        dc.test_fraction,
-        seed,
+        validation_fraction=dc.validation_fraction,
+        test_fraction=dc.test_fraction,
+        seed=seed,
         draw_validation=validation is None,
         draw_test=test is None,
     )
@@ -228,6 +232,8 @@ class PreparedData:
     frames: tuple[pd.DataFrame | None, ...]
     #: the source names of a multi-source run; None for a single table
     names: list[str] | None = None
+    #: what resuming checks instead of hashing frames (a streamed table's files)
+    fingerprint: str | None = None
 
     def info(self) -> dict[str, Any]:
         """``rows`` and ``feature_types`` as a run's info file holds them: flat for a

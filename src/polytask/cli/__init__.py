@@ -145,10 +145,10 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     checks.check_run_and_data(a.run, a.data)
-    from polytask.api import load
+    from polytask.api import evaluate_file, load, streams
 
     model = load(a.run)
-    result = model.evaluate(a.data)
+    result = evaluate_file(model, a.data) if streams(model, a.data) else model.evaluate(a.data)
     if a.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
@@ -166,7 +166,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if out.exists() and not a.overwrite:
         raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
     checks.check_run_and_data(a.run, a.data)
-    from polytask.api import load
+    from polytask.api import load, predict_file, streams
 
     model = load(a.run)
     dense = [t.name for t in model.tasks if t.dense]
@@ -176,6 +176,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
             f"output file '{arrays_out}' (per-pixel predictions) already exists; pass "
             "--overwrite to replace it"
         )
+    if streams(model, a.data):  # row group by row group, written as it goes
+        rows = _stream_out(lambda: predict_file(model, a.data, out, a.keep), out)
+        print(f"wrote {rows} rows to {out}", file=sys.stderr)
+        return 0
     preds = model.predict(a.data, keep=a.keep)
     if dense:
         import numpy as np
@@ -186,6 +190,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     _write_table_atomic(preds, out)
     print(f"wrote {len(preds)} rows to {out}", file=sys.stderr)
     return 0
+
+
+def _stream_out(write: Any, out: Path) -> int:
+    try:
+        return int(write())
+    except OSError as err:
+        raise PolytaskError(
+            f"cannot write '{out}' ({err.strerror or err}); choose a writable --output"
+        ) from None
 
 
 def _write_atomic(out: Path, write: Any, suffix: str = "") -> None:

@@ -1,77 +1,22 @@
 """The run configuration: one validated schema for the YAML file, the CLI flags and the API.
 
-Every key is declared here once, with its default, its help and (where it has one) its
-CLI flag and API keyword (see :mod:`polytask.config.keys`); task, balancer and
-architecture options are declared next to their code and validated through
-:func:`~polytask.config.loading.validate_options`. An unknown key is an error that names
-the closest known key.
+Every key is declared once (here, or for ``data`` in :mod:`polytask.config.data`), with its
+default, its help and (where it has one) its CLI flag and API keyword (see
+:mod:`polytask.config.keys`); task, balancer and architecture options are declared next
+to their code and validated through :func:`~polytask.config.loading.validate_options`. An
+unknown key is an error that names the closest known key.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveInt,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from polytask.config.data import DataConfig as DataConfig
+from polytask.config.fields import Strict, flag
 from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
-
-
-def flag(
-    name: str,
-    help: str,
-    metavar: str | None = None,
-    *,
-    extend: bool = False,
-    keyword: str | None = None,
-    show_default: bool = True,
-) -> dict[str, Any]:
-    """A field's CLI metadata (``json_schema_extra``): ``polytask train``'s flag ``name``
-    sets this key (``extend``: adds to the list instead of replacing it); ``keyword`` is
-    its API/scikit-learn keyword where that is not the field's own name. The flag's help
-    shows the key and the schema's default, so neither is written twice."""
-    out: dict[str, Any] = {"flag": name, "help": help}
-    if metavar:
-        out["metavar"] = metavar
-    if extend:
-        out["extend"] = True
-    if keyword:
-        out["keyword"] = keyword
-    if not show_default:
-        out["show_default"] = False
-    return out
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Strict):
-    #: the data file (CSV, Parquet or .npz); the splits not given below are drawn from it
-    path: str | None = Field(
-        None,
-        json_schema_extra=flag(
-            "--data", "training data: CSV, Parquet or .npz (arrays, e.g. images)", "FILE"
-        ),
-    )
-    validation: str | None = Field(
-        None, json_schema_extra=flag("--validation", "explicit validation data", "FILE")
-    )
-    test: str | None = Field(None, json_schema_extra=flag("--test", "explicit test data", "FILE"))
-    validation_fraction: float = Field(0.15, ge=0, lt=1)
-    test_fraction: float = Field(0.15, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _fractions(self) -> DataConfig:
-        if self.validation_fraction + self.test_fraction >= 0.9:
-            raise ValueError("validation_fraction + test_fraction must leave >= 10% to train")
-        return self
 
 
 class TaskConfig(BaseModel):

@@ -32,6 +32,21 @@ class Batch:
         """The network's positional inputs: ``net.forward_list(*batch.inputs)``."""
         return (self.numeric, self.categorical, *self.extra)
 
+    def rows(self, lo: int, hi: int) -> Batch:
+        """Rows ``lo:hi`` (views)."""
+        return Batch(
+            self.numeric[lo:hi],
+            self.categorical[lo:hi],
+            [y[lo:hi] for y in self.targets],
+            [None if m is None else m[lo:hi] for m in self.masks],
+            tuple(x[lo:hi] for x in self.extra),
+        )
+
+
+def shard_bounds(rows: int, world: int) -> list[int]:
+    """Row offsets of each rank's contiguous shard (sizes differ by at most one)."""
+    return [rows * r // world for r in range(world + 1)]
+
 
 def _batches_with_any(mask: torch.Tensor, ends: torch.Tensor) -> int:
     """Number of batches (ending at rows ``ends``) with at least one labelled row."""
@@ -75,6 +90,11 @@ class TensorTable:
         """``(rows, their tasks, extra leading inputs of the net)`` to score each task on:
         here every task on all rows (a multi-source table has one part per source)."""
         return [(self, list(range(len(self.targets))), ())]
+
+    def chunks(self) -> Iterator[TensorTable]:
+        """The rows in parts to score them by: all at once (a streamed table reads a row
+        group at a time)."""
+        return iter([self])
 
     def batch_sizes(self, batch_size: int) -> list[int]:
         """Sizes of an epoch's batches; a last batch of one row joins the one before it
@@ -138,3 +158,12 @@ class TensorTable:
                 [None if m is None else m[i] for m in mask_views],
                 tuple(e[i] for e in extra_views),
             )
+
+    def rank_batches(
+        self, batch_size: int, generator: torch.Generator | None, rank: int, world: int
+    ) -> Iterator[tuple[Batch, list[int]]]:
+        """Process ``rank``'s contiguous shard of every global batch (all processes
+        shuffle alike, from the seed) with the shards' row bounds."""
+        for batch in self.batches(batch_size, generator):
+            bounds = shard_bounds(len(batch), world)
+            yield batch.rows(bounds[rank], bounds[rank + 1]), bounds

@@ -8,9 +8,12 @@ import zlib
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from polytask.errors import PolytaskError
 from polytask.features.arrays import BASE_DIR
+from polytask.features.stream.files import is_many, open_parquet
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.xz", ".csv.bz2", ".csv.zip", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -32,11 +35,11 @@ def _kind(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
+    if is_many(path):  # a folder or glob of Parquet files: one table
+        return read_parquet_files(path)
     p = Path(path)
     if not p.exists():
         raise PolytaskError(f"data file '{p}' does not exist; check the path")
-    if p.is_dir():
-        raise PolytaskError(f"'{p}' is a folder, not a data file; pass a .csv or .parquet file")
     kind = _kind(p)
     if p.stat().st_size == 0:
         raise PolytaskError(f"data file '{p}' is empty; it needs a header row and data rows")
@@ -75,6 +78,21 @@ def read_table(path: str | Path) -> pd.DataFrame:
         ) from None
     df = check_frame(df, str(p))
     df.attrs[BASE_DIR] = str(p.resolve().parent)  # where relative file paths start
+    return df
+
+
+def read_parquet_files(path: str | Path) -> pd.DataFrame:
+    """The Parquet files of a folder or glob, in name order, as one table (their schemas
+    checked to agree first, so a file that differs is named)."""
+    source = open_parquet(path)  # names an empty, unreadable or different file
+    try:
+        table = pa.concat_tables([pq.read_table(f) for f in source.files])
+    except (OSError, pa.ArrowException) as err:
+        raise PolytaskError(
+            f"'{path}' cannot be read as Parquet ({err}); check its files"
+        ) from None
+    df = check_frame(table.to_pandas(), str(path))
+    df.attrs[BASE_DIR] = str(source.files[0].resolve().parent)
     return df
 
 

@@ -39,3 +39,31 @@ def split_frame(
     val = df.iloc[np.sort(val_idx)].reset_index(drop=True) if n_val else None
     test = df.iloc[np.sort(test_idx)].reset_index(drop=True) if n_test else None
     return train, val, test
+
+
+def split_frame_by_key(
+    df: pd.DataFrame,
+    key: str,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    draw_validation: bool = True,
+    draw_test: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+    """The split a streamed table gives (``data.split_key``): a hash of each row's key, so
+    a key's rows share one split, in memory and streamed alike."""
+    import pyarrow as pa
+
+    from polytask.features.stream.splits import key_hashes, split_codes
+
+    if key not in df.columns:
+        raise PolytaskError(f"split key column '{key}' (data.split_key) is not in the data")
+    keys = key_hashes(pa.array(df[key], from_pandas=True), key, "")
+    codes = split_codes(keys, seed, validation_fraction, test_fraction, draw_validation, draw_test)
+    parts = [df[codes == c].reset_index(drop=True) for c in range(3)]
+    if len(parts[0]) < 2:
+        raise PolytaskError(
+            f"the data has {len(df)} rows, too few to split into train/validation/test; "
+            "add rows or give data.validation and data.test files"
+        )
+    return parts[0], parts[1] if len(parts[1]) else None, parts[2] if len(parts[2]) else None

@@ -43,21 +43,43 @@ def split_outputs(
     net: MultiTaskNet, table: Any, batch_size: int, device: torch.device
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """``(outputs, targets, masks)`` per task over a split; the table says which rows
-    each task is scored on (``scoring_parts``: all of them, or its own source's)."""
+    each task is scored on (``scoring_parts``: all of them, or its own source's), and
+    each part comes in chunks (itself in memory, a row group at a time when streamed)."""
     n_tasks = sum(len(own) for _, own, _ in table.scoring_parts(device))
     outs: list[Any] = [None] * n_tasks
     targets: list[Any] = [None] * n_tasks
     masks: list[Any] = [None] * n_tasks
     for part, own, lead in table.scoring_parts(device):
-        if len(part):
-            part_outs = raw_outputs(net, part.features, batch_size, device, lead)
-        for t in own:
-            targets[t], masks[t] = part.targets[t], part.masks[t]
-            if len(part):
-                outs[t] = part_outs[t]
-            else:  # no rows of this part in the split
+        if not len(part):  # no rows of this part in the split
+            for t in own:
+                targets[t], masks[t] = part.targets[t], part.masks[t]
                 outs[t] = torch.zeros((0, *net_output_shape(part, t)))
+            continue
+        part_outs, part_targets, part_masks = _chunked(net, part, batch_size, device, lead)
+        for t in own:
+            outs[t], targets[t], masks[t] = part_outs[t], part_targets[t], part_masks[t]
     return outs, targets, masks
+
+
+def _chunked(
+    net: MultiTaskNet,
+    part: Any,
+    batch_size: int,
+    device: torch.device,
+    lead: tuple[torch.Tensor, ...],
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """A part's outputs, targets and masks per task, read chunk by chunk (of a streamed
+    split only these small per-task arrays are held, never its features)."""
+    outs, targets, masks = [], [], []
+    for chunk in part.chunks():
+        outs.append(raw_outputs(net, chunk.features, batch_size, device, lead))
+        targets.append(list(chunk.targets))
+        masks.append(list(chunk.masks))
+    if len(outs) == 1:
+        return outs[0], targets[0], masks[0]
+    return tuple(  # type: ignore[return-value]
+        [torch.cat(parts) for parts in zip(*lists, strict=True)] for lists in (outs, targets, masks)
+    )
 
 
 def net_output_shape(part: Any, t: int) -> tuple[int, ...]:

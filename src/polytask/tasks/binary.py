@@ -60,8 +60,10 @@ class BinaryTask(Task):
 
     def _keys(self, labels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         keys, miss = label_keys(labels)
-        if self.fold_case:
-            keys = np.array([k.lower() for k in keys], dtype=object)
+        if self.fold_case:  # lower-cased once per distinct key, not once per row
+            codes, uniques = pd.factorize(keys)
+            lowered = np.array([str(k).lower() for k in uniques], dtype=object)
+            keys = lowered[codes]
         return keys, miss
 
     def _option_key(self) -> str:
@@ -77,7 +79,7 @@ class BinaryTask(Task):
     def fit(self, labels: pd.Series) -> None:
         keys, miss = label_keys(labels)
         # 1/0, true/false, yes/no are matched in any case (True, "true", "TRUE" are one label)
-        lowered = {k.lower() for k in keys[~miss]}
+        lowered = {str(k).lower() for k in pd.unique(keys[~miss])}
         self.fold_case = len(lowered) == 2 and _obvious_positive(lowered) is not None
         keys, miss = self._keys(labels)
         present = set(keys[~miss])

@@ -39,7 +39,7 @@ import atexit
 import datetime
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ import torch.distributed as dist
 
 from polytask.balancing.jacobian import RepresentationJacobian, TaskJacobian
 from polytask.errors import PolytaskError
-from polytask.features.batches import Batch
+from polytask.features.batches import Batch, shard_bounds
 
 T = TypeVar("T")
 
@@ -185,11 +185,6 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
-def shard_bounds(rows: int, world: int) -> list[int]:
-    """Row offsets of each rank's contiguous shard (sizes differ by at most one)."""
-    return [rows * r // world for r in range(world + 1)]
-
-
 class StepSync:
     """What the processes exchange inside one training step (see the module docstring)."""
 
@@ -208,14 +203,18 @@ class StepSync:
     def shard(self, batch: Batch) -> Batch:
         """This process's rows of a global batch."""
         self._bounds = shard_bounds(len(batch), self.ctx.world_size)
-        lo, hi = self._bounds[self.ctx.rank], self._bounds[self.ctx.rank + 1]
-        return Batch(
-            batch.numeric[lo:hi],
-            batch.categorical[lo:hi],
-            [y[lo:hi] for y in batch.targets],
-            [None if m is None else m[lo:hi] for m in batch.masks],
-            tuple(x[lo:hi] for x in batch.extra),
-        )
+        return batch.rows(self._bounds[self.ctx.rank], self._bounds[self.ctx.rank + 1])
+
+    def local_batches(
+        self, table: Any, batch_size: int, generator: torch.Generator
+    ) -> Iterator[Batch]:
+        """This process's batches of an epoch: the table knows which rows are its own (a
+        slice of each global batch in memory, its own row groups when streamed) and
+        where every process's rows sit in the step's global batch."""
+        pairs = table.rank_batches(batch_size, generator, self.ctx.rank, self.ctx.world_size)
+        for batch, bounds in pairs:
+            self._bounds = bounds
+            yield batch
 
     @staticmethod
     def _counts(batch: Batch, device: torch.device) -> torch.Tensor:

@@ -202,9 +202,11 @@ class Trainer:
         skip, run.loop.step_in_epoch = run.loop.step_in_epoch, 0
         running = run.running or [torch.zeros((), device=self.device) for _ in tasks]
         run.running = None
-        batches: Iterator[Batch] = run.train.batches(self.cfg.batch_size, run.generator)
-        if sync is not None:
-            batches = map(sync.shard, batches)
+        batches: Iterator[Batch] = (
+            run.train.batches(self.cfg.batch_size, run.generator)
+            if sync is None
+            else sync.local_batches(run.train, self.cfg.batch_size, run.generator)
+        )
         if skip:
             batches = itertools.islice(batches, skip, None)
         for i, batch in enumerate(batches, skip + 1):
