@@ -50,6 +50,7 @@ from polytask.tasks import Task
 from polytask.tasks.compose import composing_task
 from polytask.tasks.grouped import grouped_losses
 from polytask.training.distributed import ShardedRows
+from polytask.training.precision import Precision, to_fp32
 
 if TYPE_CHECKING:
     from polytask.training.distributed import StepSync
@@ -76,6 +77,7 @@ class LossStep:
         tasks: list[Task],
         balancer: LossBalancer,
         sync: StepSync | None = None,
+        precision: Precision | None = None,
     ):
         self.net, self.tasks = net, tasks
         self.forward = net.forward_list
@@ -83,16 +85,26 @@ class LossStep:
         self.combine = balancer.combine
         self.sync = sync
         self.params = [p for p in net.parameters() if p.requires_grad]
+        #: mixed precision (None: fp32, and the step is exactly the plain one)
+        self.amp = precision if precision is not None and precision.enabled else None
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        outs = self.forward(*batch.inputs)
+        if self.amp is None:
+            outs = self.forward(*batch.inputs)
+        else:
+            with self.amp.autocast():
+                outs = self.forward(*batch.inputs)
+            outs = to_fp32(outs)
         losses = batch_losses(self.loss_fns, outs, batch)
-        if self.sync is None:
-            self.combine(losses).backward()
-            return losses
-        losses = self.sync.losses(losses, batch)
-        self.combine(losses).backward()
-        self.sync.sum_grads(self.params)
+        if self.sync is not None:
+            losses = self.sync.losses(losses, batch)
+        objective = self.combine(losses)
+        if self.amp is None:
+            objective.backward()
+        else:
+            self.amp.backward(objective)
+        if self.sync is not None:
+            self.sync.sum_grads(self.params)
         return losses
 
     def losses_after(self, batch: Batch) -> Callable[[], list[torch.Tensor]]:
@@ -119,8 +131,12 @@ class GradientStep:
         level: str,
         memory_bound: int = DEFAULT_MEMORY_BOUND,
         sync: StepSync | None = None,
+        precision: Precision | None = None,
     ):
         self.net = net
+        #: mixed precision of the trunk's forward (None: fp32); the heads, the Jacobian
+        #: and the Gramian stay fp32
+        self.amp = precision if precision is not None and precision.enabled else None
         self.heads = net.head_modules()
         self.trunk = [p for p in net.shared_parameters() if p.requires_grad]
         self.head_params = [p for h in self.heads for p in h.parameters() if p.requires_grad]
@@ -139,8 +155,10 @@ class GradientStep:
         #: every head one linear layer on the representation: the heads run as one matrix
         #: product and task t's representation gradient is D_t W_t (no per-head backward)
         self.linear = net.linear_heads()
-        #: parameter level over an MLP: its batched backward written out (chain_jacobian)
-        self.chain = _chain(net, self.trunk, len(tasks)) if level == "parameters" else None
+        #: parameter level over an MLP: its batched backward written out (chain_jacobian),
+        #: in fp32 only (it records the trunk's activations)
+        by_hand = level == "parameters" and self.amp is None
+        self.chain = _chain(net, self.trunk, len(tasks)) if by_hand else None
         #: gradients summed across processes after the update (the trunk's are summed
         #: before it at the parameter level, as Jacobian blocks)
         self.summed_after = (
@@ -161,6 +179,10 @@ class GradientStep:
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
         tape = None if self.chain is None else self.chain.tape
+        if self.amp is not None:
+            with self.amp.autocast():
+                rep = self.net.representation(*batch.inputs)
+            return self._step(batch, rep.float(), False)
         if tape is None:
             return self._step(batch, self.net.representation(*batch.inputs), False)
         tape.arm()
@@ -341,7 +363,12 @@ def make_step(
     balancer: Balancer,
     level: str,
     sync: StepSync | None = None,
+    precision: str = "fp32",
+    device: torch.device | None = None,
 ) -> LossStep | GradientStep:
+    """The step for ``balancer``; ``precision`` is ``training.precision`` on ``device``."""
+    gradient_level = isinstance(balancer, GradientBalancer)
+    amp = Precision(precision, device or torch.device("cpu"), gradient_level)
     if isinstance(balancer, GradientBalancer):
         composed = composing_task(tasks)
         if composed is not None:
@@ -351,6 +378,6 @@ def make_step(
                 f"through its own head alone, which '{balancer.name}' needs; use a "
                 "loss-level balancing method (ew, uw, dwa, famo, ...)"
             )
-        return GradientStep(net, tasks, balancer, level, sync=sync)
+        return GradientStep(net, tasks, balancer, level, sync=sync, precision=amp)
     assert isinstance(balancer, LossBalancer)
-    return LossStep(net, tasks, balancer, sync=sync)
+    return LossStep(net, tasks, balancer, sync=sync, precision=amp)
