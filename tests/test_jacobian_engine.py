@@ -12,7 +12,8 @@ from polytask.balancing.jacobian import LinearHeadJacobian, RepresentationJacobi
 from polytask.encoders import TabularEncoder
 from polytask.features.batches import Batch
 from polytask.tasks import make_task
-from polytask.training.steps import GradientStep, LossStep, conflict_at_representation
+from polytask.training.balance_log import conflict_at_representation
+from polytask.training.steps import GradientStep, LossStep
 
 
 def _setup(seed: int = 0, t: int = 3, missing_task: int | None = None):

@@ -20,9 +20,13 @@ from polytask.config import RunConfig
 # build_config and TaskSpec live with the config (the CLI builds configs without torch)
 from polytask.config.build import TaskSpec as TaskSpec
 from polytask.config.build import build_config as build_config
+from polytask.encoders.backbone import load_pretrained
 from polytask.encoders.build import image_options, text_options
+from polytask.encoders.pretrained import weights_path
+from polytask.encoders.resnet import BACKBONES
 from polytask.errors import PolytaskError
 from polytask.evaluation.start import start_lines
+from polytask.features.augment import Augment
 from polytask.features.io import check_frame, read_table
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
@@ -52,7 +56,9 @@ def _check_run(cfg: RunConfig) -> Balancer:
     balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
     check_level(balancer, cfg.balancing.jacobian)
     text_options(cfg.model)
-    image_options(cfg.model)
+    images = image_options(cfg.model)
+    if images.weights_wanted:  # the weights file is there (the error says where to put it)
+        weights_path(BACKBONES[images.backbone], images.pretrained)
     tracking.check_available(cfg.tracking)
     return balancer
 
@@ -92,6 +98,23 @@ def _print_start(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> N
         own = {t.name for t in source.tasks}
         lines = start_lines([t for t in tasks if t.name in own], rows, types, None)
         print(f"source {source.name}: " + "\n".join(lines), file=sys.stderr)
+
+
+def _augment(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> Augment | None:
+    """The training batches' image augmentation that ``model.image`` asks for, if any."""
+    images = image_options(cfg.model)
+    if not images.flip and images.crop is None:
+        return None
+    pres = prepared.preprocessors
+    if len(pres) != 1 or not pres[0].images:
+        raise PolytaskError(
+            "model.image.flip/crop augment image columns, but this model has none (or has "
+            "several data sources); drop the option"
+        )
+    first = len(pres[0].text)  # Batch.extra holds the text columns, then the image ones
+    slots = list(range(first, first + len(pres[0].images)))
+    dense = [i for i, t in enumerate(tasks) if t.dense]
+    return Augment(slots, dense, images.flip, images.crop, cfg.training.seed)
 
 
 def _final_metrics(
@@ -169,6 +192,8 @@ def train_run(
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx, root)
     torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, prepared.preprocessors, tasks)
+    if not resume:  # a resumed run has its own weights in its checkpoint
+        load_pretrained(net)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
@@ -183,6 +208,7 @@ def train_run(
             log_every=b.log_every,
             callbacks=list(callbacks),
             distributed=ctx,
+            augment=_augment(cfg, prepared, tasks),
         )
         train, val = prepared.tables["train"], prepared.split("validation")
         if trainer.verbose:  # after every check that can fail before training

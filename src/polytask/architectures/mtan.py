@@ -106,11 +106,10 @@ class MTAN(MultiTaskNet):
         self.encoder = encoder
         head_hidden, activation, dropout = list(spec.head_hidden), spec.activation, spec.dropout
         conv = encoder.conv
-        first = next(m for m in conv.modules() if isinstance(m, nn.Conv2d))
         with torch.no_grad():
             was = conv.training
             conv.eval()
-            probe = torch.zeros(1, first.in_channels, *encoder.size)
+            probe = torch.zeros(1, conv.in_channels, *encoder.size)
             shapes = [tuple(f.shape[1:]) for f in conv.stage_outputs(probe)]
             conv.train(was)
         stride = encoder.strides[0] if encoder.strides else 1

@@ -215,6 +215,10 @@ class TrainingConfig(Strict):
     device: str = Field(
         "auto", json_schema_extra=flag("--device", "where to train: auto, cpu or cuda", "NAME")
     )
+    #: mixed precision (polytask.training.precision): auto = bf16 (else fp16) on a GPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", json_schema_extra=flag("--precision", "auto, fp32 (off), bf16 or fp16", "NAME")
+    )
     eval_batch_size: int = Field(8192, ge=1)
     progress: bool = True
     #: with a run directory: also write a checkpoint every this many optimiser steps

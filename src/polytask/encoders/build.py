@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from torch import nn
 
 from polytask.config import ModelConfig, validate_options
+from polytask.encoders.backbone import BackboneSpatialEncoder, BackboneVector
 from polytask.encoders.bag import BagEmbedding
 from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
 from polytask.encoders.mlp import TabularEncoder
 from polytask.encoders.protocol import Encoder
 from polytask.encoders.text import TextOptions, text_encoder
 from polytask.errors import PolytaskError
-from polytask.features.preprocess import Preprocessor
+from polytask.features.preprocess import ImageColumn, Preprocessor
 from polytask.tasks import Task
 
 
@@ -60,9 +61,12 @@ def build_encoder(
                 "features.include"
             )
         col = pre.images[0]
-        return SpatialImageEncoder(col.channels, (col.shape[0], col.shape[1]), images, m.activation)
+        size = (col.shape[0], col.shape[1])
+        if images.backbone != "cnn":
+            return BackboneSpatialEncoder(col.channels, size, col.mean, col.std, images)
+        return SpatialImageEncoder(col.channels, size, images, m.activation)
     extra: list[nn.Module] = [text_encoder(c.vocab_size, c.options, c.dim) for c in pre.text]
-    extra += [ImageVector(c.channels, images, m.activation) for c in pre.images]
+    extra += [_image_vector(c, images, m.activation) for c in pre.images]
     extra += [BagEmbedding(c.cardinality, c.dim) for c in pre.bags]
     return TabularEncoder(
         numeric_width=pre.numeric_width,
@@ -74,3 +78,10 @@ def build_encoder(
         norm=m.norm,
         extra=extra,
     )
+
+
+def _image_vector(col: ImageColumn, options: ImageEncoderOptions, activation: str) -> nn.Module:
+    """One image column as a vector: the from-scratch conv stack or a named backbone."""
+    if options.backbone == "cnn":
+        return ImageVector(col.channels, options, activation)
+    return BackboneVector(col.channels, col.mean, col.std, options)

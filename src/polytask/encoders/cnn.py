@@ -1,17 +1,20 @@
 """Convolutional encoder for images and the decoder that dense heads use.
 
-No pretrained weights: a small conv stack (configurable width, depth and stride) trains
-from scratch in minutes on a CPU at the image sizes polytask's examples use.
+``backbone: cnn``: a small conv stack (configurable width, depth and stride) that trains
+from scratch in minutes on a CPU at the image sizes polytask's examples use. The other
+backbones (ResNets, optionally pretrained) live in :mod:`polytask.encoders.backbone`;
+``ImageEncoderOptions`` holds both sets of options.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from torch import nn
 
 from polytask.encoders.mlp import ACTIVATIONS
+from polytask.encoders.resnet import BACKBONES
 
 
 class ImageEncoderOptions(BaseModel):
@@ -30,6 +33,43 @@ class ImageEncoderOptions(BaseModel):
     #: per-image tasks read the feature map averaged onto a pool x pool grid and
     #: flattened; 1 is a global mean (position-blind), more keeps where things are
     pool: int = Field(4, ge=1, le=16)
+    #: ``cnn`` (the stack above, from scratch) or a ResNet with timm's name and weights
+    backbone: str = "cnn"
+    #: a named backbone's start: true = timm's cached weights, PATH = a safetensors file,
+    #: false = random; weights asked for and not found are an error (ignored by cnn)
+    pretrained: bool | str = True
+    #: resize images to this square size inside the model; None: the backbone's own
+    #: input size (224) when it starts from pretrained weights, else the images' size
+    input_size: PositiveInt | None = None
+    #: channels of a named backbone's FPN decoder, which per-pixel tasks read
+    decoder_width: PositiveInt = 64
+    #: training augmentation (off at evaluation): random horizontal flips
+    flip: bool = False
+    #: training augmentation: random resized crops keeping at least this share of the
+    #: image's area (with per-pixel labels cropped alike); None: no crop
+    crop: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        if name != "cnn" and name not in BACKBONES:
+            known = ", ".join(["cnn", *BACKBONES])
+            raise ValueError(
+                f"unknown backbone '{name}'; known: {known} (polytask's own ResNets with "
+                "timm's parameter names: timm itself needs torchvision, which does not load "
+                "with CPU torch)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _cnn_has_no_weights(self) -> ImageEncoderOptions:
+        if self.backbone == "cnn" and isinstance(self.pretrained, str):
+            raise ValueError("backbone 'cnn' trains from scratch and takes no weights file")
+        return self
+
+    @property
+    def weights_wanted(self) -> bool:
+        return self.backbone != "cnn" and self.pretrained is not False
 
 
 def _conv_block(
@@ -63,6 +103,7 @@ class ConvEncoder(nn.Module):
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
         self.widths = list(options.widths)
+        self.in_channels = in_channels
         self.out_channels = c
         #: resolution steps the decoder has to undo, one per strided stage
         self.strides = [options.stride] * (len(options.widths) - 1) if options.stride > 1 else []

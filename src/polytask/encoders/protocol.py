@@ -3,7 +3,8 @@
 Every encoder is a module ``(*inputs) -> representation`` with a width and a flag for
 whether the representation is a feature map. A spatial encoder (one image column, kept as
 its (N, C, h, w) map so per-pixel heads can decode it) also says how it got there: its
-strides, the input size, the grid a per-image head pools onto, and its conv stack. An
+strides, the input size, the grid a per-image head pools onto, and its conv stack (the
+from-scratch one or a named backbone). An
 encoder whose representation is the output of one MLP ``trunk`` names it, so gradient
 balancing can take per-task gradients through it by hand."""
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from polytask.encoders.backbone import BackboneFeatures
     from polytask.encoders.cnn import ConvEncoder
 
 
@@ -54,7 +56,10 @@ class SpatialEncoder(Encoder, Protocol):
         ...
 
     @property
-    def conv(self) -> ConvEncoder: ...
+    def conv(self) -> ConvEncoder | BackboneFeatures:
+        """The stack whose ``stage_outputs(images)`` MTAN attends over (``in_channels``
+        says what it takes)."""
+        ...
 
 
 def spatial(encoder: Encoder) -> SpatialEncoder | None:

@@ -16,7 +16,11 @@ from typing import Any
 
 import torch
 
-from polytask.training.steps import GradientStep, conflict_at_representation
+from polytask.architectures import MultiTaskNet
+from polytask.balancing.jacobian import pairwise_cosine
+from polytask.features.batches import Batch
+from polytask.tasks import Task
+from polytask.training.steps import GradientStep, present_tasks
 
 #: what a checkpoint keeps of the log
 STATE_FIELDS = ("count", "weight_sums", "weight_n", "cos_sums", "cos_n", "cos_squares")
@@ -108,3 +112,25 @@ class BalanceLog:
         }
         self.cos_sums, self.cos_n, self.cos_squares = {}, {}, {}
         return out
+
+
+def conflict_at_representation(
+    net: MultiTaskNet, tasks: list[Task], batch: Batch
+) -> tuple[list[int], torch.Tensor]:
+    """Pairwise cosine of the task gradients at the shared representation on one batch
+    (a measurement: it touches no parameter's .grad)."""
+    loss_fns = [t.loss for t in tasks]
+    was_training = net.training
+    net.eval()  # a measurement: no dropout noise, no batch-norm statistics update
+    with torch.no_grad():
+        rep = net.representation(*batch.inputs)
+    aliases = [rep.detach().requires_grad_() for _ in tasks]
+    outs = net.compose([h(a) for h, a in zip(net.head_modules(), aliases, strict=True)])
+    present = present_tasks(batch)
+    net.train(was_training)
+    if not present:  # no task is labelled in this batch: nothing to compare
+        return present, torch.zeros(0, 0)
+    losses = [loss_fns[i](outs[i], batch.targets[i], batch.masks[i]) for i in present]
+    grads = torch.autograd.grad(losses, [aliases[i] for i in present], allow_unused=True)
+    rows = [(g if g is not None else torch.zeros_like(rep)).reshape(-1) for g in grads]
+    return present, pairwise_cosine(torch.stack(rows))

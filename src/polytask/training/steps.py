@@ -40,7 +40,6 @@ from polytask.balancing.jacobian import (
     TrunkJacobian,
     cosine_from_gram,
     outer_rep_gradients,
-    pairwise_cosine,
     representation_gradients,
     split_forward,
     trunk_jacobian_blocks,
@@ -51,6 +50,7 @@ from polytask.tasks import Task
 from polytask.tasks.compose import composing_task
 from polytask.tasks.grouped import grouped_losses
 from polytask.training.distributed import ShardedRows
+from polytask.training.precision import Precision, to_fp32
 
 if TYPE_CHECKING:
     from polytask.training.distributed import StepSync
@@ -77,6 +77,7 @@ class LossStep:
         tasks: list[Task],
         balancer: LossBalancer,
         sync: StepSync | None = None,
+        precision: Precision | None = None,
     ):
         self.net, self.tasks = net, tasks
         self.forward = net.forward_list
@@ -84,16 +85,26 @@ class LossStep:
         self.combine = balancer.combine
         self.sync = sync
         self.params = [p for p in net.parameters() if p.requires_grad]
+        #: mixed precision (None: fp32, and the step is exactly the plain one)
+        self.amp = precision if precision is not None and precision.enabled else None
 
     def __call__(self, batch: Batch) -> list[torch.Tensor]:
-        outs = self.forward(*batch.inputs)
+        if self.amp is None:
+            outs = self.forward(*batch.inputs)
+        else:
+            with self.amp.autocast():
+                outs = self.forward(*batch.inputs)
+            outs = to_fp32(outs)
         losses = batch_losses(self.loss_fns, outs, batch)
-        if self.sync is None:
-            self.combine(losses).backward()
-            return losses
-        losses = self.sync.losses(losses, batch)
-        self.combine(losses).backward()
-        self.sync.sum_grads(self.params)
+        if self.sync is not None:
+            losses = self.sync.losses(losses, batch)
+        objective = self.combine(losses)
+        if self.amp is None:
+            objective.backward()
+        else:
+            self.amp.backward(objective)
+        if self.sync is not None:
+            self.sync.sum_grads(self.params)
         return losses
 
     def losses_after(self, batch: Batch) -> Callable[[], list[torch.Tensor]]:
@@ -120,8 +131,12 @@ class GradientStep:
         level: str,
         memory_bound: int = DEFAULT_MEMORY_BOUND,
         sync: StepSync | None = None,
+        precision: Precision | None = None,
     ):
         self.net = net
+        #: mixed precision of the trunk's forward (None: fp32); the heads, the Jacobian
+        #: and the Gramian stay fp32
+        self.amp = precision if precision is not None and precision.enabled else None
         self.heads = net.head_modules()
         self.trunk = [p for p in net.shared_parameters() if p.requires_grad]
         self.head_params = [p for h in self.heads for p in h.parameters() if p.requires_grad]
@@ -140,13 +155,15 @@ class GradientStep:
         #: every head one linear layer on the representation: the heads run as one matrix
         #: product and task t's representation gradient is D_t W_t (no per-head backward)
         self.linear = net.linear_heads()
-        #: parameter level over an MLP: its batched backward written out (chain_jacobian)
-        self.chain = _chain(net, self.trunk, len(tasks)) if level == "parameters" else None
+        #: parameter level over an MLP: its batched backward written out (chain_jacobian),
+        #: in fp32 only (it records the trunk's activations)
+        by_hand = level == "parameters" and self.amp is None
+        self.chain = _chain(net, self.trunk, len(tasks)) if by_hand else None
         #: parameter level for a method that needs only the Gramian, where the chain does
-        #: not apply: the Gramian layer by layer (balancing/gramian.py)
+        #: not apply: the Gramian layer by layer (balancing/gramian.py), in fp32 only too
         self.gramian = (
             GramianEngine([net], self.trunk)
-            if self.chain is None and _gramian_fits(balancer, level, sync)
+            if self.chain is None and self.amp is None and _gramian_fits(balancer, level, sync)
             else None
         )
         #: gradients summed across processes after the update (the trunk's are summed
@@ -181,6 +198,10 @@ class GradientStep:
             finally:
                 self.gramian.records = {}  # the activations go with the step
         tape = None if self.chain is None else self.chain.tape
+        if self.amp is not None:
+            with self.amp.autocast():
+                rep = self.net.representation(*batch.inputs)
+            return self._step(batch, rep.float(), False)
         if tape is None or self.balancer.reuses():  # a step that reuses needs no Jacobian
             return self._step(batch, self.net.representation(*batch.inputs), False)
         tape.arm()
@@ -352,35 +373,18 @@ def losses_after(
     return closure
 
 
-def conflict_at_representation(
-    net: MultiTaskNet, tasks: list[Task], batch: Batch
-) -> tuple[list[int], torch.Tensor]:
-    """Pairwise cosine of the task gradients at the shared representation on one batch
-    (a measurement: it touches no parameter's .grad)."""
-    loss_fns = [t.loss for t in tasks]
-    was_training = net.training
-    net.eval()  # a measurement: no dropout noise, no batch-norm statistics update
-    with torch.no_grad():
-        rep = net.representation(*batch.inputs)
-    aliases = [rep.detach().requires_grad_() for _ in tasks]
-    outs = net.compose([h(a) for h, a in zip(net.head_modules(), aliases, strict=True)])
-    present = present_tasks(batch)
-    net.train(was_training)
-    if not present:  # no task is labelled in this batch: nothing to compare
-        return present, torch.zeros(0, 0)
-    losses = [loss_fns[i](outs[i], batch.targets[i], batch.masks[i]) for i in present]
-    grads = torch.autograd.grad(losses, [aliases[i] for i in present], allow_unused=True)
-    rows = [(g if g is not None else torch.zeros_like(rep)).reshape(-1) for g in grads]
-    return present, pairwise_cosine(torch.stack(rows))
-
-
 def make_step(
     net: MultiTaskNet,
     tasks: list[Task],
     balancer: Balancer,
     level: str,
     sync: StepSync | None = None,
+    precision: str = "fp32",
+    device: torch.device | None = None,
 ) -> LossStep | GradientStep:
+    """The step for ``balancer``; ``precision`` is ``training.precision`` on ``device``."""
+    gradient_level = isinstance(balancer, GradientBalancer)
+    amp = Precision(precision, device or torch.device("cpu"), gradient_level)
     if isinstance(balancer, GradientBalancer):
         composed = composing_task(tasks)
         if composed is not None:
@@ -390,6 +394,6 @@ def make_step(
                 f"through its own head alone, which '{balancer.name}' needs; use a "
                 "loss-level balancing method (ew, uw, dwa, famo, ...)"
             )
-        return GradientStep(net, tasks, balancer, level, sync=sync)
+        return GradientStep(net, tasks, balancer, level, sync=sync, precision=amp)
     assert isinstance(balancer, LossBalancer)
-    return LossStep(net, tasks, balancer, sync=sync)
+    return LossStep(net, tasks, balancer, sync=sync, precision=amp)

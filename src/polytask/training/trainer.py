@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
 from polytask.training.optim import make_optimizer, make_scheduler, step_scheduler
+from polytask.training.precision import plain_step
 from polytask.training.probe import TrainingProbe
 from polytask.training.progress import (
     EPOCH_LEGEND,
@@ -80,8 +81,11 @@ class Trainer:
         log_every: int = 50,
         callbacks: list[Callback] | None = None,
         distributed: DistContext | None = None,
+        augment: Callable[[Batch], Batch] | None = None,
     ):
         self.net = net
+        #: training batches pass through it (image augmentation), evaluation's never do
+        self.augment = augment
         self.tasks = tasks
         self.names = [t.name for t in tasks]
         self.balancer = balancer
@@ -178,7 +182,9 @@ class Trainer:
             hook(self)
         if resume is not None:  # after the hooks: the generators as they were when saved
             restore_rng(resume, self.device, self.distributed)
-        run.step = make_step(net, self.tasks, self.balancer, self.jacobian, sync)
+        run.step = make_step(
+            net, self.tasks, self.balancer, self.jacobian, sync, cfg.precision, device
+        )
         run.started = time.perf_counter()
         return run
 
@@ -198,6 +204,9 @@ class Trainer:
         probe = TrainingProbe(net, tasks, run.train, optimizer)  # what after_update may ask
         save_due = run.schedule.after_step if run.checkpoints is not None else None
         clip, due = self.cfg.grad_clip, run.bar.due
+        # fp16's gradient scaler unscales, clips and steps (or skips an overflowed step)
+        scaled = step.amp is not None and step.amp.scaler is not None
+        optimizer_step = step.amp.step if scaled and step.amp is not None else plain_step
         net.train()
         skip, run.loop.step_in_epoch = run.loop.step_in_epoch, 0
         running = run.running or [torch.zeros((), device=self.device) for _ in tasks]
@@ -209,6 +218,8 @@ class Trainer:
         )
         if skip:
             batches = itertools.islice(batches, skip, None)
+        if self.augment is not None:
+            batches = map(self.augment, batches)
         for i, batch in enumerate(batches, skip + 1):
             self.global_step += 1
             for hook in on_begin:
@@ -223,9 +234,7 @@ class Trainer:
             if before is not None:  # sent with the step's loss exchange
                 before()
             losses = step(batch)
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-            optimizer.step()
+            optimizer_step(optimizer, params, clip)
             self.balancer.after_update(probe.at(step.losses_after(batch)))
             if logging:
                 monitor_log.after(step, self.balancer)
