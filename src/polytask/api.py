@@ -19,10 +19,12 @@ from polytask.config import RunConfig
 # build_config and TaskSpec live with the config (the CLI builds configs without torch)
 from polytask.config.build import TaskSpec as TaskSpec
 from polytask.config.build import build_config as build_config
-from polytask.encoders.build import image_options, text_options
+from polytask.encoders.build import cache_frozen, image_options, text_options
 from polytask.errors import PolytaskError
 from polytask.evaluation.start import start_lines
+from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
+from polytask.features.pretrained import model_folder
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
@@ -45,7 +47,9 @@ def _check_run(cfg: RunConfig) -> Balancer:
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
     balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
-    text_options(cfg.model)
+    text = text_options(cfg.model)
+    if text.encoder == "pretrained":
+        model_folder(text.model)  # a model that is not there fails before the data is read
     image_options(cfg.model)
     tracking.check_available(cfg.tracking)
     return balancer
@@ -101,6 +105,15 @@ def _final_metrics(
     return metrics
 
 
+def _cache_frozen(net: MultiTaskNet, prepared: PreparedData) -> None:
+    """A frozen encoder's vectors, computed once per split before training (see
+    :func:`polytask.encoders.build.cache_frozen`)."""
+    encoder = getattr(net, "encoder", None)
+    for table in prepared.tables.values():
+        if isinstance(table, TensorTable):
+            cache_frozen(encoder, table.features)
+
+
 def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device) -> dict[str, Any]:
     """The run's info file, less the versions that ``MultiTaskModel`` adds."""
     return {
@@ -138,6 +151,7 @@ def train_run(
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx)
     torch.manual_seed(cfg.training.seed)
     net = build_net(cfg, prepared.preprocessors, tasks)
+    _cache_frozen(net, prepared)
     fingerprint = run_staging.data_fingerprint(*prepared.frames) if out_path else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
