@@ -331,3 +331,16 @@ def test_export_puts_the_text_encoder_in_the_graph_and_the_tokenizer_beside_it(
     columns = predictor.predict(rows.to_dict(orient="records"))
     predicted = tuned["model"].predict(rows)
     assert list(columns["topic"]) == predicted["topic"].tolist()
+
+
+def test_serve_answers_with_what_predict_gives(tuned: dict[str, Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    from polytask.serving.app import create_app
+
+    rows = frame(6, 8)[["text"]]
+    with TestClient(create_app(polytask.load(tuned["run"]))) as client:
+        response = client.post("/predict", json={"records": rows.to_dict(orient="records")})
+    assert response.status_code == 200, response.text
+    got = [p["topic"] for p in response.json()["predictions"]]
+    assert got == tuned["model"].predict(rows)["topic"].tolist()

@@ -91,6 +91,11 @@ def step_scheduler(scheduler: Any, monitor: float) -> None:
         scheduler.step()
 
 
+def plain_step(optimizer: torch.optim.Optimizer, global_step: int) -> None:
+    """``optimizer.step()`` (the trainer's step without warm-up; see :class:`StepWarmup`)."""
+    optimizer.step()
+
+
 class StepWarmup:
     """``training.warmup_steps``: every group's learning rate rises linearly over the
     first optimiser steps (step s of W runs at s / (W + 1) of its rate), on top of the

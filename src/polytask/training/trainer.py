@@ -49,7 +49,13 @@ from polytask.training.fit_state import FitRun, LoopState, TrainResult
 from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
-from polytask.training.optim import StepWarmup, make_optimizer, make_scheduler, step_scheduler
+from polytask.training.optim import (
+    StepWarmup,
+    make_optimizer,
+    make_scheduler,
+    plain_step,
+    step_scheduler,
+)
 from polytask.training.progress import (
     EPOCH_LEGEND,
     TrainingProgress,
@@ -196,7 +202,8 @@ class Trainer:
         before = run.schedule.before_step if sync is not None else None
         save_due = run.schedule.after_step if run.checkpoints is not None else None
         clip, due = self.cfg.grad_clip, run.bar.due
-        warmup = StepWarmup(self.cfg.warmup_steps) if self.cfg.warmup_steps else None
+        warm = self.cfg.warmup_steps
+        optimizer_step = StepWarmup(warm).step if warm else plain_step
         net.train()
         skip, run.loop.step_in_epoch = run.loop.step_in_epoch, 0
         running = run.running or [torch.zeros((), device=self.device) for _ in tasks]
@@ -222,10 +229,7 @@ class Trainer:
             losses = step(batch)
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-            if warmup is None:
-                optimizer.step()
-            else:
-                warmup.step(optimizer, self.global_step)
+            optimizer_step(optimizer, self.global_step)
             self.balancer.after_update(step.losses_after(batch))
             if logging:
                 monitor_log.after(step, self.balancer)
