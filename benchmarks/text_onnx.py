@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from finetune_step import MINILM, TASKS, texts  # type: ignore[import-not-found]
 
 import polytask
 from polytask.serving.onnx_decode import OnnxPredictor
 from polytask.serving.onnx_export import export_onnx
-
-from finetune_step import MINILM, TASKS, texts  # type: ignore[import-not-found]
 
 
 def main() -> None:
