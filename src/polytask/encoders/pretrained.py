@@ -102,9 +102,8 @@ class PretrainedTextEncoder(nn.Module):
         self.frozen = o.lora_r == 0 and o.finetune in ("none", 0)
         self._freeze()
         if o.gradient_checkpointing and not self.frozen:
-            self.backbone.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            hf: Any = self.backbone  # a transformers PreTrainedModel
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if o.lora_r:
             self.backbone = _with_lora(self.backbone, o)
         self.train(False)
