@@ -93,6 +93,6 @@ def cache_frozen(encoder: object, features: FeatureTensors) -> None:
     the vectors through. Other encoders and inputs are left as they are."""
     if not isinstance(encoder, TabularEncoder):
         return
-    for key, module in zip(list(features.extra), encoder.extra, strict=False):
+    for key, module in zip(list(features.extra), encoder.extra, strict=True):
         if getattr(module, "frozen", False):
             features.extra[key] = module.embed(features.extra[key])  # type: ignore[operator]
