@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from polytask import io, run_dir
 from polytask.architectures import ArchitectureSpec, MultiTaskNet, architecture_class
+from polytask.architectures.base import load_weights
 from polytask.config import RunConfig, load_yaml, parse_config, validate_options
 from polytask.encoders.build import build_encoder
 from polytask.encoders.protocol import Encoder
@@ -375,7 +376,7 @@ class MultiTaskModel:
         net = build_net(cfg, pres, tasks)
         try:
             weights = load_file(str(folder / run_dir.WEIGHTS))
-            _load_weights(net, weights)
+            load_weights(net, weights)
         except Exception as err:  # safetensors raises its own error types
             raise PolytaskError(
                 f"'{folder / run_dir.WEIGHTS}' cannot be loaded ({err}); the run is damaged"
@@ -388,16 +389,3 @@ class MultiTaskModel:
         info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
         history = run_dir.read_history(folder)
         return cls(cfg, pres, tasks, net, metrics=metrics, history=history, info=info)
-
-
-def _load_weights(net: MultiTaskNet, weights: dict[str, torch.Tensor]) -> None:
-    """The run's weights into ``net``. Only a module that loaded its own weights when it
-    was built (``weights_from``: a run from before the frozen sentence encoder's weights
-    were saved, which read them from the model package) may be absent from them."""
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    own = [name + "." for name, m in net.named_modules() if getattr(m, "weights_from", None)]
-    missing = [k for k in missing if not any(k.startswith(p) for p in own)]
-    if missing or unexpected:
-        keys = (missing or unexpected)[:3]
-        what = "lacks" if missing else "has unexpected"
-        raise ValueError(f"the weights file {what} {', '.join(keys)}")
