@@ -21,13 +21,15 @@ from polytask.config import RunConfig
 from polytask.config.build import TaskSpec as TaskSpec
 from polytask.config.build import build_config as build_config
 from polytask.encoders.backbone import load_pretrained
-from polytask.encoders.build import image_options, text_options
-from polytask.encoders.pretrained import weights_path
+from polytask.encoders.build import cache_frozen, image_options, text_options
+from polytask.encoders.image_weights import weights_path
 from polytask.encoders.resnet import BACKBONES
 from polytask.errors import PolytaskError
 from polytask.evaluation.start import start_lines
 from polytask.features.augment import Augment
+from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
+from polytask.features.pretrained import model_folder
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
@@ -55,7 +57,9 @@ def _check_run(cfg: RunConfig) -> Balancer:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
     balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
     check_level(balancer, cfg.balancing.jacobian)
-    text_options(cfg.model)
+    text = text_options(cfg.model)
+    if text.encoder == "pretrained":
+        model_folder(text.model)  # a model that is not there fails before the data is read
     images = image_options(cfg.model)
     if images.weights_wanted:  # the weights file is there (the error says where to put it)
         weights_path(BACKBONES[images.backbone], images.pretrained)
@@ -134,6 +138,15 @@ def _final_metrics(
     return metrics
 
 
+def _cache_frozen(net: MultiTaskNet, prepared: PreparedData) -> None:
+    """A frozen encoder's vectors, computed once per split before training (see
+    :func:`polytask.encoders.build.cache_frozen`)."""
+    encoder = getattr(net, "encoder", None)
+    for table in prepared.tables.values():
+        if isinstance(table, TensorTable):
+            cache_frozen(encoder, table.features)
+
+
 def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device) -> dict[str, Any]:
     """The run's info file, less the versions that ``MultiTaskModel`` adds."""
     return {
@@ -194,6 +207,7 @@ def train_run(
     net = build_net(cfg, prepared.preprocessors, tasks)
     if not resume:  # a resumed run has its own weights in its checkpoint
         load_pretrained(net)
+    _cache_frozen(net, prepared)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:

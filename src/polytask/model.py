@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from polytask import io, run_dir
 from polytask.architectures import ArchitectureSpec, MultiTaskNet, architecture_class
+from polytask.architectures.base import load_weights
 from polytask.config import RunConfig, load_yaml, parse_config, validate_options
 from polytask.encoders.build import build_encoder
 from polytask.encoders.protocol import Encoder
@@ -296,15 +297,16 @@ class MultiTaskModel:
         return score(present, [torch.from_numpy(outs[i]) for i in index], targets, masks)
 
     # -- persistence -----------------------------------------------------------------------
-    def _preprocessing(self) -> dict[str, Any]:
+    def _preprocessing(self, files: dict[str, str] | None = None) -> dict[str, Any]:
         """The run's preprocessing file: a single table's features at the top level (the
-        layout runs have always had), else one entry per source; every task's state."""
+        layout runs have always had), else one entry per source; every task's state.
+        ``files`` collects the documents that are files of their own (tokenizer.json)."""
         features: dict[str, Any] = (
-            {"features": self.preprocessors[0].to_dict()}
+            {"features": self.preprocessors[0].to_dict(files)}
             if self.sources is None
             else {
                 "sources": [
-                    {"name": n, "features": p.to_dict()}
+                    {"name": n, "features": p.to_dict(files)}
                     for n, p in zip(self.sources, self.preprocessors, strict=True)
                 ]
             }
@@ -318,7 +320,10 @@ class MultiTaskModel:
     def _write(self, folder: Path) -> None:
         config = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
         io.write_text(folder / run_dir.CONFIG, config)
-        run_dir.write_json(folder / run_dir.PREPROCESSING, self._preprocessing())
+        files: dict[str, str] = {}
+        run_dir.write_json(folder / run_dir.PREPROCESSING, self._preprocessing(files))
+        for name, text in files.items():
+            io.write_text(folder / name, text)
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(folder / run_dir.WEIGHTS), metadata={"format": "polytask-run"})
         run_dir.write_json(folder / run_dir.METRICS, self.metrics)
@@ -358,7 +363,8 @@ class MultiTaskModel:
         try:
             # a single table's features sit at the top level (prep may not even be a dict)
             sources = prep["sources"] if "sources" in prep else [prep]  # noqa: SIM401
-            pres = [Preprocessor.from_dict(src["features"]) for src in sources]
+            files = {p.name: p.read_text("utf-8") for p in folder.glob(run_dir.SIDE_FILES)}
+            pres = [Preprocessor.from_dict(src["features"], files) for src in sources]
             states = {t["name"]: t["state"] for t in prep["tasks"]}
             for t in tasks:
                 t.load_state(states[t.name])
@@ -370,7 +376,7 @@ class MultiTaskModel:
         net = build_net(cfg, pres, tasks)
         try:
             weights = load_file(str(folder / run_dir.WEIGHTS))
-            net.load_state_dict(weights)
+            load_weights(net, weights)
         except Exception as err:  # safetensors raises its own error types
             raise PolytaskError(
                 f"'{folder / run_dir.WEIGHTS}' cannot be loaded ({err}); the run is damaged"

@@ -6,6 +6,7 @@ Layout::
       config.yaml          the resolved configuration
       preprocessing.json   fitted feature preprocessing and task encodings (plain JSON)
       model.safetensors    the network's weights
+      tokenizer.json       a pretrained text model's tokenizer (Hugging Face tokenizers)
       metrics.json         {split: {task: {metric: value, "n": rows}}}
       history.jsonl        one JSON object per epoch
       run.json             versions, timings, row counts, feature types
@@ -38,6 +39,8 @@ METRICS = "metrics.json"
 HISTORY = "history.jsonl"
 INFO = "run.json"
 REQUIRED = (CONFIG, PREPROCESSING, WEIGHTS)
+#: documents of the preprocessing that are files of their own (named in preprocessing.json)
+SIDE_FILES = "tokenizer*.json"
 #: an unfinished run lives in RUN + this suffix
 PARTIAL_SUFFIX = ".partial"
 #: in RUN.partial: what the run needs to be resumed (and the mark of a polytask run)

@@ -168,3 +168,16 @@ def init_head_bias(head: nn.Module, task: Task) -> None:
     if bias is not None and last.bias is not None:
         with torch.no_grad():
             last.bias.copy_(bias.to(last.bias))
+
+
+def load_weights(net: nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """The run's weights into ``net``. Only a module that loaded its own weights when it
+    was built (``weights_from``: a run from before the frozen sentence encoder's weights
+    were saved, which read them from the model package) may be absent from them."""
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    own = [name + "." for name, m in net.named_modules() if getattr(m, "weights_from", None)]
+    missing = [k for k in missing if not any(k.startswith(p) for p in own)]
+    if missing or unexpected:
+        keys = (missing or unexpected)[:3]
+        what = "lacks" if missing else "has unexpected"
+        raise ValueError(f"the weights file {what} {', '.join(keys)}")

@@ -193,6 +193,9 @@ class TrainingConfig(Strict):
     #: learning-rate schedule over epochs
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
     warmup_epochs: int = Field(0, ge=0)
+    #: linear warm-up over the first N optimiser steps, for every learning rate
+    #: (fine-tuning a pretrained encoder wants a few hundred)
+    warmup_steps: int = Field(0, ge=0)
     #: clip the gradient norm to this value (None: no clipping)
     grad_clip: float | None = Field(None, gt=0)
     #: stop after this many epochs without improvement on validation (None: never)

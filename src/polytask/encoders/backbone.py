@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polytask.encoders.cnn import GridPool, ImageEncoderOptions
-from polytask.encoders.pretrained import load_weights, weights_path
+from polytask.encoders.image_weights import load_weights, weights_path
 from polytask.encoders.resnet import BACKBONES, ResNet
 
 

@@ -20,7 +20,8 @@ from polytask.encoders.mlp import TabularEncoder
 from polytask.encoders.protocol import Encoder
 from polytask.encoders.text import TextOptions, text_encoder
 from polytask.errors import PolytaskError
-from polytask.features.preprocess import ImageColumn, Preprocessor
+from polytask.features.preprocess import FeatureTensors, ImageColumn, Preprocessor
+from polytask.features.text import TextColumn
 from polytask.tasks import Task
 
 
@@ -65,7 +66,7 @@ def build_encoder(
         if images.backbone != "cnn":
             return BackboneSpatialEncoder(col.channels, size, col.mean, col.std, images)
         return SpatialImageEncoder(col.channels, size, images, m.activation)
-    extra: list[nn.Module] = [text_encoder(c.vocab_size, c.options, c.dim) for c in pre.text]
+    extra: list[nn.Module] = [column_encoder(c) for c in pre.text]
     extra += [_image_vector(c, images, m.activation) for c in pre.images]
     extra += [BagEmbedding(c.cardinality, c.dim) for c in pre.bags]
     return TabularEncoder(
@@ -85,3 +86,24 @@ def _image_vector(col: ImageColumn, options: ImageEncoderOptions, activation: st
     if options.backbone == "cnn":
         return ImageVector(col.channels, options, activation)
     return BackboneVector(col.channels, col.mean, col.std, options)
+
+
+def column_encoder(column: TextColumn) -> nn.Module:
+    """A text column's encoder: the pretrained backbone, or one trained from scratch."""
+    if column.pretrained:
+        from polytask.encoders.pretrained import PretrainedTextEncoder
+
+        return PretrainedTextEncoder(column)
+    return text_encoder(column.vocab_size, column.options, column.dim)
+
+
+def cache_frozen(encoder: object, features: FeatureTensors) -> None:
+    """Replace, in place, each input that a frozen encoder reads (``frozen`` and
+    ``embed``: a pretrained text backbone with ``finetune: none``) by its vectors,
+    computed once: training then never runs that encoder again, and the encoder passes
+    the vectors through. Other encoders and inputs are left as they are."""
+    if not isinstance(encoder, TabularEncoder):
+        return
+    for key, module in zip(list(features.extra), encoder.extra, strict=True):
+        if getattr(module, "frozen", False):
+            features.extra[key] = module.embed(features.extra[key])  # type: ignore[operator]

@@ -2,9 +2,9 @@
 
 ``lstm``: embedding + (Bi)LSTM over the real tokens (packed, so padding never enters the
 recurrence), mean- and max-pooled. ``transformer``: embedding + learned positions + a
-small pre-norm transformer encoder, mean-pooled over real tokens. ``sentence``: frozen
-sentence embeddings computed once during preprocessing (see
-:mod:`polytask.features.text`); the encoder only passes them on.
+small pre-norm transformer encoder, mean-pooled over real tokens. ``pretrained`` (a
+Hugging Face backbone, fine-tuned or frozen; what ``sentence`` now means) is
+:mod:`polytask.encoders.pretrained`.
 """
 
 from __future__ import annotations
@@ -95,18 +95,9 @@ class TransformerTextEncoder(nn.Module):
         return masked_mean(self.norm(x), mask)
 
 
-class SentenceEmbeddingInput(nn.Module):
-    """Precomputed, frozen sentence embeddings (N, D) pass through unchanged."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.out_features = dim
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return embeddings
-
-
 def text_encoder(vocab_size: int, options: TextOptions, embedding_dim: int = 0) -> nn.Module:
+    """An encoder trained from scratch on the column's own tokenizer (``lstm`` or
+    ``transformer``; ``pretrained`` columns: :func:`polytask.encoders.build.column_encoder`)."""
     if options.encoder == "lstm":
         return LSTMTextEncoder(vocab_size, options)
     if options.encoder == "transformer":
@@ -118,4 +109,4 @@ def text_encoder(vocab_size: int, options: TextOptions, embedding_dim: int = 0) 
                 f"{options.heads}; pick heads that divide hidden"
             )
         return TransformerTextEncoder(vocab_size, options)
-    return SentenceEmbeddingInput(embedding_dim)
+    raise ValueError(f"text_encoder builds lstm and transformer, not {options.encoder}")

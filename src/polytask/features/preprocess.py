@@ -10,6 +10,7 @@ training split only and saved as plain JSON, so a run predicts on raw rows by it
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,7 +79,8 @@ class CategoricalColumn:
 class FeatureTensors:
     numeric: torch.Tensor  # (N, D) float32
     categorical: torch.Tensor  # (N, C) int64
-    #: text columns (token ids (N, L) or sentence embeddings (N, E)), then image columns
+    #: text columns (token ids (N, L); a frozen encoder's cached vectors (N, E) while
+    #: training), then image columns
     #: (N, C, H, W), by column name in the preprocessor's order
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -366,21 +368,25 @@ class Preprocessor:
         return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat), extra)
 
     # -- persistence -----------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, files: dict[str, str] | None = None) -> dict[str, Any]:
+        """Plain data; with ``files``, documents that are files of their own in a run (a
+        pretrained model's ``tokenizer.json``) go there by file name."""
         return {
             "numeric": [asdict(c) for c in self.numeric],
             "categorical": [asdict(c) for c in self.categorical],
-            "text": [c.to_dict() for c in self.text],
+            "text": [c.to_dict(files) for c in self.text],
             "images": [asdict(c) for c in self.images],
             "bags": [asdict(c) for c in self.bags],
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+    def from_dict(
+        cls, data: dict[str, Any], files: Mapping[str, str] | None = None
+    ) -> Preprocessor:
         return cls(
             numeric=[NumericColumn(**c) for c in data["numeric"]],
             categorical=[CategoricalColumn(**c) for c in data["categorical"]],
-            text=[TextColumn.from_dict(c) for c in data.get("text", [])],
+            text=[TextColumn.from_dict(c, files) for c in data.get("text", [])],
             images=[ImageColumn(**c) for c in data.get("images", [])],
             bags=[MultiHotColumn(**c) for c in data.get("bags", [])],
         )

@@ -107,10 +107,45 @@ def boolean_of(value: Any, feature: Mapping[str, Any], row: int, words: Mapping)
 # -- encode -----------------------------------------------------------------------------------
 
 
-def encode(records: Sequence[Record], spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The graph's inputs for ``records`` (each a mapping of feature name to raw value)."""
+def load_tokenizers(spec: Mapping[str, Any], folder: str | Path) -> dict[str, Any]:
+    """Each text input's tokenizer (Hugging Face ``tokenizers``), read from the file the
+    spec names in ``folder`` (the graph's folder)."""
+    from tokenizers import Tokenizer
+
+    return {
+        f["input"]: Tokenizer.from_file(str(Path(folder) / f["tokenizer"]))
+        for f in spec.get("text", {}).get("features", [])
+    }
+
+
+def token_ids(texts: Sequence[Any], feature: Mapping[str, Any], tokenizer: Any) -> np.ndarray:
+    """A text input: each text (a missing one is the empty text) tokenized with the
+    model's special tokens, cut to ``max_length`` tokens, and padded with ``pad_id`` to
+    the longest in the batch: int64 (N, L)."""
+    strings = ["" if is_missing(t) else str(_plain(t)) for t in texts]
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(feature["max_length"])
+    encoded = [e.ids for e in tokenizer.encode_batch(strings, add_special_tokens=True)]
+    longest = max([len(e) for e in encoded] + [1])
+    ids = np.full((len(strings), longest), feature["pad_id"], dtype=np.int64)
+    for i, row in enumerate(encoded):
+        ids[i, : len(row)] = row
+    return ids
+
+
+def encode(
+    records: Sequence[Record],
+    spec: Mapping[str, Any],
+    tokenizers: Mapping[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """The graph's inputs for ``records`` (each a mapping of feature name to raw value);
+    ``tokenizers`` by input name for a graph with text inputs (:func:`load_tokenizers`)."""
     n = len(records)
+    text_features = spec.get("text", {}).get("features", [])
     for row, record in enumerate(records):
+        for f in text_features:
+            if f["name"] not in record:
+                raise ValueError(f"record {row} lacks feature '{f['name']}'")
         for group in ("numeric", "categorical"):
             for f in spec[group]["features"]:
                 if f["name"] not in record:
@@ -151,6 +186,11 @@ def encode(records: Sequence[Record], spec: Mapping[str, Any]) -> dict[str, np.n
                     key = category_key(raw)
                     cat[row, f["column"]] = codes.get(key, cat_spec["unknown_code"])
         inputs["categorical"] = cat
+    for f in text_features:
+        if tokenizers is None or f["input"] not in tokenizers:
+            raise ValueError(f"text feature '{f['name']}' needs its tokenizer ({f['tokenizer']})")
+        texts = [record[f["name"]] for record in records]
+        inputs[f["input"]] = token_ids(texts, f, tokenizers[f["input"]])
     return inputs
 
 
@@ -217,10 +257,11 @@ class OnnxPredictor:
         self.spec = load_spec(spec or graph.with_suffix(".preprocessing.json"))
         self.session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
         self.outputs = [o["output"] for o in self.spec["outputs"]]
+        self.tokenizers = load_tokenizers(self.spec, graph.parent)
 
     def raw(self, records: Sequence[Record]) -> dict[str, np.ndarray]:
         """The graph's outputs by output name."""
-        values = self.session.run(self.outputs, encode(records, self.spec))
+        values = self.session.run(self.outputs, encode(records, self.spec, self.tokenizers))
         return dict(zip(self.outputs, values, strict=True))
 
     def predict(self, records: Sequence[Record]) -> dict[str, np.ndarray]:

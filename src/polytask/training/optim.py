@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -15,19 +17,41 @@ from polytask.config import TrainingConfig
 _DEFAULT_PATIENCE: int = TrainingConfig.model_fields["patience"].default
 
 
+def _own_rates(net: nn.Module) -> list[dict[str, Any]]:
+    """Groups of parameters that modules train at their own learning rate: any module
+    with a ``param_groups()`` method (a pretrained backbone) lists them."""
+    groups: list[dict[str, Any]] = []
+    for module in net.modules():
+        listed = getattr(module, "param_groups", None)
+        if callable(listed):
+            groups += listed()
+    return groups
+
+
+def _by_decay(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices, none on biases and norms."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
 def make_optimizer(
     net: nn.Module, cfg: TrainingConfig, extra: list[nn.Parameter], device: torch.device
 ) -> torch.optim.Optimizer:
-    """AdamW, fused where the device supports it; no weight decay on biases and norms."""
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for p in net.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay + list(extra), "weight_decay": 0.0},
-    ]
+    """AdamW, fused where the device supports it; no weight decay on biases and norms.
+    The first groups train at ``cfg.lr``; parameters a module lists with a rate of
+    their own (see :func:`_own_rates`) follow, one pair of groups per rate."""
+    own = _own_rates(net)
+    claimed = {id(p) for g in own for p in g["params"]}
+    rest = [p for p in net.parameters() if p.requires_grad and id(p) not in claimed]
+    groups = _by_decay(rest, cfg.weight_decay)
+    groups[1]["params"] += list(extra)
+    for g in own:
+        trainable = [p for p in g["params"] if p.requires_grad]
+        groups += [{**part, "lr": g["lr"]} for part in _by_decay(trainable, cfg.weight_decay)]
     groups = [g for g in groups if g["params"]]
     try:
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
@@ -67,3 +91,35 @@ def step_scheduler(scheduler: Any, monitor: float) -> None:
         scheduler.step(monitor)
     elif scheduler is not None:
         scheduler.step()
+
+
+class StepWarmup:
+    """``training.warmup_steps``: every group's learning rate rises linearly over the
+    first optimiser steps (step s of W runs at s / (W + 1) of its rate), on top of the
+    per-epoch schedule, which it leaves untouched. It depends on the step count only,
+    so a resumed run warms up exactly as an uninterrupted one."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    @contextlib.contextmanager
+    def at(self, optimizer: torch.optim.Optimizer, global_step: int) -> Iterator[None]:
+        """Inside, every group runs at the warm-up's fraction of its rate while it lasts;
+        the rates are back afterwards (wraps whatever steps the optimiser: fp16's scaler)."""
+        if global_step > self.steps:
+            yield
+            return
+        fraction = global_step / (self.steps + 1)
+        rates = [g["lr"] for g in optimizer.param_groups]
+        for g in optimizer.param_groups:
+            g["lr"] = g["lr"] * fraction
+        try:
+            yield
+        finally:
+            for g, lr in zip(optimizer.param_groups, rates, strict=True):
+                g["lr"] = lr
+
+    def step(self, optimizer: torch.optim.Optimizer, global_step: int) -> None:
+        """``optimizer.step()`` at the warm-up's rates."""
+        with self.at(optimizer, global_step):
+            optimizer.step()

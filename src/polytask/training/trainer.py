@@ -49,7 +49,7 @@ from polytask.training.fit_state import FitRun, LoopState, TrainResult
 from polytask.training.history import HistoryWriter
 from polytask.training.interrupt import interrupted, stop_requests
 from polytask.training.monitor import Monitor
-from polytask.training.optim import make_optimizer, make_scheduler, step_scheduler
+from polytask.training.optim import StepWarmup, make_optimizer, make_scheduler, step_scheduler
 from polytask.training.precision import plain_step
 from polytask.training.probe import TrainingProbe
 from polytask.training.progress import (
@@ -207,6 +207,7 @@ class Trainer:
         # fp16's gradient scaler unscales, clips and steps (or skips an overflowed step)
         scaled = step.amp is not None and step.amp.scaler is not None
         optimizer_step = step.amp.step if scaled and step.amp is not None else plain_step
+        warmup = StepWarmup(self.cfg.warmup_steps)  # 0 steps: the rates as they are
         net.train()
         skip, run.loop.step_in_epoch = run.loop.step_in_epoch, 0
         running = run.running or [torch.zeros((), device=self.device) for _ in tasks]
@@ -234,7 +235,8 @@ class Trainer:
             if before is not None:  # sent with the step's loss exchange
                 before()
             losses = step(batch)
-            optimizer_step(optimizer, params, clip)
+            with warmup.at(optimizer, self.global_step):
+                optimizer_step(optimizer, params, clip)
             self.balancer.after_update(probe.at(step.losses_after(batch)))
             if logging:
                 monitor_log.after(step, self.balancer)
