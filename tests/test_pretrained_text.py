@@ -52,7 +52,7 @@ def tuned(bert: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any
     run = tmp_path_factory.mktemp("runs") / "tuned"
     df = frame(200, 1)
     model = polytask.fit(
-        df, TASKS, config=config(bert), epochs=3, batch_size=32, seed=0, progress=False, out=run
+        df, TASKS, config=config(bert), epochs=6, batch_size=32, seed=0, progress=False, out=run
     )
     return {"model": model, "run": run, "df": df}
 

@@ -72,7 +72,7 @@ def _prepare(
     tasks: list[Task],
     frames: tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None],
     ctx: distributed.DistContext | None,
-    root: Path | None = None,
+    root: str | Path | None = None,
 ) -> PreparedData:
     """The run's data, one source or several: the same prepared type either way."""
     if not cfg.multi_source:
@@ -177,6 +177,19 @@ def _fingerprint(prepared: PreparedData) -> str:
     return prepared.fingerprint or run_staging.data_fingerprint(*prepared.frames)
 
 
+def _network(
+    cfg: RunConfig, prepared: PreparedData, tasks: list[Task], pretrained: bool
+) -> MultiTaskNet:
+    """The seeded network, with its backbone's pretrained weights (a resumed run has its
+    own in its checkpoint instead) and frozen encoders' vectors cached."""
+    torch.manual_seed(cfg.training.seed)
+    net = build_net(cfg, prepared.preprocessors, tasks)
+    if pretrained:
+        load_pretrained(net)
+    _cache_frozen(net, prepared)
+    return net
+
+
 def train_run(
     cfg: RunConfig,
     data: pd.DataFrame | None = None,
@@ -201,13 +214,8 @@ def train_run(
     ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
     tasks = build_tasks(cfg)
-    root = Path(data_root) if data_root is not None else None
-    prepared = _prepare(cfg, tasks, (data, validation, test), ctx, root)
-    torch.manual_seed(cfg.training.seed)
-    net = build_net(cfg, prepared.preprocessors, tasks)
-    if not resume:  # a resumed run has its own weights in its checkpoint
-        load_pretrained(net)
-    _cache_frozen(net, prepared)
+    prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root and Path(data_root))
+    net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:

@@ -212,16 +212,7 @@ class Trainer:
         skip, run.loop.step_in_epoch = run.loop.step_in_epoch, 0
         running = run.running or [torch.zeros((), device=self.device) for _ in tasks]
         run.running = None
-        batches: Iterator[Batch] = (
-            run.train.batches(self.cfg.batch_size, run.generator)
-            if sync is None
-            else sync.local_batches(run.train, self.cfg.batch_size, run.generator)
-        )
-        if skip:
-            batches = itertools.islice(batches, skip, None)
-        if self.augment is not None:
-            batches = map(self.augment, batches)
-        for i, batch in enumerate(batches, skip + 1):
+        for i, batch in enumerate(self._epoch_batches(run, skip), skip + 1):
             self.global_step += 1
             for hook in on_begin:
                 hook(self, self.global_step, batch)
@@ -253,6 +244,20 @@ class Trainer:
                     self._save_mid_epoch(run, order_state, running, epoch, i, stopping)
         watch.check(running, epoch, run.steps, self.global_step)
         return running
+
+    def _epoch_batches(self, run: FitRun, skip: int) -> Iterator[Batch]:
+        """This process's training batches of the epoch, after the ``skip`` a resumed
+        epoch has done, augmented when training augments."""
+        batches: Iterator[Batch] = (
+            run.train.batches(self.cfg.batch_size, run.generator)
+            if run.sync is None
+            else run.sync.local_batches(run.train, self.cfg.batch_size, run.generator)
+        )
+        if skip:
+            batches = itertools.islice(batches, skip, None)
+        if self.augment is not None:
+            batches = map(self.augment, batches)
+        return batches
 
     def _save_mid_epoch(
         self,
