@@ -76,9 +76,10 @@ def _prepare(
 ) -> PreparedData:
     """The run's data, one source or several: the same prepared type either way."""
     if not cfg.multi_source:
-        if all(f is None for f in frames) and wants_streaming(cfg.data, root):
+        folder = Path(root) if root else None
+        if all(f is None for f in frames) and wants_streaming(cfg.data, folder):
             rank, world = (0, 1) if ctx is None else (ctx.rank, ctx.world_size)
-            return prepare_stream(cfg, tasks, rank, world, root)
+            return prepare_stream(cfg, tasks, rank, world, folder)
         return prepare_single(cfg, tasks, *frames)
     if any(f is not None for f in frames):
         raise PolytaskError("a config with sources reads each source's data itself")
@@ -214,7 +215,7 @@ def train_run(
     ctx = distributed.start(cfg.training.device)  # None unless started by torchrun
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
     tasks = build_tasks(cfg)
-    prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root and Path(data_root))
+    prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root)
     net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
