@@ -26,7 +26,11 @@ from polytask.tasks import Task, make_task
 from polytask.training.steps import GradientStep
 
 N, VOCAB, LENGTH, SIZE = 8, 12, 5, 8
-TEXT = list(typing.get_args(TextOptions.model_fields["encoder"].annotation))
+#: the text encoders trained from scratch; the pretrained backbone needs a model folder and
+#: is not in this check yet (tests/test_pretrained_text.py trains every method on it)
+TEXT = [
+    k for k in typing.get_args(TextOptions.model_fields["encoder"].annotation) if k != "pretrained"
+]
 #: every encoder a vector architecture can sit on, and the spatial one
 VECTOR = ["table", *(f"text-{k}" for k in TEXT), "image"]
 CASES = [

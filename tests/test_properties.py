@@ -156,8 +156,13 @@ LABEL_CELLS: dict[str, Any] = {
 }
 
 
+#: kinds composed from another task's output (entire_space: after=TASK), whose labels
+#: are a built-in kind's (binary) and which a drawn table cannot name without that task
+COMPOSED = {"entire_space"}
+
+
 def test_every_registered_per_row_kind_has_odd_labels() -> None:
-    assert set(LABEL_CELLS) == {k for k, cls in KINDS.items() if not cls.dense}
+    assert set(LABEL_CELLS) == {k for k, cls in KINDS.items() if not cls.dense} - COMPOSED
 
 
 @st.composite

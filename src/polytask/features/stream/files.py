@@ -33,19 +33,26 @@ def is_parquet(path: Path) -> bool:
 def data_files(path: str | Path) -> list[Path]:
     """The files ``path`` names: itself, the Parquet files of a folder (recursively, in
     name order), or a glob's matches; [] where nothing matches."""
-    text = str(path)
-    if any(ch in text for ch in "*?["):
-        return sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    if is_glob(path):
+        return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
     p = Path(path)
     if p.is_dir():
         return sorted(f for f in p.rglob("*") if f.is_file() and is_parquet(f))
     return [p] if p.exists() else []
 
 
+def is_glob(path: str | Path) -> bool:
+    """A pattern (``*``, ``?``, ``[``) of Parquet files that is not itself the name of a
+    file or folder; a CSV's name is always one file (globs name Parquet files only, so
+    ``?.csv`` that does not exist is a missing file, not a pattern)."""
+    text = str(path)
+    single = text.lower().endswith(CSV_SUFFIXES)
+    return any(ch in text for ch in "*?[") and not Path(path).exists() and not single
+
+
 def is_many(path: str | Path) -> bool:
     """A folder or a glob: the Parquet files it names are one table."""
-    text = str(path)
-    return any(ch in text for ch in "*?[") or Path(path).is_dir()
+    return is_glob(path) or Path(path).is_dir()
 
 
 def size_on_disk(path: str | Path) -> int:
