@@ -36,6 +36,7 @@ def run_p(args: argparse.Namespace, p: float) -> Comparison:
         MMOE_TASKS,
         epochs=args.epochs,
         hidden=args.hidden,
+        head_hidden=args.head_hidden,
         dropout=0.0,
         progress=False,
     )
@@ -70,6 +71,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--data-seed", type=int, default=0, help="the tasks' seed")
     ap.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[64, 32])
+    ap.add_argument(
+        "--head-hidden",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[],
+        help="each task's tower (the papers: one layer of 8)",
+    )
     ap.add_argument("--out", default="runs/correlation")
     ap.add_argument("--verbose", action="store_true", help="one line per finished run")
     args = ap.parse_args()
