@@ -8,6 +8,7 @@ from __future__ import annotations
 import typing
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,17 +20,25 @@ from polytask.balancing.base import GradientBalancer
 from polytask.balancing.gramian import GramianEngine, GramianFallbackWarning
 from polytask.encoders import TabularEncoder
 from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
+from polytask.encoders.pretrained import PretrainedTextEncoder
 from polytask.encoders.text import text_encoder
 from polytask.features.batches import Batch
-from polytask.features.text import TextOptions
+from polytask.features.text import TextColumn, TextOptions
 from polytask.tasks import Task, make_task
 from polytask.training.steps import GradientStep
+from tests.text_models import WORDS, tiny_bert
 
 N, VOCAB, LENGTH, SIZE = 8, 12, 5, 8
-#: the text encoders trained from scratch; the pretrained backbone needs a model folder and
-#: is not in this check yet (tests/test_pretrained_text.py trains every method on it)
+#: every text encoder; ``pretrained`` twice: fine-tuning all of a (tiny, random) BERT
+#: folder's weights, and only its top layer (the rest frozen, outside the Jacobian)
 TEXT = [
-    k for k in typing.get_args(TextOptions.model_fields["encoder"].annotation) if k != "pretrained"
+    *(
+        k
+        for k in typing.get_args(TextOptions.model_fields["encoder"].annotation)
+        if k != "pretrained"
+    ),
+    "pretrained-all",
+    "pretrained-1",
 ]
 #: every encoder a vector architecture can sit on, and the spatial one
 VECTOR = ["table", *(f"text-{k}" for k in TEXT), "image"]
@@ -43,6 +52,12 @@ GRAMIAN_METHODS = [
     for name, cls in balancing.METHODS.items()
     if issubclass(cls, GradientBalancer) and not cls().needs_matrix_at("parameters")
 ]
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretrained-style model folder: BertModel (2 layers of width 8, dropout 0.2)."""
+    return tiny_bert(tmp_path_factory.mktemp("bert"), WORDS, hidden=8, dropout=0.2)
 
 
 @pytest.fixture(autouse=True)
@@ -65,12 +80,23 @@ def _tasks() -> list[Task]:
     return [*tasks, cls]
 
 
-def _encoder(kind: str, hidden: list[int]):
+def _pretrained(kind: str, folder: Path) -> PretrainedTextEncoder:
+    finetune = kind.rsplit("-", 1)[1]
+    opts = TextOptions(
+        encoder="pretrained", model=str(folder), finetune=finetune if finetune == "all" else 1
+    )
+    return PretrainedTextEncoder(TextColumn.fit("t", pd.Series(WORDS), opts))
+
+
+def _encoder(kind: str, hidden: list[int], folder: Path | None = None):
     image = ImageEncoderOptions(widths=[3, 4], pool=2)
     if kind == "spatial":
         return SpatialImageEncoder(2, (SIZE, SIZE), image)
     extra: list[torch.nn.Module] = []
-    if kind.startswith("text-"):
+    if kind.startswith("text-pretrained"):
+        assert folder is not None
+        extra.append(_pretrained(kind, folder))
+    elif kind.startswith("text-"):
         opts = TextOptions(encoder=kind[5:], hidden=8, heads=2, embedding_dim=8, dropout=0.2)
         extra.append(text_encoder(VOCAB, opts, embedding_dim=3))
     elif kind == "image":
@@ -78,16 +104,16 @@ def _encoder(kind: str, hidden: list[int]):
     return TabularEncoder(3, [4], [2], hidden, "relu", 0.2, "layer", extra)
 
 
-def _net(arch: str, kind: str, tasks: list[Task]) -> MultiTaskNet:
+def _net(arch: str, kind: str, tasks: list[Task], folder: Path | None = None) -> MultiTaskNet:
     torch.manual_seed(0)
     cls = ARCHITECTURES[arch]
     own = cls.builds_shared_layers
-    enc = _encoder(kind, [] if own else [6, 5])
+    enc = _encoder(kind, [] if own else [6, 5], folder).to(torch.float64)
     extra = {"hidden": [24], "norm": "layer"} if own else {}
     net = cls(ArchitectureSpec(enc, tasks, [4], "relu", 0.2, **extra))
     with torch.no_grad():  # a generic point: no gate or weight left at its zero start
         for p in net.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.add_(0.1 * torch.randn_like(p) if p.requires_grad else 0.0)
     return net
 
 
@@ -103,7 +129,7 @@ def _batch(kind: str, tasks: list[Task]) -> Batch:
     masks[1] = torch.arange(N) % 3 == 0  # a few labels
     masks[2] = torch.zeros(N, dtype=torch.bool)  # none: the task sits out
     extra: tuple[torch.Tensor, ...] = ()
-    if kind in ("text-lstm", "text-transformer"):
+    if kind in ("text-lstm", "text-transformer") or kind.startswith("text-pretrained"):
         ids = torch.randint(1, VOCAB, (N, LENGTH), generator=g)
         ids[0, 3:] = 0  # padding
         extra = (ids,)
@@ -119,9 +145,12 @@ def _batch(kind: str, tasks: list[Task]) -> Batch:
 
 
 @pytest.mark.parametrize(("arch", "kind"), CASES)
-def test_gramian_equals_autograd_jacobian_times_its_transpose(arch: str, kind: str) -> None:
+def test_gramian_equals_autograd_jacobian_times_its_transpose(
+    arch: str, kind: str, request: pytest.FixtureRequest
+) -> None:
     tasks = _tasks()
-    net = _net(arch, kind, tasks)
+    folder = request.getfixturevalue("bert") if kind.startswith("text-pretrained") else None
+    net = _net(arch, kind, tasks, folder)
     net.train()  # dropout on: the engine and autograd read the same forward
     batch = _batch(kind, tasks)
     trunk = [p for p in net.shared_parameters() if p.requires_grad]
@@ -151,6 +180,13 @@ def test_gramian_equals_autograd_jacobian_times_its_transpose(arch: str, kind: s
     torch.testing.assert_close(gram, expected, rtol=1e-5, atol=1e-5 * float(expected.abs().max()))
     covered = len(trunk) - len(left)
     assert covered > 0, "no parameter went through a layer rule"
+    if kind.startswith("text-pretrained"):  # the backbone's trainable weights are in J
+        bert_net = next(m for m in net.modules() if isinstance(m, PretrainedTextEncoder))
+        ids = {id(p) for p in trunk}
+        tuned = [p for p in bert_net.backbone.parameters() if p.requires_grad]
+        assert tuned and all(id(p) in ids for p in tuned)
+        frozen = sum(not p.requires_grad for p in bert_net.backbone.parameters())
+        assert (frozen > 0) == kind.endswith("-1")
     if arch == "hard" and kind in ("table", "image", "text-transformer", "text-sentence"):
         # Linear, Embedding, LayerNorm, Conv2d, BatchNorm2d have rules; only the
         # transformer's attention goes through batched autograd
@@ -161,9 +197,11 @@ def test_gramian_equals_autograd_jacobian_times_its_transpose(arch: str, kind: s
         ), [type(engine.owned[id(p)]).__name__ for p in left]
 
 
-def _step_grads(method: str, engine: str, arch: str = "hard") -> list[torch.Tensor]:
+def _step_grads(
+    method: str, engine: str, kind: str = "text-transformer", folder: Path | None = None
+) -> list[torch.Tensor]:
     tasks = _tasks()
-    net = _net(arch, "text-transformer", tasks)
+    net = _net("hard", kind, tasks, folder)
     opts = {"seed": 0} if "seed" in balancing.METHODS[method].Options.model_fields else {}
     bal = balancing.get(method, **opts)
     bal.setup([t.name for t in tasks])
@@ -173,13 +211,24 @@ def _step_grads(method: str, engine: str, arch: str = "hard") -> list[torch.Tens
     if engine == "gramian":
         step.gramian = GramianEngine([net], step.trunk)
     torch.manual_seed(5)  # the same dropout masks in both steps
-    step(_batch("text-transformer", tasks))
+    step(_batch(kind, tasks))
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
 
 
 @pytest.mark.parametrize("method", GRAMIAN_METHODS)
 def test_update_through_the_gramian_equals_the_matrix_path(method: str) -> None:
     by_gram, by_matrix = _step_grads(method, "gramian"), _step_grads(method, "matrix")
+    assert any(g.abs().max() > 0 for g in by_matrix)
+    for a, b in zip(by_gram, by_matrix, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", GRAMIAN_METHODS)
+def test_update_through_the_gramian_on_a_pretrained_encoder(method: str, bert: Path) -> None:
+    """BERT's top layer fine-tuned, the rest frozen (finetune: all is in the Gramian
+    check above on every architecture)."""
+    by_gram = _step_grads(method, "gramian", "text-pretrained-1", bert)
+    by_matrix = _step_grads(method, "matrix", "text-pretrained-1", bert)
     assert any(g.abs().max() > 0 for g in by_matrix)
     for a, b in zip(by_gram, by_matrix, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

@@ -235,3 +235,52 @@ def test_every_balancer_at_both_levels_steps_the_backbone(tiny: polytask.MultiTa
         if not ok:
             failures.append(f"{name}@{level}")
     assert not failures
+
+
+def test_a_saved_backbone_run_serves_what_predict_answers(
+    tiny: polytask.MultiTaskModel, tmp_path: Path
+) -> None:
+    """Images arrive over HTTP as nested lists; a per-pixel task answers with its map."""
+    from fastapi.testclient import TestClient
+
+    from polytask.serving.app import create_app
+
+    tiny.save(tmp_path / "run")
+    df = squares(4, size=32, seed=5)
+    df.loc[3, "image"] = None  # a missing image: the average image, as predict has it
+    want = tiny.predict(df)
+    body = {"records": [{"image": None if v is None else v.tolist()} for v in df["image"]]}
+    with TestClient(create_app(tmp_path / "run")) as client:
+        got = client.post("/predict", json=body)
+        bad = client.post("/predict", json={"records": [{"image": [[0.5] * 31] * 32}]})
+    assert got.status_code == 200, got.text
+    rows = got.json()["predictions"]
+    assert [r["quadrant"] for r in rows] == list(want["quadrant"])
+    for r, m in zip(rows, want["mask"], strict=True):
+        np.testing.assert_array_equal(np.array(r["mask"]), m)
+    np.testing.assert_allclose([r["side"] for r in rows], want["side"], rtol=1e-6)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "records", 0, "image"]
+    assert "shape 32 x 32" in bad.json()["detail"][0]["msg"]
+
+
+def test_a_backbone_run_exports_to_onnx_matching_torch(
+    tiny: polytask.MultiTaskModel, tmp_path: Path
+) -> None:
+    """The graph takes the standardised images; resizing and the backbone's own
+    normalisation are inside it. Raw outputs within 1e-4 of PyTorch's on new images."""
+    from polytask.serving.onnx_decode import OnnxPredictor
+    from polytask.serving.onnx_export import export_onnx
+
+    result = export_onnx(tiny, tmp_path / "m.onnx")
+    assert result.max_error is not None and result.max_error <= 1e-4
+    df = squares(6, size=32, seed=7)
+    predictor = OnnxPredictor(result.graph)
+    raw = predictor.raw([{"image": v} for v in df["image"]])
+    with torch.inference_mode():
+        want = tiny.net.eval().forward_list(*tiny.preprocessor.transform(df).inputs)
+    for name, w in zip(predictor.outputs, want, strict=True):
+        np.testing.assert_allclose(raw[name], w.numpy(), atol=1e-4, rtol=1e-4)
+    decoded, expected = predictor.predict([{"image": v} for v in df["image"]]), tiny.predict(df)
+    assert list(decoded["quadrant"]) == list(expected["quadrant"])
+    np.testing.assert_array_equal(decoded["mask"], np.stack(expected["mask"]))

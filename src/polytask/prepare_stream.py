@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from polytask.config import DataConfig, RunConfig
 from polytask.encoders.build import text_options
@@ -161,6 +162,7 @@ def fit_pass(
         cfg.data.sample_rows,
         cfg.training.seed,
         dict(fc.hash_buckets),
+        fc.max_items,
     )
     fitted = FitPass(types, options)
     key = [cfg.data.split_key] if cfg.data.split_key else []
@@ -192,7 +194,7 @@ def encoder_for(tasks: list[Task], pre_encoder: ArrowEncoder) -> Any:
     """Arrow rows -> a Chunk: the features from Arrow, each task's labels through its own
     ``encode`` (a label column or two, as a pandas Series, so no kind needs a second
     encoder)."""
-    label_cols = list(dict.fromkeys(c for t in tasks for c in t.columns))
+    label_cols = list(dict.fromkeys(c for t in tasks for c in [*t.columns, *_weight(t)]))
 
     def encode(table: pa.Table) -> Chunk:
         features = pre_encoder.encode(table)
@@ -202,7 +204,11 @@ def encoder_for(tasks: list[Task], pre_encoder: ArrowEncoder) -> Any:
             y, m = t.encode(t.labels_of(frame))
             targets.append(y)
             masks.append(m)
-        return Chunk(features, targets, masks)
+        found = [t.weights_of(frame) for t in tasks]
+        weights = [None if w is None else torch.from_numpy(w) for w in found]
+        return Chunk(
+            features, targets, masks, weights if any(w is not None for w in weights) else []
+        )
 
     return encode
 
@@ -231,13 +237,9 @@ def _split_rows(
     return SplitRows(source, read, source.pieces, [r[s] for r in result.rows], select)
 
 
-def _check_tasks(tasks: list[Task]) -> None:
-    weighted = [t.name for t in tasks if t.options.weight]
-    if weighted:
-        raise PolytaskError(
-            f"task '{weighted[0]}' has sample weights, which streamed tables do not take yet; "
-            "train it in memory (data.streaming: false)"
-        )
+def _weight(task: Task) -> list[str]:
+    """The task's sample-weight column, if it has one."""
+    return [task.options.weight] if task.options.weight else []
 
 
 def prepare_stream(
@@ -248,16 +250,17 @@ def prepare_stream(
     dc = cfg.data
     if not dc.path:
         raise PolytaskError("no training data given; set data.path (a CSV or Parquet file)")
-    _check_tasks(tasks)
     source = open_source(at(dc.path, root))
     given = {"validation": dc.validation, "test": dc.test}
     others = {k: open_source(at(v, root)) for k, v in given.items() if v}
     label_cols = list(dict.fromkeys(c for t in tasks for c in t.columns))
+    weight_cols = list(dict.fromkeys(c for t in tasks for c in _weight(t)))
     _require(source, label_cols, "label", f"'{dc.path}'")
+    _require(source, weight_cols, "sample-weight", f"'{dc.path}'")
     if dc.split_key:
         _require(source, [dc.split_key], "split key", f"'{dc.path}'")
     splitter = Splitter(dc, cfg.training.seed, "validation" not in others, "test" not in others)
-    types = _infer_types(cfg, source, splitter, set(label_cols))
+    types = _infer_types(cfg, source, splitter, {*label_cols, *weight_cols})
     result = fit_pass(cfg, source, splitter, types, label_cols)
     frame = result.labels.to_pandas()
     for t in tasks:
@@ -265,7 +268,7 @@ def prepare_stream(
     del frame
     pre = result.fitted.preprocessor()
     encode = encoder_for(tasks, ArrowEncoder(pre))
-    columns = list(dict.fromkeys([*pre.columns, *label_cols]))
+    columns = list(dict.fromkeys([*pre.columns, *label_cols, *weight_cols]))
     tables: dict[str, Table | None] = {}
     counts: dict[str, int] = {}
     for name in SPLIT_NAMES:

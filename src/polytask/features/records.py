@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 from polytask.errors import PolytaskError
 from polytask.features.hashing import bucket_codes, missing_id_error
+from polytask.features.images import image_tensor
 from polytask.features.preprocess import (
     MISSING,
     UNKNOWN,
@@ -95,8 +97,6 @@ def encode_columns(pre: Preprocessor, columns: Mapping[str, Sequence[Any]]) -> F
             f"feature column '{missing[0]}' is missing; the model needs every feature it "
             "was trained on"
         )
-    if pre.images:
-        raise PolytaskError("image columns take the DataFrame path (Preprocessor.transform)")
     n = len(columns[pre.columns[0]])
     num = pre.numeric_block([_numeric(c, columns[c.name]) for c in pre.numeric], n)
     cat = np.empty((n, len(pre.categorical)), dtype=np.int64)
@@ -106,6 +106,9 @@ def encode_columns(pre: Preprocessor, columns: Mapping[str, Sequence[Any]]) -> F
     for tcol in pre.text:
         series = pd.Series(list(columns[tcol.name]), name=tcol.name, dtype=object)
         extra[tcol.name] = torch.from_numpy(tcol.transform(series))
+    for icol in pre.images:
+        cells = pd.Series(list(columns[icol.name]), name=icol.name, dtype=object)
+        extra[icol.name] = torch.from_numpy(image_tensor(icol, cells, Path(".")))
     for bag in pre.bags:
         extra[bag.name] = torch.from_numpy(bag.codes(list(columns[bag.name])))
     return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat), extra)

@@ -133,6 +133,28 @@ def token_ids(texts: Sequence[Any], feature: Mapping[str, Any], tokenizer: Any) 
     return ids
 
 
+def _numeric_input(records: Sequence[Record], spec: Mapping[str, Any]) -> np.ndarray:
+    """The ``numeric`` input: each feature standardised, missing values imputed."""
+    n = len(records)
+    num = np.zeros((n, spec["numeric"]["width"]), dtype=np.float32)
+    words = {k: set(v) for k, v in spec["boolean_words"].items()}
+    for f in spec["numeric"]["features"]:
+        for row, record in enumerate(records):
+            raw = record[f["name"]]
+            x = boolean_of(raw, f, row, words) if f["type"] == "boolean" else number_of(raw, f, row)
+            missing = math.isnan(x)
+            # in double precision, then rounded once to float32
+            v = ((f["median"] if missing else x) - f["mean"]) / f["std"]
+            if not abs(v) <= FLOAT32_MAX:
+                raise ValueError(
+                    f"record {row}: numeric feature '{f['name']}' is too large for float32"
+                )
+            num[row, f["column"]] = v
+            if f["indicator_column"] is not None:
+                num[row, f["indicator_column"]] = 1.0 if missing else 0.0
+    return num
+
+
 def encode(
     records: Sequence[Record],
     spec: Mapping[str, Any],
@@ -143,7 +165,7 @@ def encode(
     n = len(records)
     text_features = spec.get("text", {}).get("features", [])
     for row, record in enumerate(records):
-        for f in text_features:
+        for f in [*text_features, *spec.get("images", {}).get("features", [])]:
             if f["name"] not in record:
                 raise ValueError(f"record {row} lacks feature '{f['name']}'")
         for group in ("numeric", "categorical"):
@@ -153,26 +175,7 @@ def encode(
     inputs: dict[str, np.ndarray] = {}
     names = {i["name"] for i in spec["inputs"]}
     if "numeric" in names:
-        num = np.zeros((n, spec["numeric"]["width"]), dtype=np.float32)
-        words = {k: set(v) for k, v in spec["boolean_words"].items()}
-        for f in spec["numeric"]["features"]:
-            for row, record in enumerate(records):
-                raw = record[f["name"]]
-                if f["type"] == "boolean":
-                    x = boolean_of(raw, f, row, words)
-                else:
-                    x = number_of(raw, f, row)
-                missing = math.isnan(x)
-                # in double precision, then rounded once to float32
-                v = ((f["median"] if missing else x) - f["mean"]) / f["std"]
-                if not abs(v) <= FLOAT32_MAX:
-                    raise ValueError(
-                        f"record {row}: numeric feature '{f['name']}' is too large for float32"
-                    )
-                num[row, f["column"]] = v
-                if f["indicator_column"] is not None:
-                    num[row, f["indicator_column"]] = 1.0 if missing else 0.0
-        inputs["numeric"] = num
+        inputs["numeric"] = _numeric_input(records, spec)
     if "categorical" in names:
         cat_spec = spec["categorical"]
         cat = np.zeros((n, len(cat_spec["features"])), dtype=np.int64)
@@ -191,7 +194,32 @@ def encode(
             raise ValueError(f"text feature '{f['name']}' needs its tokenizer ({f['tokenizer']})")
         texts = [record[f["name"]] for record in records]
         inputs[f["input"]] = token_ids(texts, f, tokenizers[f["input"]])
+    for f in spec.get("images", {}).get("features", []):
+        inputs[f["input"]] = image_inputs(records, f)
     return inputs
+
+
+def image_inputs(records: Sequence[Mapping[str, Any]], feature: Mapping[str, Any]) -> np.ndarray:
+    """An image input: each record's array (H x W or H x W x C; 8-bit integers scaled by
+    1/255), standardised per channel; a missing image (None) is all zeros."""
+    shape = tuple(feature["shape"])
+    channels = shape[2] if len(shape) == 3 else 1
+    out = np.zeros((len(records), channels, shape[0], shape[1]), dtype=np.float32)
+    mean = np.asarray(feature["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(feature["std"], dtype=np.float32)[:, None, None]
+    for row, record in enumerate(records):
+        value = record[feature["name"]]
+        if value is None:
+            continue
+        a = np.asarray(value)
+        if a.shape != shape:
+            raise ValueError(
+                f"record {row}: image '{feature['name']}' has shape {a.shape}, not {shape}"
+            )
+        x = a.astype(np.float32) / np.float32(255.0 if a.dtype == np.uint8 else 1.0)
+        x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+        out[row] = (x - mean) / std
+    return out
 
 
 # -- decode -----------------------------------------------------------------------------------
@@ -207,8 +235,11 @@ def decode(outputs: Mapping[str, np.ndarray], spec: Mapping[str, Any]) -> dict[s
     outputs by output name. Every formula runs in float64 on the float32 outputs."""
     columns: dict[str, np.ndarray] = {}
     for o in spec["outputs"]:
-        z = np.asarray(outputs[o["output"]], dtype=np.float64).reshape(-1, o["width"])
         name, kind = o["task"], o["kind"]
+        if kind == "segmentation":  # (N, classes, H, W): the class of each pixel
+            columns[name] = np.asarray(outputs[o["output"]]).argmax(axis=1).astype(np.int64)
+            continue
+        z = np.asarray(outputs[o["output"]], dtype=np.float64).reshape(-1, o["width"])
         if kind == "regression":
             y = z[:, 0] * o["std"] + o["mean"]
             columns[name] = np.expm1(y) if o["log1p"] else y

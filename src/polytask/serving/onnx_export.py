@@ -33,6 +33,7 @@ from polytask.errors import PolytaskError
 from polytask.features.preprocess import MISSING, UNKNOWN, Preprocessor
 from polytask.model import MultiTaskModel
 from polytask.serving.extras import missing_extra
+from polytask.serving.onnx_images import image_input_names, image_spec, random_images
 from polytask.serving.onnx_text import (
     check_text,
     random_ids,
@@ -92,7 +93,7 @@ def output_names(tasks: list[Task]) -> list[str]:
 class _Graph(nn.Module):
     """The network on the graph's inputs: ``numeric`` and ``categorical`` where their
     width is not 0 (an empty one is made inside), then one token-id input per text
-    column."""
+    column and one image input per image column."""
 
     def __init__(self, net: MultiTaskNet, numeric: bool, categorical: bool):
         super().__init__()
@@ -122,6 +123,7 @@ def _random_inputs(pre: Preprocessor, rows: int, seed: int = 0) -> dict[str, np.
         ).astype(np.int64)
     for name, col in zip(text_input_names(pre), pre.text, strict=True):
         inputs[name] = random_ids(col, rows, rng)
+    inputs.update(zip(image_input_names(pre), random_images(pre, rows, rng), strict=True))
     return inputs
 
 
@@ -245,6 +247,11 @@ def preprocessing_spec(
         )
     text = text_spec(pre)
     inputs += [{"name": t["input"], "dtype": "int64", "shape": ["N", "L"]} for t in text]
+    images = image_spec(pre)
+    inputs += [
+        {"name": f["input"], "dtype": "float32", "shape": ["N", len(f["mean"]), *f["shape"][:2]]}
+        for f in images
+    ]
     return {
         "format": SPEC_FORMAT,
         "version": SPEC_VERSION,
@@ -265,6 +272,7 @@ def preprocessing_spec(
             ],
         },
         "text": {"features": text},
+        "images": {"features": images},
         "outputs": [_task_spec(t, o) for t, o in zip(model.tasks, outputs, strict=True)],
     }
 
@@ -284,9 +292,10 @@ def _check_against_torch(
     got = session.run(outputs, inputs)
     num = torch.from_numpy(inputs.get("numeric", np.zeros((CHECK_ROWS, 0), np.float32)))
     cat = torch.from_numpy(inputs.get("categorical", np.zeros((CHECK_ROWS, 0), np.int64)))
-    texts = [torch.from_numpy(inputs[n]) for n in text_input_names(pre)]
+    names = [*text_input_names(pre), *image_input_names(pre)]
+    extra = [torch.from_numpy(inputs[n]) for n in names]
     with torch.inference_mode():
-        want = [o.numpy() for o in graph.outputs(num, cat, *texts)]
+        want = [o.numpy() for o in graph.outputs(num, cat, *extra)]
     worst = 0.0
     for g, w in zip(got, want, strict=True):
         if g.shape != w.shape:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from polytask.features.images import ImageColumn
 from polytask.features.preprocess import NumericColumn, Preprocessor
 from polytask.tasks import Task
 
@@ -74,6 +75,37 @@ def _items(value: Any) -> Any:
                 )
         return value
     return _scalar(value)
+
+
+IMAGE_HELP = (
+    "an image as nested lists of pixel values, H x W or H x W x C as in training (integers "
+    "0-255 are 8-bit pixels, scaled by 1/255 as an image file's; other numbers are taken as "
+    "they are); null is missing"
+)
+IMAGE_SCHEMA = {"type": ["array", "null"], "items": {"type": ["array", "number"]}}
+
+
+def _image(column: ImageColumn) -> Callable[[Any], Any]:
+    """A validator: nested lists of the column's shape -> an array, as predict takes."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            a = np.asarray(value) if isinstance(value, list) else None
+        except ValueError:
+            a = None  # ragged lists
+        if a is None or a.dtype.kind not in "iuf" or a.shape != tuple(column.shape):
+            raise PydanticCustomError(
+                "image_value",
+                "image '{feature}' must be nested lists of numbers of shape {shape}",
+                {"feature": column.name, "shape": " x ".join(map(str, column.shape))},
+            )
+        if a.dtype.kind in "iu" and a.size and a.min() >= 0 and a.max() <= 255:
+            return a.astype(np.uint8)
+        return a.astype(np.float32)
+
+    return check
 
 
 ITEMS_SCHEMA = {"anyOf": [{"type": "array", "items": SCALAR_SCHEMA}, SCALAR_SCHEMA]}
@@ -140,6 +172,11 @@ def record_model(pre: Preprocessor) -> type[BaseModel]:
             Category,
             Field(alias=text.name, description=f"text feature: {TEXT_HELP}"),
         )
+    for k, image in enumerate(getattr(pre, "images", [])):
+        fields[f"i{k}"] = (
+            Annotated[Any, BeforeValidator(_image(image)), WithJsonSchema(IMAGE_SCHEMA)],
+            Field(alias=image.name, description=f"image feature: {IMAGE_HELP}"),
+        )
     for k, bag in enumerate(getattr(pre, "bags", [])):
         fields[f"b{k}"] = (
             Items,
@@ -194,6 +231,8 @@ def prediction_model(tasks: list[Task]) -> type[BaseModel]:
             kind = values.dtype.kind
             typ: Any = float | None if kind == "f" else int if kind in "iub" else Any
             what = _describe_column(t, column, kind)
+            if t.dense:
+                typ, what = list[Any], "one class id per pixel, as H nested lists of W"
             fields[f"t{len(fields)}_{k}"] = (
                 typ,
                 Field(alias=column, description=f"{t.name} ({t.kind}): {what}"),

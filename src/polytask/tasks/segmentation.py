@@ -116,6 +116,9 @@ class SegmentationTask(Task):
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         return {self.name: output.argmax(axis=1).astype(np.int64)}
 
+    def onnx_decoding(self) -> dict[str, Any]:
+        return {"classes": self.n_classes}  # the decoder takes each pixel's argmax
+
     def state(self) -> dict[str, Any]:
         return {"classes": self.n_classes, "shape": list(self.shape) if self.shape else None}
 

@@ -27,6 +27,7 @@ class ArrowEncoder:
             *(c.name for c in pre.numeric),
             *(c.name for c in pre.categorical),
             *(c.name for c in pre.text),
+            *(c.name for c in pre.bags),
         }
         other = [c for c in pre.columns if c not in handled]
         if other:  # a column kind this encoder does not know: never encode it wrongly
@@ -75,4 +76,6 @@ class ArrowEncoder:
 
             texts = pd.Series(arrow.plain(table[tcol.name]).to_pylist(), dtype=object)
             extra[tcol.name] = torch.from_numpy(tcol.transform(texts))
+        for bag in pre.bags:
+            extra[bag.name] = torch.from_numpy(bag.codes(arrow.plain(table[bag.name]).to_pylist()))
         return FeatureTensors(torch.from_numpy(num), torch.from_numpy(cat), extra)

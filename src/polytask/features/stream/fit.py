@@ -12,18 +12,23 @@ other. What equals the in-memory fit and what approximates it:
   split has no more rows): rank within ±ε of the middle, ε from
   :func:`~polytask.features.stream.stats.median_bound` (0.0098 for 100,000 rows, except
   with probability 1e-8);
-- text tokenizers: trained on the texts of the same sample.
+- text tokenizers: trained on the texts of the same sample;
+- multi-hot vocabularies: exact item counts, as for categoricals (ties at the
+  ``max_categories`` cut broken by the item's text).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from polytask.errors import PolytaskError
+from polytask.features.multihot import MultiHotColumn, cell_items
 from polytask.features.preprocess import (
     CategoricalColumn,
     NumericColumn,
@@ -46,6 +51,12 @@ class FitOptions:
     seed: int = 0
     #: hashed categoricals (``features.hash_buckets``): name -> buckets, no vocabulary
     hash_buckets: dict[str, int] = field(default_factory=dict)
+    #: a multi-hot cell keeps its last this many items
+    max_items: int = 50
+
+
+#: the feature kinds a streamed table takes
+STREAMED_KINDS = ("numeric", "boolean", "categorical", "text", "multi_hot")
 
 
 @dataclass
@@ -65,9 +76,7 @@ class FitPass:
                 f"image column '{image[0]}' cannot be streamed yet; train on a table that "
                 "fits in memory (data.streaming: false)"
             )
-        bad = [
-            c for c, k in types.items() if k not in ("numeric", "boolean", "categorical", "text")
-        ]
+        bad = [c for c, k in types.items() if k not in STREAMED_KINDS]
         if bad:
             raise PolytaskError(
                 f"feature column '{bad[0]}' ({types[bad[0]]}) cannot be streamed yet; train on "
@@ -77,6 +86,7 @@ class FitPass:
         self.numeric = {c: _Numeric(k) for c, k in types.items() if k in ("numeric", "boolean")}
         self.counts = {c: ValueCounts() for c, k in types.items() if k == "categorical"}
         self.text = [c for c, k in types.items() if k == "text"]
+        self.items = {c: Counter[str]() for c, k in types.items() if k == "multi_hot"}
         self.sample = RowSample(options.sample_rows, options.seed)
         self.rows = 0
 
@@ -96,6 +106,10 @@ class FitPass:
                 arrow.check_ids(values, name)  # hashed: every row needs an ID, nothing counted
                 continue
             counts.add(arrow.present_values(values))
+        for name, items in self.items.items():
+            cells = cell_items(arrow.plain(table[name]).to_pylist(), name, self.options.max_items)
+            if name not in self.options.hash_buckets:
+                items.update(chain.from_iterable(cells))
         sampled = [*self.numeric, *self.text]
         if sampled:
             self.sample.add(table.select(sampled), positions)
@@ -112,7 +126,8 @@ class FitPass:
         order = list(self.types)
         numeric.sort(key=lambda c: order.index(c.name))
         categorical.sort(key=lambda c: order.index(c.name))
-        return Preprocessor(numeric=numeric, categorical=categorical, text=text)
+        bags = [self._bag(name) for name in self.items]
+        return Preprocessor(numeric=numeric, categorical=categorical, text=text, bags=bags)
 
     def _numeric(self, name: str, sample: pa.Table | None) -> NumericColumn:
         acc = self.numeric[name]
@@ -147,6 +162,20 @@ class FitPass:
         vocab = sorted(k for k, _ in kept)
         dim = o.embedding_dim or embedding_dim(len(vocab) + 2, o.max_embedding_dim)
         return CategoricalColumn(name=name, vocab=vocab, dim=dim)
+
+    def _bag(self, name: str) -> MultiHotColumn:
+        """As :meth:`MultiHotColumn.fit`: items seen ``min_category_count`` times, at
+        most ``max_categories``; none with hash buckets."""
+        o = self.options
+        buckets = o.hash_buckets.get(name)
+        kept = sorted(
+            ((k, c) for k, c in self.items[name].items() if c >= o.min_category_count),
+            key=lambda kc: (-kc[1], kc[0]),
+        )[: o.max_categories]
+        vocab = [] if buckets else sorted(k for k, _ in kept)
+        col = MultiHotColumn(name, vocab, 1, o.max_items, buckets)
+        col.dim = o.embedding_dim or embedding_dim(col.cardinality, o.max_embedding_dim)
+        return col
 
     def _text(self, name: str, sample: pa.Table | None) -> TextColumn:
         import pandas as pd  # the tokenizer trainer takes Python strings

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -29,25 +29,35 @@ from polytask.features.stream.prefetch import prefetch
 
 @dataclass
 class Chunk:
-    """Encoded rows: features and every task's targets and masks."""
+    """Encoded rows: features, every task's targets and masks, and where a task has
+    sample weights, per task its weights (None: unweighted; empty: no task is)."""
 
     features: FeatureTensors
     targets: list[torch.Tensor]
     masks: list[torch.Tensor]
+    weights: list[torch.Tensor | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def tensors(self) -> list[torch.Tensor]:
         f = self.features
-        return [f.numeric, f.categorical, *f.extra.values(), *self.targets, *self.masks]
+        given = [w for w in self.weights if w is not None]
+        return [f.numeric, f.categorical, *f.extra.values(), *self.targets, *self.masks, *given]
 
     def with_tensors(self, ts: list[torch.Tensor]) -> Chunk:
         keys = list(self.features.extra)
         n_extra, n_tasks = len(keys), len(self.targets)
         extra = dict(zip(keys, ts[2 : 2 + n_extra], strict=True))
         rest = ts[2 + n_extra :]
-        return Chunk(FeatureTensors(ts[0], ts[1], extra), rest[:n_tasks], rest[n_tasks:])
+        given = iter(rest[2 * n_tasks :])
+        weights = [None if w is None else next(given) for w in self.weights]
+        return Chunk(
+            FeatureTensors(ts[0], ts[1], extra),
+            rest[:n_tasks],
+            rest[n_tasks : 2 * n_tasks],
+            weights,
+        )
 
 
 def concat(chunks: list[Chunk]) -> Chunk:
@@ -195,7 +205,12 @@ class StreamingTable:
 
     def _batch(self, chunk: Chunk) -> tuple[Batch, list[bool]]:
         moved = chunk.with_tensors([t.to(self.device) for t in chunk.tensors()])
-        masks: list[torch.Tensor | None] = [None if bool(m.all()) else m for m in moved.masks]
+        weights = moved.weights or [None] * len(moved.masks)
+        masks: list[torch.Tensor | None] = [
+            # a weighted task's mask: its weight where labelled, 0 elsewhere (as in memory)
+            (None if bool(m.all()) else m) if w is None else m.to(w.dtype) * w
+            for m, w in zip(moved.masks, weights, strict=True)
+        ]
         labelled = [m is None or bool(m.any()) for m in masks]
         f = moved.features
         batch = Batch(f.numeric, f.categorical, moved.targets, masks, tuple(f.extra.values()))
