@@ -235,7 +235,6 @@ def train_run(
     cfg, chosen = _fill_defaults(cfg, prepared)  # stated in the saved config
     net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
-    b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         trainer = Trainer(
             net,
@@ -244,8 +243,8 @@ def train_run(
             cfg.training,
             history_path=tmp / run_dir.HISTORY if tmp is not None else None,
             verbose=verbose,
-            jacobian=b.jacobian,
-            log_every=b.log_every,
+            jacobian=cfg.balancing.jacobian,
+            log_every=cfg.balancing.log_every,
             callbacks=list(callbacks),
             distributed=ctx,
             augment=_augment(cfg, prepared, tasks),
@@ -255,8 +254,7 @@ def train_run(
             _print_start(cfg, prepared, tasks, chosen)
         result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
         net, device = trainer.net, trainer.device
-        bs = cfg.training.eval_batch_size
-        metrics = _final_metrics(net, tasks, prepared, bs, device)
+        metrics = _final_metrics(net, tasks, prepared, cfg.training.eval_batch_size, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
         info = _run_info(prepared, result, device)
         pres, history = prepared.preprocessors, result.history
