@@ -37,7 +37,7 @@ def _table(n: int, seed: int = 0) -> pd.DataFrame:
 def test_the_values_follow_the_table_size() -> None:
     small = table_defaults.table_defaults(350, 34)  # the 500-patient cohort's training split
     big = table_defaults.table_defaults(235_743, 13)  # the flights table's
-    assert small == {"batch_size": 32, "lr": 0.001, "epochs": 200, "patience": 20}
+    assert small == {"batch_size": 32, "lr": 0.002, "epochs": 200, "patience": 20}
     # a large table: big batches at a larger rate, few epochs, bounded by the compute budget
     assert big == {"batch_size": 1024, "lr": 0.00317, "epochs": 30, "patience": 6}
     assert table_defaults.table_defaults(6374, 34)["batch_size"] == 256  # SUPPORT2: as before

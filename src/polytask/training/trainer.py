@@ -121,8 +121,8 @@ class Trainer:
         :class:`TrainingInterrupted`). With ``resume``, the state of a checkpoint,
         continue exactly where it was written (the rest of a mid-epoch's batches in the
         same order)."""
-        # ``auto`` keys left for a direct caller (the API fills them for the saved config)
-        self.cfg = table_defaults.fill(self.cfg, len(train), train.features.numeric.shape[1])[0]
+        if table_defaults.auto_keys(self.cfg):  # a direct caller's (the API fills its own)
+            self.cfg = table_defaults.fill(self.cfg, len(train), train.features.numeric.shape[1])[0]
         self.fixed = table_defaults.fixed(self.cfg)
         run = self._prepare(train, val, checkpoints, resume)
         loop, cfg = run.loop, self.fixed
