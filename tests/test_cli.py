@@ -458,10 +458,10 @@ def test_train_help_shows_each_key_and_its_schema_default(capsys) -> None:
         build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for needle in (
-        "(training.epochs; default 100)",
-        "(training.batch_size; default 256)",
-        "(training.lr; default 0.002)",
-        "(training.patience; default 10)",
+        "(training.epochs; default auto)",
+        "(training.batch_size; default auto)",
+        "(training.lr; default auto)",
+        "(training.patience; default auto)",
         "(model.hidden; default 256,128)",
         "(balancing.method; default ew)",
         "(model.architecture; default hard)",

@@ -58,7 +58,7 @@ def test_config_values_are_parsed() -> None:
 
 def test_defaults() -> None:
     cfg = RunConfig()
-    assert cfg.training.epochs == 100 and cfg.training.batch_size == 256
+    assert cfg.training.epochs == "auto" and cfg.training.batch_size == "auto"  # from the table
     assert cfg.data.validation_fraction == 0.15 and cfg.data.test_fraction == 0.15
     assert cfg.balancing.method == "ew" and cfg.model.architecture == "hard"
 

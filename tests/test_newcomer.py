@@ -178,7 +178,7 @@ def test_demo_help_has_descriptions_and_defaults() -> None:
 
     sub = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     text = " ".join(sub["demo"].format_help().split())
-    assert "maximum epochs (default 100" in text and "(default 0)" in text
+    assert "maximum epochs (default auto" in text and "(default 0)" in text
     assert all(a.help for a in sub["demo"]._actions)
     compare = " ".join(sub["compare"].format_help().split())
     assert "skip writing OUT/report.html" in compare and "RUN_DIR/report.html" not in compare

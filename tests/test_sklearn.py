@@ -88,6 +88,7 @@ def test_mixed_kinds_missing_labels_and_text_classes() -> None:
         {"y_reg": "regression", "y_bin": "auto", "y_cls": {"kind": "multiclass"}, "y_ab": None},
         epochs=20,
         batch_size=32,
+        patience=10,  # the patience this test was written with (from its epochs: 5)
         hidden=(32,),
     ).fit(X, Y)
     assert est.task_kinds_ == {

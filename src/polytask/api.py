@@ -15,7 +15,7 @@ from polytask.architectures import MultiTaskNet, architecture_class
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
 from polytask.balancing.modifiers import check_level
-from polytask.config import RunConfig
+from polytask.config import RunConfig, table_defaults
 
 # build_config and TaskSpec live with the config (the CLI builds configs without torch)
 from polytask.config.build import TaskSpec as TaskSpec
@@ -88,11 +88,27 @@ def _prepare(
     return prepare_sources(cfg, tasks)
 
 
-def _print_start(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> None:
-    """Rows per split, inferred feature types, tasks and their labels, before training
-    (on stderr, with the progress bar and the epoch lines)."""
+def _fill_defaults(cfg: RunConfig, prepared: PreparedData) -> tuple[RunConfig, str | None]:
+    """The config with ``auto`` training keys chosen from the training rows and features
+    (:mod:`polytask.config.table_defaults`), and the start summary's line saying so."""
+    rows = sum(r.get("train", 0) for r in prepared.rows)
+    features = sum(len(t) for t in prepared.feature_types)
+    training, chosen = table_defaults.fill(cfg.training, rows, features)
+    if not chosen:
+        return cfg, None
+    line = table_defaults.describe(chosen, rows, features)
+    return cfg.model_copy(update={"training": training}), line
+
+
+def _print_start(
+    cfg: RunConfig, prepared: PreparedData, tasks: list[Task], chosen: str | None
+) -> None:
+    """Rows per split, inferred feature types, tasks and their labels, the training keys
+    chosen from the table, before training (on stderr, with the progress bar)."""
     import sys
 
+    if chosen:
+        print(chosen, file=sys.stderr)
     if prepared.names is None:
         lines = start_lines(
             tasks, prepared.rows[0], prepared.feature_types[0], prepared.split("train")
@@ -216,9 +232,9 @@ def train_run(
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
     tasks = build_tasks(cfg)
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root)
+    cfg, chosen = _fill_defaults(cfg, prepared)  # stated in the saved config
     net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
-    b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         trainer = Trainer(
             net,
@@ -227,19 +243,18 @@ def train_run(
             cfg.training,
             history_path=tmp / run_dir.HISTORY if tmp is not None else None,
             verbose=verbose,
-            jacobian=b.jacobian,
-            log_every=b.log_every,
+            jacobian=cfg.balancing.jacobian,
+            log_every=cfg.balancing.log_every,
             callbacks=list(callbacks),
             distributed=ctx,
             augment=_augment(cfg, prepared, tasks),
         )
         train, val = prepared.tables["train"], prepared.split("validation")
         if trainer.verbose:  # after every check that can fail before training
-            _print_start(cfg, prepared, tasks)
+            _print_start(cfg, prepared, tasks, chosen)
         result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
         net, device = trainer.net, trainer.device
-        bs = cfg.training.eval_batch_size
-        metrics = _final_metrics(net, tasks, prepared, bs, device)
+        metrics = _final_metrics(net, tasks, prepared, cfg.training.eval_batch_size, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
         info = _run_info(prepared, result, device)
         pres, history = prepared.preprocessors, result.history

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from polytask.config.schema import RunConfig
+from polytask.config.table_defaults import Auto
 from polytask.errors import PolytaskError, did_you_mean
 
 #: sections whose every field is also an API keyword of its own name (``epochs=``,
@@ -43,7 +44,8 @@ def _plain(annotation: Any) -> Any:
     if get_origin(annotation) is Annotated:
         return _plain(get_args(annotation)[0])
     if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
+        # None and "auto" (a value chosen from the table) are no flag's type
+        args = [a for a in get_args(annotation) if a is not type(None) and a != Auto]
         return _plain(args[0]) if len(args) == 1 else annotation
     return annotation
 

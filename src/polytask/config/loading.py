@@ -79,11 +79,25 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+#: how pydantic names a union's members in an error's location ("constrained-int")
+_UNION_TAG = re.compile(r"(constrained-)?(int|float|str|bool)|literal\[.*\]")
+_AUTO_TAG = "literal['auto']"
+
+
+def _field_loc(loc: tuple[Any, ...] | list[Any]) -> tuple[Any, ...]:
+    """An error's location without the union member it names (``training.epochs``)."""
+    out = tuple(loc)
+    while out and isinstance(out[-1], str) and _UNION_TAG.fullmatch(out[-1]):
+        out = out[:-1]
+    return out
+
+
 def format_validation_error(
     err: ValidationError, model: type[BaseModel], where: str = "config"
 ) -> PolytaskError:
-    e = err.errors()[0]
-    loc = tuple(e["loc"])
+    errors = err.errors()
+    e = errors[0]
+    loc = _field_loc(e["loc"])
     path = _one_line(".".join(str(p) for p in loc))
     if e["type"] == "extra_forbidden":
         key = str(loc[-1])
@@ -93,6 +107,8 @@ def format_validation_error(
     msg = e["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    if any(_field_loc(o["loc"]) == loc and str(o["loc"][-1]) == _AUTO_TAG for o in errors[1:]):
+        msg += ", or 'auto' (chosen from the table)"
     shown = (
         f" (got {_one_line(repr(e['input']))})"
         if "input" in e and not isinstance(e["input"], dict)

@@ -9,7 +9,7 @@ unknown key is an error that names the closest known key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -17,6 +17,7 @@ from polytask.config.data import DataConfig as DataConfig
 from polytask.config.fields import Strict, flag
 from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
+from polytask.config.table_defaults import AUTO, Auto
 
 
 class TaskConfig(BaseModel):
@@ -186,9 +187,17 @@ class BalancingConfig(BalancingModifiers):
 
 
 class TrainingConfig(Strict):
-    epochs: int = Field(100, ge=1, json_schema_extra=flag("--epochs", "maximum epochs", "N"))
-    batch_size: int = Field(256, ge=1, json_schema_extra=flag("--batch-size", "batch size", "N"))
-    lr: float = Field(2e-3, gt=0, json_schema_extra=flag("--lr", "learning rate", "X"))
+    #: epochs, batch_size, lr and patience: "auto" chooses them from the training split's
+    #: rows and features (polytask.config.table_defaults) and states them in the saved config
+    epochs: Annotated[int, Field(ge=1)] | Auto = Field(
+        AUTO, json_schema_extra=flag("--epochs", "maximum epochs (auto: from the table)", "N")
+    )
+    batch_size: Annotated[int, Field(ge=1)] | Auto = Field(
+        AUTO, json_schema_extra=flag("--batch-size", "batch size (auto: from the table)", "N")
+    )
+    lr: Annotated[float, Field(gt=0)] | Auto = Field(
+        AUTO, json_schema_extra=flag("--lr", "learning rate (auto: from the table)", "X")
+    )
     weight_decay: float = Field(0.01, ge=0)
     #: learning-rate schedule over epochs
     schedule: Literal["cosine", "constant", "plateau"] = "cosine"
@@ -199,11 +208,12 @@ class TrainingConfig(Strict):
     #: clip the gradient norm to this value (None: no clipping)
     grad_clip: float | None = Field(None, gt=0)
     #: stop after this many epochs without improvement on validation (None: never)
-    patience: int | None = Field(
-        10,
-        ge=1,
+    patience: Annotated[int, Field(ge=1)] | Auto | None = Field(
+        AUTO,
         json_schema_extra=flag(
-            "--patience", "early stopping: epochs without validation improvement", "N"
+            "--patience",
+            "early stopping: epochs without validation improvement (auto: from the table)",
+            "N",
         ),
     )
     min_delta: float = Field(0.0, ge=0)

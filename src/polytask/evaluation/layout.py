@@ -32,6 +32,7 @@ from polytask.architectures import ARCHITECTURES, architecture_class
 from polytask.balancing import get as get_balancer
 from polytask.config import RunConfig, parse_config, validate_options
 from polytask.errors import PolytaskError
+from polytask.training.monitor import kept_for
 
 SPEC = "compare.json"
 RUNS = "runs"
@@ -181,9 +182,8 @@ def variant_config(
         )
         source["tasks"] = [t for t in source["tasks"] if t["name"] == variant.task]
         data["sources"], data["tasks"] = [source], []
-        monitor = data["training"]["monitor"]
-        if monitor != "loss" and monitor.partition(".")[0] != variant.task:
-            data["training"]["monitor"] = "loss"
+        kind = next(t["kind"] for t in source["tasks"])
+        data["training"]["monitor"] = kept_for(data["training"]["monitor"], variant.task, kind)
         return parse_config(data)
     if variant.kind == "single":
         keep = [t for t in data["tasks"] if t["name"] == variant.task]
@@ -195,9 +195,8 @@ def variant_config(
             feats["include"] = [c for c in feats["include"] if c not in others]
         else:
             feats["drop"] = [*feats["drop"], *[c for c in others if c not in own]]
-        monitor = data["training"]["monitor"]
-        if monitor != "loss" and monitor.partition(".")[0] != variant.task:
-            data["training"]["monitor"] = "loss"
+        kind = keep[0]["kind"]
+        data["training"]["monitor"] = kept_for(data["training"]["monitor"], variant.task, kind)
     return parse_config(data)
 
 

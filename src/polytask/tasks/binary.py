@@ -27,6 +27,29 @@ class BinaryOptions(TaskOptions):
     pos_weight: float | Literal["balanced"] | None = None
     #: probability above which the predicted label is the positive class
     threshold: float = Field(0.5, gt=0, lt=1)
+    #: bce (cross-entropy) or focal: cross-entropy scaled by (1 - p_true)^gamma, which
+    #: turns the loss towards the hard rows of a rare outcome (Lin et al. 2017)
+    loss: Literal["bce", "focal"] = "bce"
+    #: the focal loss's focusing exponent (0: plain cross-entropy)
+    gamma: float = Field(2.0, ge=0)
+
+
+def binary_loss(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    pos_weight: torch.Tensor | None,
+    gamma: float | None,
+) -> torch.Tensor:
+    """Per-element cross-entropy on logits (positives weighted by ``pos_weight``), scaled
+    by the focal factor (1 - p_true)^gamma when ``gamma`` is given."""
+    bce = F.binary_cross_entropy_with_logits(
+        output, target, pos_weight=pos_weight, reduction="none"
+    )
+    if gamma is None:
+        return bce
+    p = torch.sigmoid(output)
+    p_true = p * target + (1 - p) * (1 - target)
+    return (1 - p_true).clamp_min(0).pow(gamma) * bce
 
 
 def _obvious_positive(keys: set[str]) -> str | None:
@@ -150,16 +173,23 @@ class BinaryTask(Task):
         y = (keys == self.positive_key).astype(np.float32)
         return torch.from_numpy(y), torch.from_numpy(mask)
 
+    @property
+    def _gamma(self) -> float | None:
+        return self.options.gamma if self.options.loss == "focal" else None
+
     def elementwise_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(
-            output.squeeze(-1), target, pos_weight=self._pw, reduction="none"
-        )
+        return binary_loss(output.squeeze(-1), target, self._pw, self._gamma)
 
     def mean_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(output.squeeze(-1), target, pos_weight=self._pw)
+        if self._gamma is None:
+            return F.binary_cross_entropy_with_logits(
+                output.squeeze(-1), target, pos_weight=self._pw
+            )
+        return self.elementwise_loss(output, target).mean()
 
     def group_key(self) -> tuple | None:
-        return ("binary",)
+        # tasks in one group share one loss call: the same loss (and focal exponent)
+        return ("binary",) if self._gamma is None else ("binary", "focal", self._gamma)
 
     @classmethod
     def columns_loss(
@@ -174,9 +204,9 @@ class BinaryTask(Task):
                     for w in weights
                 ]
             ).to(output.device)
-        return F.binary_cross_entropy_with_logits(
-            output, target, pos_weight=pos_weight, reduction="none"
-        )
+        first = tasks[0]
+        gamma = first._gamma if isinstance(first, BinaryTask) else None
+        return binary_loss(output, target, pos_weight, gamma)
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
         """P(positive) per row."""

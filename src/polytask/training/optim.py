@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from polytask.config import TrainingConfig
+from polytask.config.table_defaults import fixed
 
 #: without early stopping (``patience: null``) the plateau schedule still waits a third
-#: of the schema's default patience
-_DEFAULT_PATIENCE: int = TrainingConfig.model_fields["patience"].default
+#: of this (the schema's default patience before patience was chosen from the table)
+_DEFAULT_PATIENCE = 10
 
 
 def _own_rates(net: nn.Module) -> list[dict[str, Any]]:
@@ -54,23 +55,24 @@ def make_optimizer(
         groups += [{**part, "lr": g["lr"]} for part in _by_decay(trainable, cfg.weight_decay)]
     groups = [g for g in groups if g["params"]]
     try:
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+        return torch.optim.AdamW(groups, lr=fixed(cfg).lr, fused=True)
     except (RuntimeError, TypeError):  # fused not available for this device/dtype
-        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+        return torch.optim.AdamW(groups, lr=fixed(cfg).lr, foreach=True)
 
 
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainingConfig
 ) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
     """A per-epoch schedule: linear warm-up, then cosine decay to 5% (or constant)."""
+    values = fixed(cfg)
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode="min",
             factor=0.5,
-            patience=max(1, (cfg.patience or _DEFAULT_PATIENCE) // 3),
+            patience=max(1, (values.patience or _DEFAULT_PATIENCE) // 3),
         )
-    warm, total = cfg.warmup_epochs, cfg.epochs
+    warm, total = cfg.warmup_epochs, values.epochs
 
     def factor(epoch: int) -> float:
         if warm and epoch < warm:

@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from polytask import run_dir
-from polytask.config import RunConfig, flatten
+from polytask.config import RunConfig, flatten, table_defaults
 from polytask.errors import PolytaskError
 from polytask.training import checkpoint
 from polytask.training.checkpoint import Checkpointer
@@ -84,18 +84,22 @@ def saved_config(final: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 #: keys a resumed run may change: they do not change what is trained
 RESUMABLE_KEYS = frozenset({"training.progress", "training.report", "training.affinity_every"})
+#: keys a saved run states as chosen from its table: ``auto`` given again is no change
+_CHOSEN_KEYS = frozenset(f"training.{k}" for k in table_defaults.AUTO_KEYS)
 
 
 def config_conflicts(saved: RunConfig, given: RunConfig) -> list[str]:
     """Keys where ``given`` differs from ``saved`` (a list flag repeated with the values
-    already saved, e.g. the same --drop again, is no conflict)."""
+    already saved, e.g. the same --drop again, or a key left ``auto`` that the saved run
+    chose from its table, is no conflict)."""
     a, b = flatten(saved.to_dict()), flatten(given.to_dict())
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if isinstance(y, list) and all(isinstance(v, str) for v in y):
             y = list(dict.fromkeys(y))
-        if x != y and key not in RESUMABLE_KEYS:
+        chosen = y == table_defaults.AUTO and key in _CHOSEN_KEYS
+        if x != y and key not in RESUMABLE_KEYS and not chosen:  # "auto": as it was chosen
             out.append(f"'{key}' is {x!r} in the saved run but {y!r} here")
     return out
 

@@ -26,7 +26,7 @@ import torch
 
 from polytask.architectures import MultiTaskNet
 from polytask.balancing.base import Balancer
-from polytask.config import TrainingConfig
+from polytask.config import TrainingConfig, table_defaults
 from polytask.features.batches import Batch, TensorTable
 from polytask.metrics.scoring import score, split_outputs, task_losses
 from polytask.tasks import Task
@@ -121,8 +121,11 @@ class Trainer:
         :class:`TrainingInterrupted`). With ``resume``, the state of a checkpoint,
         continue exactly where it was written (the rest of a mid-epoch's batches in the
         same order)."""
+        if table_defaults.auto_keys(self.cfg):  # a direct caller's (the API fills its own)
+            self.cfg = table_defaults.fill(self.cfg, len(train), train.features.numeric.shape[1])[0]
+        self.fixed = table_defaults.fixed(self.cfg)
         run = self._prepare(train, val, checkpoints, resume)
-        loop, cfg = run.loop, self.cfg
+        loop, cfg = run.loop, self.fixed
         try:
             with (
                 HistoryWriter(self.history_path, loop.history) as run.history,
@@ -155,18 +158,18 @@ class Trainer:
     ) -> FitRun:
         """Move to the device, build the optimiser, schedule and step, load ``resume`` (or
         share process 0's initial state), and run the ``on_train_begin`` hooks."""
-        cfg, net, device, ctx = self.cfg, self.net, self.device, self.distributed
+        cfg, net, device, ctx = self.fixed, self.net, self.device, self.distributed
         net.to(device)
-        self.optimizer = make_optimizer(net, cfg, self.balancer.parameters(), device)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.optimizer = make_optimizer(net, self.cfg, self.balancer.parameters(), device)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg)
         sync = StepSync(ctx) if ctx is not None else None
         steps = len(train.batch_sizes(cfg.batch_size))
         run = FitRun(
             train=train.to(device),
             val=val,
-            generator=torch.Generator(device="cpu").manual_seed(cfg.seed),
+            generator=torch.Generator(device="cpu").manual_seed(self.cfg.seed),
             monitor_log=BalanceLog(self.names, self.log_every, steps),
-            early=EarlyStopping(cfg.patience, cfg.min_delta),
+            early=EarlyStopping(cfg.patience, self.cfg.min_delta),
             watch=DivergenceWatch(self.names, checkpoints),
             checkpoints=checkpoints,
             sync=sync,
@@ -183,7 +186,7 @@ class Trainer:
         if resume is not None:  # after the hooks: the generators as they were when saved
             restore_rng(resume, self.device, self.distributed)
         run.step = make_step(
-            net, self.tasks, self.balancer, self.jacobian, sync, cfg.precision, device
+            net, self.tasks, self.balancer, self.jacobian, sync, self.cfg.precision, device
         )
         run.started = time.perf_counter()
         return run
@@ -249,9 +252,9 @@ class Trainer:
         """This process's training batches of the epoch, after the ``skip`` a resumed
         epoch has done, augmented when training augments."""
         batches: Iterator[Batch] = (
-            run.train.batches(self.cfg.batch_size, run.generator)
+            run.train.batches(self.fixed.batch_size, run.generator)
             if run.sync is None
-            else run.sync.local_batches(run.train, self.cfg.batch_size, run.generator)
+            else run.sync.local_batches(run.train, self.fixed.batch_size, run.generator)
         )
         if skip:
             batches = itertools.islice(batches, skip, None)
@@ -294,10 +297,10 @@ class Trainer:
             run.bar.step(run.steps, epoch, format_losses(self.names, totals))
             if epoch == 1:
                 run.bar.log(EPOCH_LEGEND)
-            run.bar.log(epoch_summary(self.tasks, record, run.bar.width, self.cfg.epochs))
+            run.bar.log(epoch_summary(self.tasks, record, run.bar.width, self.fixed.epochs))
         step_scheduler(self.scheduler, monitor)
         loop.epoch = epoch + 1
-        loop.finished = run.early.stopped_early or epoch == self.cfg.epochs
+        loop.finished = run.early.stopped_early or epoch == self.fixed.epochs
         if run.checkpoints is not None:
             run.checkpoints.save(self._state(run, run.generator.get_state(), None))
             if stopping and not loop.finished:
