@@ -12,6 +12,9 @@ import torch
 
 from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
+from polytask.auto import AUTO
+from polytask.auto.fit import check_auto
+from polytask.auto.fit import resolve as race_methods
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
 from polytask.balancing.modifiers import check_level
@@ -30,6 +33,7 @@ from polytask.features.augment import Augment
 from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
 from polytask.features.pretrained import model_folder
+from polytask.io import write_json
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
@@ -44,9 +48,10 @@ from polytask.training import staging as run_staging
 from polytask.training.trainer import TrainResult
 
 
-def _check_run(cfg: RunConfig) -> Balancer:
+def _check_run(cfg: RunConfig) -> Balancer | None:
     """Everything that can fail without data fails here, before any work: the tasks,
-    the balancing method, the encoder options and the tracking package."""
+    the balancing method (None for ``auto``: the race picks it), the encoder options and
+    the tracking package."""
     if not cfg.tasks:
         raise PolytaskError(
             "no tasks given; add one to `tasks` as COLUMN:KIND (e.g. price:regression)"
@@ -55,8 +60,12 @@ def _check_run(cfg: RunConfig) -> Balancer:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
-    balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
-    check_level(balancer, cfg.balancing.jacobian)
+    balancer = None
+    if cfg.balancing.method == AUTO:
+        check_auto(cfg)
+    else:
+        balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
+        check_level(balancer, cfg.balancing.jacobian)
     text = text_options(cfg.model)
     if text.encoder == "pretrained":
         model_folder(text.model)  # a model that is not there fails before the data is read
@@ -216,6 +225,7 @@ def train_run(
     stage = run_staging.Staging(out_path, overwrite, resume, ctx)  # fail before any work
     tasks = build_tasks(cfg)
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root)
+    cfg, balancer, race = _race(cfg, balancer, prepared, tasks)
     net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
@@ -242,15 +252,34 @@ def train_run(
         metrics = _final_metrics(net, tasks, prepared, bs, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
         info = _run_info(prepared, result, device)
+        if race is not None:
+            info["balancing_race"] = {"winner": race["winner"], "file": run_dir.RACE}
         pres, history = prepared.preprocessors, result.history
         model = MultiTaskModel(cfg, pres, tasks, net.cpu(), metrics, history, info)
         if tmp is not None and out_path is not None:
-            try:
-                model._write(tmp)
-            except OSError as err:
-                raise run_dir.write_error(out_path, err) from None
+            _write_run(model, tmp, out_path, race)
             stage.publish(tmp)
     return model
+
+
+def _race(
+    cfg: RunConfig, balancer: Balancer | None, prepared: PreparedData, tasks: list[Task]
+) -> tuple[RunConfig, Balancer, dict[str, Any] | None]:
+    """``balancing: auto`` (no balancer yet): a short race on validation picks the
+    method (:mod:`polytask.auto`); the config with the winner, its balancer, the race."""
+    if balancer is not None:
+        return cfg, balancer, None
+    cfg, race = race_methods(cfg, prepared, tasks, lambda c: _network(c, prepared, tasks, True))
+    return cfg, get_balancer(cfg.balancing.method, **cfg.balancing.options), race
+
+
+def _write_run(model: MultiTaskModel, tmp: Path, out: Path, race: dict[str, Any] | None) -> None:
+    try:
+        model._write(tmp)
+        if race is not None:
+            write_json(tmp / run_dir.RACE, race)
+    except OSError as err:
+        raise run_dir.write_error(out, err) from None
 
 
 def resume(

@@ -17,6 +17,7 @@ from polytask.config.data import DataConfig as DataConfig
 from polytask.config.fields import Strict, flag
 from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
+from polytask.config.tune import TuneConfig
 
 
 class TaskConfig(BaseModel):
@@ -322,6 +323,8 @@ class RunConfig(Strict):
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, json_schema_extra={"keyword": "tracking"}
     )
+    #: what ``polytask tune`` searches (polytask.config.tune); ``train`` ignores it
+    tune: TuneConfig | None = None
 
     @model_validator(mode="after")
     def _tasks_from_sources(self) -> RunConfig:
@@ -345,4 +348,5 @@ class RunConfig(Strict):
         return bool(self.sources)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a config without a tune section saves as before the section existed
+        return self.model_dump(mode="json", exclude={"tune"} if self.tune is None else None)
