@@ -35,44 +35,49 @@ def _finished(db: Path) -> int:
         return int(rows.fetchone()[0])
 
 
-def test_best_yaml_trains_the_best_trial_again(tmp_path, data) -> None:
-    out = tmp_path / "study"
-    res = polytask.tune(None, COMPETING_TASKS, out=out, trials=2, data=data, **TINY)
-    assert res.trials == 2 and {p.name for p in out.iterdir()} >= {
-        "best.yaml", "trials.csv", "report.html", "study.db"
-    }  # fmt: skip
-    rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert [r["number"] for r in rows] == ["0", "1"] and "training.lr" in rows[0]
-    cfg = load_config(out / "best.yaml")
-    again = polytask.api.train_run(cfg, data, verbose=False)
-    import optuna
-
-    study = optuna.load_study(study_name="polytask", storage=f"sqlite:///{out / 'study.db'}")
-    assert again.metrics["validation"] == study.best_trial.user_attrs["validation"]
-    page = (out / "report.html").read_text()
-    assert "Optimisation history" in page and "Parameter importances" in page
-
-
-def test_killed_study_resumes_to_the_asked_count(tmp_path, data) -> None:
-    out, csv_path = tmp_path / "study", tmp_path / "data.csv"
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, data):
+    """A study killed with SIGKILL after 2 finished trials, resumed by the same command
+    to 2 more: (its folder, trials finished when killed)."""
+    tmp = tmp_path_factory.mktemp("tune")
+    out, csv_path = tmp / "study", tmp / "data.csv"
     data.to_csv(csv_path, index=False)
     cmd = [sys.executable, "-m", "polytask", "tune", "--data", str(csv_path),
            "--task", "a:regression", "--task", "b:regression", "--epochs", "1",
-           "--hidden", "8", "--out", str(out),
-           "--trials", "50"]  # fmt: skip
+           "--hidden", "8", "--out", str(out), "--trials", "50"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(polytask.__file__).parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (
         (out / "study.db").exists() and _finished(out / "study.db") >= 2
     ):
-        time.sleep(0.2)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = _finished(out / "study.db")
-    assert 2 <= killed_at < 50
     assert main(["tune", *cmd[4:-1], str(killed_at + 2)]) == 0
+    return out, killed_at
+
+
+def test_killed_study_resumes_to_the_asked_count(resumed) -> None:
+    out, killed_at = resumed
+    assert 2 <= killed_at < 50
     assert _finished(out / "study.db") == killed_at + 2
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [int(r["number"]) for r in rows] == list(range(len(rows)))
+    assert len(rows) >= killed_at + 2 and "training.lr" in rows[0]
+
+
+def test_best_yaml_trains_the_best_trial_again(resumed, data) -> None:
+    out, _ = resumed
+    cfg = load_config(out / "best.yaml")
+    again = polytask.api.train_run(cfg, verbose=False)  # the data path is in best.yaml
+    import optuna
+
+    study = optuna.load_study(study_name="polytask", storage=f"sqlite:///{out / 'study.db'}")
+    assert again.metrics["validation"] == study.best_trial.user_attrs["validation"]
+    page = (out / "report.html").read_text()
+    assert "Optimisation history" in page and "Parameter importances" in page
 
 
 def test_pareto_study_draws_the_front(tmp_path, data) -> None:
