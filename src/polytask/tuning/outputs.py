@@ -41,10 +41,22 @@ def best_trial(study: Any, objective: Objective) -> Any:
     return min(study.best_trials, key=dm)
 
 
+def _absolute(config: dict[str, Any]) -> dict[str, Any]:
+    """Data paths made absolute: a config file's relative paths start at its own folder,
+    and best.yaml is not where the data path was given."""
+    for dc in (config.get("data") or {}, *(s.get("data") or {} for s in config.get("sources", []))):
+        for key in ("path", "validation", "test"):
+            value = dc.get(key)
+            if value and not any(c in value for c in "*?[") and not Path(value).is_absolute():
+                dc[key] = str(Path(value).resolve())
+    return config
+
+
 def write_best(out: Path, trial: Any) -> Path:
     path = out / BEST
     header = f"# polytask tune: trial {trial.number}, the best of the study in this folder\n"
-    write_text(path, header + yaml.safe_dump(trial.user_attrs["config"], sort_keys=False))
+    config = _absolute(dict(trial.user_attrs["config"]))
+    write_text(path, header + yaml.safe_dump(config, sort_keys=False))
     return path
 
 
