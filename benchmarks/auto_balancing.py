@@ -2,7 +2,9 @@
 test_balancing_training.py: task b is 100 times larger and starves a under ew) and on
 SUPPORT2 (its choice and race in the run's report).
 
-    PYTHONPATH=src python benchmarks/auto_balancing.py OUT_DIR
+    PYTHONPATH=src python benchmarks/auto_balancing.py OUT_DIR [ROWS EPOCHS BUDGET [support2]]
+
+(defaults 1500 rows, 30 epochs, a race of 40 entrant-epochs; SUPPORT2: 5 epochs, 20)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from polytask.datasets.support2 import SUPPORT2_FEATURES, SUPPORT2_TASKS, load_s
 from polytask.datasets.synthetic import COMPETING_TASKS, competing_tasks
 from polytask.evaluation.report import write_report
 
-COMMON = dict(hidden=[64, 3], head_hidden=[32], dropout=0.0, norm="none", epochs=60,
+COMMON = dict(hidden=[64, 3], head_hidden=[32], dropout=0.0, norm="none",
               patience=None, lr=3e-3, weight_decay=0.0, batch_size=32, seed=0)  # fmt: skip
 
 
@@ -25,24 +27,32 @@ def _r2(model: polytask.MultiTaskModel) -> dict[str, float]:
     return {t: round(m["r2"], 4) for t, m in model.metrics["test"].items()}
 
 
-def main(out: Path) -> None:
-    df = competing_tasks(3000, seed=0)
-    for name, bal in (("ew", "ew"), ("auto", {"method": "auto", "auto_budget": 60})):
+def main(out: Path, rows: int, epochs: int, budget: int, only_support2: bool) -> None:
+    if not only_support2:
+        competing(out, rows, epochs, budget)
+    support2(out)
+
+
+def competing(out: Path, rows: int, epochs: int, budget: int) -> None:
+    df = competing_tasks(rows, seed=0)
+    common = COMMON | {"epochs": epochs}
+    for name, bal in (("ew", "ew"), ("auto", {"method": "auto", "auto_budget": budget})):
         t = time.perf_counter()
         m = polytask.fit(
-            df, COMPETING_TASKS, balancing=bal, out=out / f"competing-{name}", **COMMON
+            df, COMPETING_TASKS, balancing=bal, out=out / f"competing-{name}", **common
         )
         seconds = round(time.perf_counter() - t, 1)
         chosen = m.config.balancing.model_dump()
         row = {"problem": "competing", "run": name, "seconds": seconds, "chosen": chosen}
         print(json.dumps(row | {"test_r2": _r2(m)}), flush=True)
-    single = polytask.fit(df.drop(columns=["b"]), [COMPETING_TASKS[0]], **COMMON)
-    print(json.dumps({"problem": "competing", "run": "single-task a", "test_r2": _r2(single)}))
+
+
+def support2(out: Path) -> None:
     s2 = load_support2()[[*SUPPORT2_FEATURES, "hospdead", "slos", "sfdm2"]]
     t = time.perf_counter()
     run = out / "support2-auto"
-    m = polytask.fit(s2, SUPPORT2_TASKS, balancing={"method": "auto", "auto_budget": 40},
-                     epochs=20, out=run)  # fmt: skip
+    m = polytask.fit(s2, SUPPORT2_TASKS, balancing={"method": "auto", "auto_budget": 20},
+                     epochs=5, patience=None, out=run)  # fmt: skip
     page = write_report(run, plots=False).read_text()
     race = json.loads((run / "race.json").read_text())
     print(json.dumps({"problem": "support2", "seconds": round(time.perf_counter() - t, 1),
@@ -54,4 +64,6 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    args = sys.argv[1:]
+    sizes = [int(a) for a in args[1:] if a.isdigit()] or [1500, 30, 40]
+    main(Path(args[0]), *sizes, only_support2="support2" in args)

@@ -30,9 +30,15 @@ def data():
 
 
 def _finished(db: Path) -> int:
-    with sqlite3.connect(db) as c:
-        rows = c.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')")
-        return int(rows.fetchone()[0])
+    """Complete and pruned trials in the study (0 while Optuna is still creating it)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=30) as c:
+            rows = c.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')")
+            return int(rows.fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet
+        return 0
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +54,7 @@ def resumed(tmp_path_factory, data):
     env = {**os.environ, "PYTHONPATH": str(Path(polytask.__file__).parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-        (out / "study.db").exists() and _finished(out / "study.db") >= 2
-    ):
+    while time.monotonic() < deadline and _finished(out / "study.db") < 2:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -81,9 +85,9 @@ def test_best_yaml_trains_the_best_trial_again(resumed, data) -> None:
 
 
 def test_pareto_study_draws_the_front(tmp_path, data) -> None:
-    cfg = polytask.build_config(None, COMPETING_TASKS, **TINY).to_dict()
+    cfg = polytask.build_config(None, COMPETING_TASKS, **(TINY | {"epochs": 1})).to_dict()
     cfg["tune"] = {"objective": "pareto", "space": {"model.architecture": None}}
-    res = polytask.tune(cfg, out=tmp_path / "p", trials=3, data=data)
+    res = polytask.tune(cfg, out=tmp_path / "p", trials=2, data=data)
     assert len(res.best_values) == 2  # one objective per task
     page = (tmp_path / "p" / "report.html").read_text()
     assert "Pareto front" in page and "trials on the front" in page
