@@ -2,7 +2,7 @@
 test_balancing_training.py: task b is 100 times larger and starves a under ew) and on
 SUPPORT2 (its choice and race in the run's report).
 
-    PYTHONPATH=src python benchmarks/auto_balancing.py OUT_DIR [ROWS EPOCHS BUDGET [support2]]
+    PYTHONPATH=src python benchmarks/auto_balancing.py OUT [ROWS EPOCHS BUDGET] [competing|support2]
 
 (defaults 1500 rows, 30 epochs, a race of 40 entrant-epochs; SUPPORT2: 5 epochs, 20)
 """
@@ -27,10 +27,11 @@ def _r2(model: polytask.MultiTaskModel) -> dict[str, float]:
     return {t: round(m["r2"], 4) for t, m in model.metrics["test"].items()}
 
 
-def main(out: Path, rows: int, epochs: int, budget: int, only_support2: bool) -> None:
-    if not only_support2:
+def main(out: Path, rows: int, epochs: int, budget: int, which: list[str]) -> None:
+    if "support2" not in which:
         competing(out, rows, epochs, budget)
-    support2(out)
+    if "competing" not in which:
+        support2(out)
 
 
 def competing(out: Path, rows: int, epochs: int, budget: int) -> None:
@@ -66,4 +67,4 @@ def support2(out: Path) -> None:
 if __name__ == "__main__":
     args = sys.argv[1:]
     sizes = [int(a) for a in args[1:] if a.isdigit()] or [1500, 30, 40]
-    main(Path(args[0]), *sizes, only_support2="support2" in args)
+    main(Path(args[0]), *sizes, which=args[1:])
