@@ -50,7 +50,8 @@ def _choices(path: str) -> str:
     """The registry's names for keys whose values are a registry's (listed in --help)."""
     if path == "balancing.method":
         methods = registry("polytask.balancing", "METHODS")
-        return ", ".join(methods) + "; options go in the config's balancing section"
+        race = "auto (a short race of methods on validation picks one)"
+        return ", ".join(methods) + f", {race}; options go in the config's balancing section"
     if path == "model.architecture":
         return ", ".join(registry("polytask.architectures", "ARCHITECTURES"))
     return ""
