@@ -43,7 +43,7 @@ def _finished(db: Path) -> int:
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory, data):
-    """A study killed with SIGKILL after 2 finished trials, resumed by the same command
+    """A study killed with SIGKILL after a finished trial or more, resumed by the same command
     to 2 more: (its folder, trials finished when killed)."""
     tmp = tmp_path_factory.mktemp("tune")
     out, csv_path = tmp / "study", tmp / "data.csv"
@@ -54,7 +54,7 @@ def resumed(tmp_path_factory, data):
     env = {**os.environ, "PYTHONPATH": str(Path(polytask.__file__).parents[1])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _finished(out / "study.db") < 2:
+    while time.monotonic() < deadline and _finished(out / "study.db") < 1:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -65,7 +65,7 @@ def resumed(tmp_path_factory, data):
 
 def test_killed_study_resumes_to_the_asked_count(resumed) -> None:
     out, killed_at = resumed
-    assert 2 <= killed_at < 50
+    assert 1 <= killed_at < 50
     assert _finished(out / "study.db") == killed_at + 2
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == list(range(len(rows)))

@@ -157,9 +157,16 @@ def _cache_frozen(net: MultiTaskNet, prepared: PreparedData) -> None:
             cache_frozen(encoder, table.features)
 
 
-def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device) -> dict[str, Any]:
-    """The run's info file, less the versions that ``MultiTaskModel`` adds."""
-    return {
+def _run_info(
+    prepared: PreparedData,
+    result: TrainResult,
+    device: torch.device,
+    race: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's info file, less the versions that ``MultiTaskModel`` adds (and the
+    winner of ``balancing: auto``'s race, whose record is race.json)."""
+    won = {"balancing_race": {"winner": race["winner"], "file": run_dir.RACE}} if race else {}
+    return won | {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **prepared.info(),
         "best_epoch": result.best_epoch,
@@ -230,6 +237,7 @@ def train_run(
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     b = cfg.balancing
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
+        race = _keep_race(tmp, race)
         trainer = Trainer(
             net,
             tasks,
@@ -251,13 +259,11 @@ def train_run(
         bs = cfg.training.eval_batch_size
         metrics = _final_metrics(net, tasks, prepared, bs, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
-        info = _run_info(prepared, result, device)
-        if race is not None:
-            info["balancing_race"] = {"winner": race["winner"], "file": run_dir.RACE}
+        info = _run_info(prepared, result, device, race)
         pres, history = prepared.preprocessors, result.history
         model = MultiTaskModel(cfg, pres, tasks, net.cpu(), metrics, history, info)
         if tmp is not None and out_path is not None:
-            _write_run(model, tmp, out_path, race)
+            _write_run(model, tmp, out_path)
             stage.publish(tmp)
     return model
 
@@ -273,11 +279,20 @@ def _race(
     return cfg, get_balancer(cfg.balancing.method, **cfg.balancing.options), race
 
 
-def _write_run(model: MultiTaskModel, tmp: Path, out: Path, race: dict[str, Any] | None) -> None:
+def _keep_race(tmp: Path | None, race: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The race goes into the unfinished run at once; a resumed run reads it back."""
+    if tmp is None:
+        return race
+    if race is not None:
+        write_json(tmp / run_dir.RACE, race)
+        return race
+    saved = tmp / run_dir.RACE
+    return run_dir.read_json(saved) if saved.is_file() else None
+
+
+def _write_run(model: MultiTaskModel, tmp: Path, out: Path) -> None:
     try:
         model._write(tmp)
-        if race is not None:
-            write_json(tmp / run_dir.RACE, race)
     except OSError as err:
         raise run_dir.write_error(out, err) from None
 
