@@ -21,12 +21,14 @@ from polytask.version import __version__
 if TYPE_CHECKING:
     from polytask.api import build_config, fit, load
     from polytask.model import MultiTaskModel
+    from polytask.tuning import tune
 
 _LAZY = {
     "build_config": "polytask.api",
     "fit": "polytask.api",
     "load": "polytask.api",
     "MultiTaskModel": "polytask.model",
+    "tune": "polytask.tuning",
 }
 
 
@@ -41,4 +43,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'polytask' has no attribute '{name}'")
 
 
-__all__ = ["MultiTaskModel", "PolytaskError", "__version__", "build_config", "fit", "load"]
+__all__ = ["MultiTaskModel", "PolytaskError", "__version__", "build_config", "fit", "load", "tune"]

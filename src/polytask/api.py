@@ -12,6 +12,9 @@ import torch
 
 from polytask import run_dir
 from polytask.architectures import MultiTaskNet, architecture_class
+from polytask.auto import AUTO
+from polytask.auto.fit import check_auto
+from polytask.auto.fit import resolve as race_methods
 from polytask.balancing import get as get_balancer
 from polytask.balancing.base import Balancer
 from polytask.balancing.modifiers import check_level
@@ -30,6 +33,7 @@ from polytask.features.augment import Augment
 from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
 from polytask.features.pretrained import model_folder
+from polytask.io import write_json
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
@@ -44,9 +48,10 @@ from polytask.training import staging as run_staging
 from polytask.training.trainer import TrainResult
 
 
-def _check_run(cfg: RunConfig) -> Balancer:
+def _check_run(cfg: RunConfig) -> Balancer | None:
     """Everything that can fail without data fails here, before any work: the tasks,
-    the balancing method, the encoder options and the tracking package."""
+    the balancing method (None for ``auto``: the race picks it), the encoder options and
+    the tracking package."""
     if not cfg.tasks:
         raise PolytaskError(
             "no tasks given; add one to `tasks` as COLUMN:KIND (e.g. price:regression)"
@@ -55,8 +60,12 @@ def _check_run(cfg: RunConfig) -> Balancer:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise PolytaskError(f"task name '{sorted(dup)[0]}' is used twice; task names must differ")
-    balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
-    check_level(balancer, cfg.balancing.jacobian)
+    balancer = None
+    if cfg.balancing.method == AUTO:
+        check_auto(cfg)
+    else:
+        balancer = get_balancer(cfg.balancing.method, **cfg.balancing.options)
+        check_level(balancer, cfg.balancing.jacobian)
     text = text_options(cfg.model)
     if text.encoder == "pretrained":
         model_folder(text.model)  # a model that is not there fails before the data is read
@@ -164,9 +173,16 @@ def _cache_frozen(net: MultiTaskNet, prepared: PreparedData) -> None:
             cache_frozen(encoder, table.features)
 
 
-def _run_info(prepared: PreparedData, result: TrainResult, device: torch.device) -> dict[str, Any]:
-    """The run's info file, less the versions that ``MultiTaskModel`` adds."""
-    return {
+def _run_info(
+    prepared: PreparedData,
+    result: TrainResult,
+    device: torch.device,
+    race: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's info file, less the versions that ``MultiTaskModel`` adds (and the
+    winner of ``balancing: auto``'s race, whose record is race.json)."""
+    won = {"balancing_race": {"winner": race["winner"], "file": run_dir.RACE}} if race else {}
+    return won | {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **prepared.info(),
         "best_epoch": result.best_epoch,
@@ -233,9 +249,12 @@ def train_run(
     tasks = build_tasks(cfg)
     prepared = _prepare(cfg, tasks, (data, validation, test), ctx, data_root)
     cfg, chosen = _fill_defaults(cfg, prepared)  # stated in the saved config
+
+    cfg, balancer, race = _race(cfg, balancer, prepared, tasks)
     net = _network(cfg, prepared, tasks, pretrained=not resume)
     fingerprint = _fingerprint(prepared) if out_path is not None else None
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
+        race = _keep_race(tmp, race)
         trainer = Trainer(
             net,
             tasks,
@@ -256,16 +275,42 @@ def train_run(
         net, device = trainer.net, trainer.device
         metrics = _final_metrics(net, tasks, prepared, cfg.training.eval_batch_size, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
-        info = _run_info(prepared, result, device)
+        info = _run_info(prepared, result, device, race)
         pres, history = prepared.preprocessors, result.history
         model = MultiTaskModel(cfg, pres, tasks, net.cpu(), metrics, history, info)
         if tmp is not None and out_path is not None:
-            try:
-                model._write(tmp)
-            except OSError as err:
-                raise run_dir.write_error(out_path, err) from None
+            _write_run(model, tmp, out_path)
             stage.publish(tmp)
     return model
+
+
+def _race(
+    cfg: RunConfig, balancer: Balancer | None, prepared: PreparedData, tasks: list[Task]
+) -> tuple[RunConfig, Balancer, dict[str, Any] | None]:
+    """``balancing: auto`` (no balancer yet): a short race on validation picks the
+    method (:mod:`polytask.auto`); the config with the winner, its balancer, the race."""
+    if balancer is not None:
+        return cfg, balancer, None
+    cfg, race = race_methods(cfg, prepared, tasks, lambda c: _network(c, prepared, tasks, True))
+    return cfg, get_balancer(cfg.balancing.method, **cfg.balancing.options), race
+
+
+def _keep_race(tmp: Path | None, race: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The race goes into the unfinished run at once; a resumed run reads it back."""
+    if tmp is None:
+        return race
+    if race is not None:
+        write_json(tmp / run_dir.RACE, race)
+        return race
+    saved = tmp / run_dir.RACE
+    return run_dir.read_json(saved) if saved.is_file() else None
+
+
+def _write_run(model: MultiTaskModel, tmp: Path, out: Path) -> None:
+    try:
+        model._write(tmp)
+    except OSError as err:
+        raise run_dir.write_error(out, err) from None
 
 
 def resume(

@@ -38,6 +38,8 @@ WEIGHTS = "model.safetensors"
 METRICS = "metrics.json"
 HISTORY = "history.jsonl"
 INFO = "run.json"
+#: balancing: auto: the race of methods that chose the run's (polytask.auto)
+RACE = "race.json"
 REQUIRED = (CONFIG, PREPROCESSING, WEIGHTS)
 #: documents of the preprocessing that are files of their own (named in preprocessing.json)
 SIDE_FILES = "tokenizer*.json"

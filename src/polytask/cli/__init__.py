@@ -18,6 +18,7 @@ from typing import Any
 from polytask import io
 from polytask.cli import checks, hints
 from polytask.cli.parser import build_parser, config_flags
+from polytask.cli.tune import cmd_tune
 from polytask.config.keys import FLAGS, set_key, with_flags
 from polytask.errors import PolytaskError
 
@@ -110,7 +111,9 @@ def _train_config(a: argparse.Namespace, base: Any = None) -> Any:
 def cmd_compare(a: argparse.Namespace) -> int:
     cfg = _train_config(a)
     for name in a.methods or ():
-        checks.check_name("balancing method", name, checks.known("polytask.balancing", "METHODS"))
+        presets = ("auto", "tuned_weights")  # polytask.config.tune.BALANCING_PRESETS
+        methods = (*checks.known("polytask.balancing", "METHODS"), *presets)
+        checks.check_name("balancing method", name, methods)
     for name in a.architectures or ():
         architectures = checks.known("polytask.architectures", "ARCHITECTURES")
         checks.check_name("architecture", name, architectures)
@@ -297,7 +300,7 @@ def _print_metrics(result: dict[str, dict[str, Any]], split: str) -> None:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "demo": cmd_demo}
 COMMANDS.update(compare=cmd_compare, report=cmd_report)
-COMMANDS.update(serve=cmd_serve, export=cmd_export)
+COMMANDS.update(serve=cmd_serve, export=cmd_export, tune=cmd_tune)
 
 
 def _one_line_warnings() -> None:

@@ -50,7 +50,8 @@ def check_run_config(cfg: Any) -> None:
     kinds = known("polytask.tasks", "KINDS")
     for task in cfg.tasks:
         check_name("task kind", task.kind, kinds)
-    check_name("balancing method", cfg.balancing.method, known("polytask.balancing", "METHODS"))
+    methods = (*known("polytask.balancing", "METHODS"), "auto")  # auto: polytask.auto's race
+    check_name("balancing method", cfg.balancing.method, methods)
     architectures = known("polytask.architectures", "ARCHITECTURES")
     check_name("architecture", cfg.model.architecture, architectures)
     for path in (cfg.data.path, cfg.data.validation, cfg.data.test):

@@ -50,7 +50,8 @@ def _choices(path: str) -> str:
     """The registry's names for keys whose values are a registry's (listed in --help)."""
     if path == "balancing.method":
         methods = registry("polytask.balancing", "METHODS")
-        return ", ".join(methods) + "; options go in the config's balancing section"
+        race = "auto (a short race of methods on validation picks one)"
+        return ", ".join(methods) + f", {race}; options go in the config's balancing section"
     if path == "model.architecture":
         return ", ".join(registry("polytask.architectures", "ARCHITECTURES"))
     return ""
@@ -102,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"polytask {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_train, _evaluate, _predict, _demo, _compare, _report, _serve, _export):
+    from polytask.cli.tune import add_tune
+
+    for add in (_train, add_tune, _evaluate, _predict, _demo, _compare, _report, _serve, _export):
         add(sub)
     return p
 
@@ -231,7 +234,8 @@ def _compare(sub: Any) -> None:
         "--methods",
         type=_csv,
         metavar="M,M",
-        help="balancing methods to compare (default: the config's, ew); e.g. ew,uw,famo,upgrad",
+        help="balancing methods to compare (default: the config's, ew); e.g. ew,uw,famo,upgrad; "
+        "also auto (the race) and tuned_weights (the tuned weighted sum)",
     )
     c.add_argument(
         "--architectures",

@@ -18,6 +18,7 @@ from polytask.config.fields import Strict, flag
 from polytask.config.modifiers import BalancingModifiers
 from polytask.config.reserved import reserved_head_name
 from polytask.config.table_defaults import AUTO, Auto
+from polytask.config.tune import TuneConfig
 
 
 class TaskConfig(BaseModel):
@@ -332,6 +333,8 @@ class RunConfig(Strict):
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, json_schema_extra={"keyword": "tracking"}
     )
+    #: what ``polytask tune`` searches (polytask.config.tune); ``train`` ignores it
+    tune: TuneConfig | None = None
 
     @model_validator(mode="after")
     def _tasks_from_sources(self) -> RunConfig:
@@ -355,4 +358,5 @@ class RunConfig(Strict):
         return bool(self.sources)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a config without a tune section saves as before the section existed
+        return self.model_dump(mode="json", exclude={"tune"} if self.tune is None else None)

@@ -31,6 +31,7 @@ from polytask import run_dir
 from polytask.architectures import ARCHITECTURES, architecture_class
 from polytask.balancing import get as get_balancer
 from polytask.config import RunConfig, parse_config, validate_options
+from polytask.config.tune import BALANCING_PRESETS
 from polytask.errors import PolytaskError
 from polytask.training.monitor import kept_for
 
@@ -125,7 +126,7 @@ def make_spec(
         raise PolytaskError(f"`affinity_every` must be 0 (off) or more, got {affinity_every}")
     methods = _unique(methods or [cfg.balancing.method])
     architectures = _unique(architectures or [cfg.model.architecture])
-    for m in methods:  # an unknown method, or a bad option, fails here
+    for m in (m for m in methods if m not in BALANCING_PRESETS):  # unknown: fails here
         get_balancer(m, **(cfg.balancing.options if m == cfg.balancing.method else {}))
     options = {a: dict(o) for a, o in (architecture_options or {}).items()}
     for a in options:
@@ -165,7 +166,7 @@ def variant_config(
     bal = data["balancing"]
     if variant.method != base.balancing.method:
         data["balancing"] = {
-            "method": variant.method,
+            **BALANCING_PRESETS.get(variant.method, {"method": variant.method}),
             "jacobian": bal["jacobian"],
             "log_every": bal["log_every"],
         }

@@ -37,6 +37,7 @@ from polytask.evaluation.plots import (
     learning_curves,
     task_weights,
 )
+from polytask.evaluation.race_section import race_section
 from polytask.evaluation.sections import (
     CONFLICT_HEADER,
     CONFLICT_RULE,
@@ -211,6 +212,7 @@ def run_page(folder: Path) -> Page:
         "meta",
     )
     _run_metrics(page, tasks, metrics)
+    race_section(page, folder)
     if history:
         page.h2("Learning curves", "curves")
         _curves(page, history, headline_of(tasks))
