@@ -30,6 +30,7 @@ from polytask.features.augment import Augment
 from polytask.features.batches import TensorTable
 from polytask.features.io import check_frame, read_table
 from polytask.features.pretrained import model_folder
+from polytask.metrics.corrections import fit_corrections
 from polytask.metrics.scoring import score, split_outputs
 from polytask.model import MultiTaskModel, build_net, build_tasks
 from polytask.multi_source import prepare_sources
@@ -120,6 +121,20 @@ def _augment(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> Augme
     slots = list(range(first, first + len(pres[0].images)))
     dense = [i for i, t in enumerate(tasks) if t.dense]
     return Augment(slots, dense, images.flip, images.crop, cfg.training.seed)
+
+
+def _scores(
+    net: MultiTaskNet,
+    tasks: list[Task],
+    prepared: PreparedData,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The corrections fitted on validation (the run's calibration.json), then every
+    split's scores with them (splits without rows left out)."""
+    splits = {"validation": prepared.split("validation"), "test": prepared.split("test")}
+    calibration = fit_corrections(net, tasks, splits, batch_size, device)
+    return _final_metrics(net, tasks, prepared, batch_size, device), calibration
 
 
 def _final_metrics(
@@ -238,12 +253,12 @@ def train_run(
             _print_start(cfg, prepared, tasks)
         result = trainer.fit(train, val, stage.checkpointer, stage.resume_state)  # type: ignore[arg-type]
         net, device = trainer.net, trainer.device
-        bs = cfg.training.eval_batch_size
-        metrics = _final_metrics(net, tasks, prepared, bs, device)
+        metrics, calibration = _scores(net, tasks, prepared, cfg.training.eval_batch_size, device)
         tracking.log_final(callbacks, metrics, result.best_epoch)
         info = _run_info(prepared, result, device)
         pres, history = prepared.preprocessors, result.history
         model = MultiTaskModel(cfg, pres, tasks, net.cpu(), metrics, history, info)
+        model.calibration = calibration
         if tmp is not None and out_path is not None:
             try:
                 model._write(tmp)

@@ -148,7 +148,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from polytask.api import evaluate_file, load, streams
 
     model = load(a.run)
-    result = evaluate_file(model, a.data) if streams(model, a.data) else model.evaluate(a.data)
+    with model.corrections(not a.no_calibration, a.coverage):
+        result = evaluate_file(model, a.data) if streams(model, a.data) else model.evaluate(a.data)
     if a.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
@@ -166,9 +167,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if out.exists() and not a.overwrite:
         raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
     checks.check_run_and_data(a.run, a.data)
-    from polytask.api import load, predict_file, streams
+    from polytask.api import load
 
     model = load(a.run)
+    with model.corrections(not a.no_calibration, a.coverage):
+        return _predict(a, model, out)
+
+
+def _predict(a: argparse.Namespace, model: Any, out: Path) -> int:
+    from polytask.api import predict_file, streams
+
     dense = [t.name for t in model.tasks if t.dense]
     arrays_out = out.with_suffix(".npz")
     if dense and arrays_out.exists() and not a.overwrite:

@@ -136,6 +136,22 @@ def _train(sub: Any) -> None:
     add_config_flags(t)
 
 
+def _corrections(p: argparse.ArgumentParser) -> None:
+    """The flags of predict and evaluate that set the corrections fitted after training."""
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="C",
+        help="coverage of regression and count tasks' conformal intervals (TASK_lower, "
+        "TASK_upper), e.g. 0.8 (default: each task's intervals option, 0.9)",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="class probabilities without the temperature fitted on validation",
+    )
+
+
 def _evaluate(sub: Any) -> None:
     e = sub.add_parser(
         "evaluate",
@@ -149,6 +165,7 @@ def _evaluate(sub: Any) -> None:
         action="store_true",
         help='print only {task: {metric: value, ..., "n": rows}} as JSON',
     )
+    _corrections(e)
 
 
 def _predict(sub: Any) -> None:
@@ -168,6 +185,7 @@ def _predict(sub: Any) -> None:
         help="input columns to copy into the output (e.g. an id)",
     )
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _corrections(pr)
 
 
 def _demo(sub: Any) -> None:
