@@ -69,6 +69,7 @@ def test_run_report_is_self_contained_and_the_run_still_loads(run: Path) -> None
         "conflict_heatmap.png",
         "conflict_over_training.png",
         "learning_curves.png",
+        "reliability.png",  # y_bin and y_cls: before and after the temperature
         "task_weights.png",
     ]
     assert len(images) == len(plots)

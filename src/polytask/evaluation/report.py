@@ -50,6 +50,7 @@ from polytask.evaluation.sections import (
     verdict_lines,
 )
 from polytask.evaluation.summary import Comparison, summarise_comparison
+from polytask.evaluation.trust import trust_sections
 from polytask.io import write_text as write_text_atomic
 from polytask.metrics.delta_m import headline_of
 from polytask.model import build_tasks
@@ -211,6 +212,7 @@ def run_page(folder: Path) -> Page:
         "meta",
     )
     _run_metrics(page, tasks, metrics)
+    trust_sections(page, folder)  # calibration, intervals, permutation importance
     if history:
         page.h2("Learning curves", "curves")
         _curves(page, history, headline_of(tasks))

@@ -36,9 +36,12 @@ def fit_corrections(
     if val is None:
         return {}
     outs, targets, masks = _arrays(net, val, batch_size, device)
+    # a task whose raw output others are composed from keeps its own: a temperature on
+    # it would make its probability disagree with the product an entire-space task gives
+    parents = {p for t in tasks for p in t.composes_with()}
     fitted: dict[str, Any] = {}
     for t, o, y, m in zip(tasks, outs, targets, masks, strict=True):
-        summary = t.fit_corrections(o, y, m) if m.any() else {}
+        summary = t.fit_corrections(o, y, m) if m.any() and t.name not in parents else {}
         if summary:
             fitted[t.name] = {"kind": t.corrections[0], **summary}
     if not fitted:

@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from polytask.tasks.base import TaskOptions
 
@@ -26,8 +26,14 @@ KEEP = 4096
 
 class IntervalOptions(TaskOptions):
     #: coverage of the split-conformal intervals (TASK_lower, TASK_upper) fitted on the
-    #: validation split after training; null: no intervals
+    #: validation split after training; null (none in a task spec): no intervals
     intervals: float | None = Field(0.9, gt=0, lt=1)
+
+    @field_validator("intervals", mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        """``COLUMN:regression:intervals=none`` (a spec's values are text)."""
+        return None if isinstance(value, str) and value.lower() in ("none", "null") else value
 
 
 def rank(n: int, coverage: float) -> int:
