@@ -58,7 +58,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     df = make_table(700, seed=4)
     tasks = ["y_reg:regression", "y_bin:binary", "y_cls:multiclass"]
     # wide, long-trained, no early stopping: over-confident probabilities to correct
-    polytask.fit(df, tasks, drop=["id"], epochs=30, hidden=[64, 64], out=out, patience=100)
+    polytask.fit(df, tasks, drop=["id"], epochs=15, hidden=[64, 64], out=out, patience=100)
     return out
 
 
