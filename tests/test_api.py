@@ -50,6 +50,8 @@ def test_fit_returns_a_model_that_predicts_a_frame(
     assert list(pred.columns) == [
         "id",
         "y_reg",
+        "y_reg_lower",
+        "y_reg_upper",
         "y_bin",
         "y_bin_proba",
         "y_cls",

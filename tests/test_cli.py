@@ -26,11 +26,12 @@ RUN_FILES = {
     "metrics.json",
     "history.jsonl",
     "run.json",
+    "calibration.json",  # temperatures and intervals fitted on validation
 }
 METRIC_NAMES = {
-    "y_reg": {"mae", "rmse", "r2", "n"},
-    "y_bin": {"auroc", "accuracy", "log_loss", "n"},
-    "y_cls": {"accuracy", "macro_f1", "n"},
+    "y_reg": {"mae", "rmse", "r2", "coverage", "interval_width", "n"},
+    "y_bin": {"auroc", "accuracy", "log_loss", "ece", "brier", "n"},
+    "y_cls": {"accuracy", "macro_f1", "ece", "brier", "n"},
 }
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".bin", ".npy")
 
@@ -190,7 +191,7 @@ def test_multilabel_both_forms_and_count_end_to_end(run_cli, tmp_path: Path) -> 
     scores = json.loads(ev.out)
     assert set(scores) == {"tags", "wide", "visits"}
     assert set(scores["tags"]) == {"micro_f1", "macro_f1", "n"}
-    assert set(scores["visits"]) == {"mae", "rmse", "r2", "n"}
+    assert set(scores["visits"]) == {"mae", "rmse", "r2", "coverage", "interval_width", "n"}
     assert scores["tags"]["n"] == sum(t is not None for t in tags)
     assert scores["wide"]["n"] == n and scores["visits"]["n"] == n
     pr = run_cli(["predict", out, "--data", tmp_path / "d.csv", "--output", tmp_path / "p.csv"])
@@ -244,7 +245,8 @@ def test_evaluate_leaves_out_absent_tasks_and_nulls_undefined_metrics(
     df["y_bin"] = np.nan  # no labelled rows at all
     df.to_csv(path, index=False)
     scores = json.loads(run_cli(["evaluate", trained_run.run, "--data", path, "--json"]).out)
-    assert scores["y_bin"] == {"auroc": None, "accuracy": None, "log_loss": None, "n": 0}
+    nothing = dict.fromkeys(("auroc", "accuracy", "log_loss", "ece", "brier"))
+    assert scores["y_bin"] == {**nothing, "n": 0}
 
     df.drop(columns=["y_reg", "y_bin"]).to_csv(path, index=False)
     result = run_cli(["evaluate", trained_run.run, "--data", path, "--json"])
@@ -287,6 +289,8 @@ def test_predict_writes_one_row_per_input_row_in_order(
         "id",
         "cat",
         "y_reg",
+        "y_reg_lower",
+        "y_reg_upper",
         "y_bin",
         "y_bin_proba",
         "y_cls",

@@ -69,6 +69,7 @@ def test_run_report_is_self_contained_and_the_run_still_loads(run: Path) -> None
         "conflict_heatmap.png",
         "conflict_over_training.png",
         "learning_curves.png",
+        "reliability.png",  # y_bin and y_cls: before and after the temperature
         "task_weights.png",
     ]
     assert len(images) == len(plots)
@@ -261,3 +262,37 @@ def test_run_reports_conflict_section_shows_counts_in_headless_chromium(
     for pair, n in expected.items():
         assert re.search(rf"{re.escape(pair)}</td>.*?<td[^>]*>{n} over 4 epochs</td>", table, re.S)
     assert "at least 8 measurements" in section[: section.index("<table")]
+
+
+def test_trust_sections_render_in_headless_chromium(tmp_path: Path) -> None:
+    """Calibration (reliability diagram), intervals and permutation importance sections
+    of a run's report, in Chromium's DOM and on its screenshot (issue 15, points 3-5)."""
+    from polytask.analysis.importance import explain
+
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs it: apt-get install chromium)")
+    df = make_table(300, seed=5)
+    out = tmp_path / "run"
+    polytask.fit(
+        df, ["y_reg:regression", "y_bin:binary"], drop=["id"], epochs=3, hidden=[16], out=out
+    )
+    explain(out, df, repeats=2)
+    write_report(out)
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    cmd += [f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"]
+    dom = subprocess.run(
+        [*cmd, (out / "report.html").resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    for anchor in ('id="calibration"', 'id="intervals"', 'id="importance"'):
+        assert anchor in dom, anchor
+    assert 'alt="reliability"' in dom and 'alt="importance_y_bin"' in dom
+    png = tmp_path / "trust.png"
+    _screenshot(out / "report.html", png, tmp_path / "profile2")
+    from PIL import Image
+
+    px = np.asarray(Image.open(png).convert("RGB"), dtype=float)
+    assert px.std() > 20 and ((np.max(px, axis=2) - np.min(px, axis=2)) > 80).mean() > 0.005

@@ -105,6 +105,29 @@ def test_a_256_row_batch_is_answered_as_predict_answers_it(
     assert {g["y_bin"] for g in got} <= {"yes", "no"}
 
 
+def test_responses_carry_the_intervals_and_calibrated_probabilities(
+    client: TestClient, model: MultiTaskModel, features: pd.DataFrame
+) -> None:
+    """TASK_lower/TASK_upper of a regression task and the temperature-scaled binary
+    probability, as the Python API predicts them (issue 15, points 3-4)."""
+    rows = features.iloc[:20]
+    got = post(client, {"records": records_of(rows)}).json()["predictions"]
+    want = model.predict(rows)
+    lower = np.array([g["y_reg_lower"] for g in got])
+    upper = np.array([g["y_reg_upper"] for g in got])
+    np.testing.assert_array_equal(lower, want["y_reg_lower"].to_numpy())
+    np.testing.assert_array_equal(upper, want["y_reg_upper"].to_numpy())
+    assert (lower < want["y_reg"].to_numpy()).all() and (upper > want["y_reg"].to_numpy()).all()
+    t = model.tasks[1].temperature.value
+    assert t is not None
+    z = model.predict_raw(rows)[1][:, 0].astype(np.float64)
+    np.testing.assert_allclose([g["y_bin_proba"] for g in got], 1 / (1 + np.exp(-z / t)))
+    meta = client.get("/metadata").json()
+    assert meta["tasks"][0]["outputs"] == ["y_reg", "y_reg_lower", "y_reg_upper"]
+    doc = client.get("/openapi.json").json()["components"]["schemas"]["Prediction"]
+    assert "90% split-conformal" in doc["properties"]["y_reg_lower"]["description"]
+
+
 def test_values_are_converted_as_predict_converts_table_cells(
     client: TestClient, features: pd.DataFrame
 ) -> None:
@@ -163,8 +186,10 @@ def test_openapi_documents_request_response_and_errors(client: TestClient) -> No
     assert set(schemas["Record"]["properties"]) == set(FEATURES)
     assert set(schemas["Record"]["required"]) == set(FEATURES)
     assert "categorical feature" in schemas["Record"]["properties"]["cat"]["description"]
-    assert list(schemas["Prediction"]["properties"])[:4] == [
+    assert list(schemas["Prediction"]["properties"])[:6] == [
         "y_reg",
+        "y_reg_lower",
+        "y_reg_upper",
         "y_bin",
         "y_bin_proba",
         "y_cls",

@@ -24,6 +24,7 @@ from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import FeatureTensors, Preprocessor
 from polytask.features.records import encode_columns, records_columns
+from polytask.metrics.corrections import corrected
 from polytask.metrics.scoring import raw_outputs, score
 from polytask.prepare import check_sources
 from polytask.tasks import Task, make_task
@@ -113,6 +114,8 @@ class MultiTaskModel:
         self.metrics: dict[str, Any] = metrics or {}
         self.history: list[dict[str, Any]] = history or []
         self.info: dict[str, Any] = info or {}
+        #: what was fitted after training (run_dir.CALIBRATION): {} for none
+        self.calibration: dict[str, Any] = {}
 
     @property
     def task_names(self) -> list[str]:
@@ -205,6 +208,12 @@ class MultiTaskModel:
         bs = self.config.training.eval_batch_size
         outs = raw_outputs(self.net, feats, bs, self._device(), lead)
         return [o.numpy() for o in outs]
+
+    def corrections(self, calibrated: bool = True, coverage: float | None = None) -> Any:
+        """A block whose predictions and scores use the fitted temperatures only with
+        ``calibrated``, and intervals at ``coverage`` (None: each task's ``intervals``
+        option): ``with model.corrections(coverage=0.8): model.predict(df)``."""
+        return corrected(self.tasks, calibrated, coverage)
 
     def predict_columns(self, records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         """The prediction columns ``predict`` writes, for records given as mappings
@@ -327,6 +336,8 @@ class MultiTaskModel:
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(folder / run_dir.WEIGHTS), metadata={"format": "polytask-run"})
         run_dir.write_json(folder / run_dir.METRICS, self.metrics)
+        if self.calibration:
+            run_dir.write_json(folder / run_dir.CALIBRATION, self.calibration)
         if not (folder / run_dir.HISTORY).exists():
             io.write_jsonl(folder / run_dir.HISTORY, self.history)
         info = dict(self.info)
@@ -381,11 +392,9 @@ class MultiTaskModel:
             raise PolytaskError(
                 f"'{folder / run_dir.WEIGHTS}' cannot be loaded ({err}); the run is damaged"
             ) from None
-        metrics = (
-            run_dir.read_json(folder / run_dir.METRICS)
-            if (folder / run_dir.METRICS).is_file()
-            else {}
-        )
-        info = run_dir.read_json(folder / run_dir.INFO) if (folder / run_dir.INFO).is_file() else {}
+        metrics = run_dir.read_optional(folder / run_dir.METRICS)
+        info = run_dir.read_optional(folder / run_dir.INFO)
         history = run_dir.read_history(folder)
-        return cls(cfg, pres, tasks, net, metrics=metrics, history=history, info=info)
+        model = cls(cfg, pres, tasks, net, metrics=metrics, history=history, info=info)
+        model.calibration = run_dir.read_optional(folder / run_dir.CALIBRATION)
+        return model

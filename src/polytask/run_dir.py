@@ -10,6 +10,9 @@ Layout::
       metrics.json         {split: {task: {metric: value, "n": rows}}}
       history.jsonl        one JSON object per epoch
       run.json             versions, timings, row counts, feature types
+      calibration.json     what was fitted on validation after training (temperatures,
+                           conformal intervals) and its evidence on test (the report's)
+      importance.json      permutation importance (written by polytask explain)
 
 A run is trained in ``RUN.partial/`` beside it (config.yaml and partial.json from the
 start, the history as it grows, and ``checkpoint/``) and renamed to ``RUN`` only once it
@@ -40,6 +43,8 @@ HISTORY = "history.jsonl"
 INFO = "run.json"
 #: balancing: auto: the race of methods that chose the run's (polytask.auto)
 RACE = "race.json"
+CALIBRATION = "calibration.json"
+IMPORTANCE = "importance.json"
 REQUIRED = (CONFIG, PREPROCESSING, WEIGHTS)
 #: documents of the preprocessing that are files of their own (named in preprocessing.json)
 SIDE_FILES = "tokenizer*.json"
@@ -123,6 +128,11 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise PolytaskError(f"'{path}' cannot be read ({err}); the run is damaged") from None
+
+
+def read_optional(path: Path) -> Any:
+    """A run's JSON file that may be absent ({} then)."""
+    return read_json(path) if path.is_file() else {}
 
 
 def read_history(folder: Path) -> list[dict[str, Any]]:

@@ -151,7 +151,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from polytask.api import evaluate_file, load, streams
 
     model = load(a.run)
-    result = evaluate_file(model, a.data) if streams(model, a.data) else model.evaluate(a.data)
+    with model.corrections(not a.no_calibration, a.coverage):
+        result = evaluate_file(model, a.data) if streams(model, a.data) else model.evaluate(a.data)
     if a.json:
         print(json.dumps(result, indent=2, allow_nan=False))
     else:
@@ -169,9 +170,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if out.exists() and not a.overwrite:
         raise PolytaskError(f"output file '{out}' already exists; pass --overwrite to replace it")
     checks.check_run_and_data(a.run, a.data)
-    from polytask.api import load, predict_file, streams
+    from polytask.api import load
 
     model = load(a.run)
+    with model.corrections(not a.no_calibration, a.coverage):
+        return _predict(a, model, out)
+
+
+def _predict(a: argparse.Namespace, model: Any, out: Path) -> int:
+    from polytask.api import predict_file, streams
+
     dense = [t.name for t in model.tasks if t.dense]
     arrays_out = out.with_suffix(".npz")
     if dense and arrays_out.exists() and not a.overwrite:
@@ -278,6 +286,37 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(a: argparse.Namespace) -> int:
+    checks.check_run_and_data(a.run, a.data)
+    from polytask.analysis.importance import explain
+
+    result = explain(a.run, a.data, a.repeats, a.seed, a.split, overwrite=a.overwrite)
+    if a.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        _print_importance(result)
+    print(f"saved importance to {Path(a.run) / 'importance.json'}", file=sys.stderr)
+    return 0
+
+
+def _print_importance(result: dict[str, Any], top: int = 8) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    for task, entry in result["tasks"].items():
+        arrow = "higher" if entry["higher_is_better"] else "lower"
+        table = Table(title=f"{task}: drop of {entry['metric']} ({arrow} is better)")
+        for name in ("feature", "mean drop", "std"):
+            table.add_column(name, justify="left" if name == "feature" else "right")
+        for group, g in list(entry["groups"].items())[:top]:
+            cells = [
+                "-" if g[k] is None else f"{g[k]:{f}}"
+                for k, f in (("mean", "+.4f"), ("std", ".4f"))
+            ]
+            table.add_row(group, *cells)
+        Console().print(table)
+
+
 def _print_metrics(result: dict[str, dict[str, Any]], split: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -300,7 +339,7 @@ def _print_metrics(result: dict[str, dict[str, Any]], split: str) -> None:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "demo": cmd_demo}
 COMMANDS.update(compare=cmd_compare, report=cmd_report)
-COMMANDS.update(serve=cmd_serve, export=cmd_export, tune=cmd_tune)
+COMMANDS.update(serve=cmd_serve, export=cmd_export, tune=cmd_tune, explain=cmd_explain)
 
 
 def _one_line_warnings() -> None:

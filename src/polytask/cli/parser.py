@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   polytask train --config run.yaml --epochs 50 --out runs/patients
   polytask evaluate runs/patients --data new_patients.csv --json
   polytask predict runs/patients --data new_patients.csv --output predictions.csv --keep id
+  polytask explain runs/patients --data patients.csv --split test --repeats 5
   polytask serve runs/patients --port 8000
   polytask export runs/patients --format onnx --output model.onnx
 """
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (_train, add_tune, _evaluate, _predict, _demo, _compare, _report, _serve, _export):
         add(sub)
+    _explain(sub)
     return p
 
 
@@ -139,6 +141,22 @@ def _train(sub: Any) -> None:
     add_config_flags(t)
 
 
+def _corrections(p: argparse.ArgumentParser) -> None:
+    """The flags of predict and evaluate that set the corrections fitted after training."""
+    p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="C",
+        help="coverage of regression and count tasks' conformal intervals (TASK_lower, "
+        "TASK_upper), e.g. 0.8 (default: each task's intervals option, 0.9)",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="class probabilities without the temperature fitted on validation",
+    )
+
+
 def _evaluate(sub: Any) -> None:
     e = sub.add_parser(
         "evaluate",
@@ -152,6 +170,7 @@ def _evaluate(sub: Any) -> None:
         action="store_true",
         help='print only {task: {metric: value, ..., "n": rows}} as JSON',
     )
+    _corrections(e)
 
 
 def _predict(sub: Any) -> None:
@@ -171,6 +190,7 @@ def _predict(sub: Any) -> None:
         help="input columns to copy into the output (e.g. an id)",
     )
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _corrections(pr)
 
 
 def _demo(sub: Any) -> None:
@@ -324,3 +344,31 @@ def _export(sub: Any) -> None:
     x.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
     x.add_argument("--output", metavar="FILE", required=True, help="the .onnx file to write")
     x.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
+
+def _explain(sub: Any) -> None:
+    x = sub.add_parser(
+        "explain",
+        help="permutation importance of each feature for each task",
+        description="Shuffle each feature column in turn (a text or image column is one "
+        "group) and score every task again with its headline metric: the drop, as mean "
+        "and spread over --repeats shuffles, is the feature's importance for the task. "
+        "Saved into the run as importance.json; its report draws one chart per task.",
+    )
+    x.add_argument("run", metavar="RUN_DIR")
+    x.add_argument("--data", metavar="FILE", required=True, help="CSV or Parquet with labels")
+    x.add_argument(
+        "--split",
+        choices=["all", "train", "validation", "test"],
+        default="all",
+        help="rows of FILE to use: all (default), or the run's own split of FILE drawn "
+        "again as training drew it (FILE must be the table it trained on)",
+    )
+    x.add_argument(
+        "--repeats", type=int, default=5, metavar="N", help="shuffles per feature (default 5)"
+    )
+    x.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the shuffles")
+    x.add_argument("--json", action="store_true", help="print the result as JSON")
+    x.add_argument(
+        "--overwrite", action="store_true", help="replace the run's existing importance.json"
+    )

@@ -161,6 +161,8 @@ ARGUMENTS: dict[str, str] = {
     "seeds": "--seeds",
     "tasks": "--task",
     "affinity_every": "--affinity-every",
+    "coverage": "--coverage",
+    "repeats": "--repeats",
 }
 _ARGUMENT = re.compile("`(" + "|".join(re.escape(a) for a in ARGUMENTS) + ")`")
 

@@ -51,6 +51,7 @@ from polytask.evaluation.sections import (
     verdict_lines,
 )
 from polytask.evaluation.summary import Comparison, summarise_comparison
+from polytask.evaluation.trust import trust_sections
 from polytask.io import write_text as write_text_atomic
 from polytask.metrics.delta_m import headline_of
 from polytask.model import build_tasks
@@ -213,6 +214,7 @@ def run_page(folder: Path) -> Page:
     )
     _run_metrics(page, tasks, metrics)
     race_section(page, folder)
+    trust_sections(page, folder)  # calibration, intervals, permutation importance
     if history:
         page.h2("Learning curves", "curves")
         _curves(page, history, headline_of(tasks))

@@ -243,14 +243,17 @@ def decode(outputs: Mapping[str, np.ndarray], spec: Mapping[str, Any]) -> dict[s
         if kind == "regression":
             y = z[:, 0] * o["std"] + o["mean"]
             columns[name] = np.expm1(y) if o["log1p"] else y
+            columns.update(_intervals(name, columns[name], o))
         elif kind == "count":
             columns[name] = np.exp(z[:, 0])
+            columns.update(_intervals(name, columns[name], o))
         elif kind == "binary":
-            p = _sigmoid(z[:, 0])
+            p = _sigmoid(z[:, 0] / o.get("temperature", 1.0))
             labels = np.array([o["negative"], o["positive"]], dtype=object)
             columns[name] = labels[(p >= o["threshold"]).astype(int)]
             columns[f"{name}_proba"] = p
         elif kind == "multiclass":
+            z = z / o.get("temperature", 1.0)
             e = np.exp(z - z.max(axis=1, keepdims=True))
             p = e / e.sum(axis=1, keepdims=True)
             columns[name] = np.array(o["classes"], dtype=object)[p.argmax(axis=1)]
@@ -275,6 +278,18 @@ def decode(outputs: Mapping[str, np.ndarray], spec: Mapping[str, Any]) -> dict[s
         else:
             raise ValueError(f"unknown task kind '{kind}' in the preprocessing file")
     return columns
+
+
+def _intervals(name: str, y: np.ndarray, o: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``TASK_lower`` and ``TASK_upper``: y ± interval_radius (None: unbounded), the lower
+    end no lower than ``floor`` where one is given; nothing without ``interval_radius``."""
+    if "interval_radius" not in o:
+        return {}
+    q = np.inf if o["interval_radius"] is None else float(o["interval_radius"])
+    lower = y - q
+    if o.get("floor") is not None:
+        lower = np.maximum(lower, o["floor"])
+    return {f"{name}_lower": lower, f"{name}_upper": y + q}
 
 
 class OnnxPredictor:

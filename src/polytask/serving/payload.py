@@ -247,6 +247,9 @@ def prediction_model(tasks: list[Task]) -> type[BaseModel]:
 
 def _describe_column(task: Task, column: str, kind: str) -> str:
     if column != task.name:
+        described = task.describe_column(column)
+        if described is not None:
+            return described
         return "probability" if kind == "f" else "0/1"
     return task.describe_prediction()
 

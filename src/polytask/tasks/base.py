@@ -230,6 +230,11 @@ class Task(ABC):
         """One phrase for the ``TASK`` column of a prediction (the serving schema)."""
         return "prediction in the label's units"
 
+    def describe_column(self, column: str) -> str | None:
+        """One phrase for a prediction column other than ``TASK`` (the serving schema);
+        None: the default (a probability, or a 0/1 indicator)."""
+        return None
+
     def onnx_decoding(self) -> dict[str, Any] | None:
         """The fields an exported model's preprocessing file gives the standalone decoder
         for this task (docs/onnx.md); None where that decoder, which knows the built-in
@@ -241,6 +246,32 @@ class Task(ABC):
         if mask.ndim == 1:
             return int(mask.sum())
         return int(mask.reshape(mask.shape[0], -1).any(axis=1).sum())
+
+    # -- corrections fitted after training (calibration, intervals) ----------------------------
+    #: what this kind corrects once training ends, fitted on the validation split:
+    #: ``"temperature"`` (probabilities, see :mod:`polytask.tasks.calibration`) or
+    #: ``"intervals"`` (split-conformal, see :mod:`polytask.tasks.conformal`)
+    corrections: ClassVar[tuple[str, ...]] = ()
+
+    def fit_corrections(
+        self, output: np.ndarray, target: np.ndarray, mask: np.ndarray
+    ) -> dict[str, Any]:
+        """Fit this kind's corrections on the validation split's raw outputs (labelled
+        rows per ``mask``); returns what was fitted, for the run ({}: nothing)."""
+        return {}
+
+    def correction_evidence(
+        self, output: np.ndarray, target: np.ndarray, mask: np.ndarray
+    ) -> dict[str, Any]:
+        """What the report shows of the corrections on a split (reliability bins before
+        and after the temperature; coverage and width of the intervals); {}: nothing."""
+        return {}
+
+    def use_corrections(self, calibrated: bool = True, coverage: float | None = None) -> bool:
+        """Prediction-time settings: ``calibrated=False`` leaves a fitted temperature
+        out; ``coverage`` sets fitted intervals' coverage (None: the task's option).
+        True where this task has fitted intervals that ``coverage`` applies to."""
+        return False
 
     # -- the single-task baseline ----------------------------------------------------------------
     def baseline_estimator(self, categorical: list[bool], seed: int) -> Any | None:

@@ -14,6 +14,13 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys, warn_unseen
 from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
+from polytask.tasks.calibration import (
+    Temperature,
+    brier,
+    ece,
+    fit_temperature,
+    temperature_evidence,
+)
 from polytask.values import canonical
 
 #: value pairs whose positive class is obvious: the first of each pair is positive
@@ -32,6 +39,9 @@ class BinaryOptions(TaskOptions):
     loss: Literal["bce", "focal"] = "bce"
     #: the focal loss's focusing exponent (0: plain cross-entropy)
     gamma: float = Field(2.0, ge=0)
+    #: "temperature": after training, fit a temperature on the validation split that
+    #: predictions divide the logit by (calibrated probabilities); "none": leave them
+    calibration: Literal["temperature", "none"] = "temperature"
 
 
 def binary_loss(
@@ -63,7 +73,14 @@ def _obvious_positive(keys: set[str]) -> str | None:
 class BinaryTask(Task):
     kind = "binary"
     Options: ClassVar[type[TaskOptions]] = BinaryOptions
-    directions: ClassVar[dict[str, bool]] = {"auroc": True, "accuracy": True, "log_loss": False}
+    directions: ClassVar[dict[str, bool]] = {
+        "auroc": True,
+        "accuracy": True,
+        "log_loss": False,
+        "ece": False,
+        "brier": False,
+    }
+    corrections: ClassVar[tuple[str, ...]] = ("temperature",)
     headline_metrics = ("auroc",)
     score_metric = "accuracy"
     options: BinaryOptions
@@ -76,6 +93,7 @@ class BinaryTask(Task):
         self.pos_weight: float | None = None
         self.base_rate = 0.5
         self._pw: torch.Tensor | None = None
+        self.temperature = Temperature()
 
     @property
     def output_size(self) -> int:
@@ -209,8 +227,10 @@ class BinaryTask(Task):
         return binary_loss(output, target, pos_weight, gamma)
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
-        """P(positive) per row."""
-        return 1.0 / (1.0 + np.exp(-output.reshape(-1).astype(np.float64)))
+        """P(positive) per row (of the logit over the temperature, where one is fitted)."""
+        z = self.temperature.apply(output.reshape(-1).astype(np.float64))
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-z))
 
     def serving_info(self) -> dict[str, Any]:
         classes = list(self.classes)
@@ -221,7 +241,13 @@ class BinaryTask(Task):
 
     def onnx_decoding(self) -> dict[str, Any] | None:
         negative, positive = self.classes
-        return {"negative": negative, "positive": positive, "threshold": self.options.threshold}
+        t = self.temperature.active
+        return {
+            "negative": negative,
+            "positive": positive,
+            "threshold": self.options.threshold,
+            "temperature": 1.0 if t is None else t,
+        }
 
     def class_labels(self) -> list[Any]:
         return list(self.classes)
@@ -241,12 +267,28 @@ class BinaryTask(Task):
         p = self.probabilities(output)[mask]
         y = target[mask].astype(int)
         if y.size == 0:
-            return {"auroc": None, "accuracy": None, "log_loss": None}
+            return dict.fromkeys(("auroc", "accuracy", "log_loss", "ece", "brier"))
         return {
             "auroc": safe_metric(roc_auc_score, y, p) if np.unique(y).size == 2 else None,
             "accuracy": safe_metric(accuracy_score, y, p >= self.options.threshold),
             "log_loss": safe_metric(log_loss, y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]),
+            "ece": ece(p, y),
+            "brier": brier(p, y),
         }
+
+    def fit_corrections(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        if self.options.calibration == "none":
+            return {}
+        fitted = fit_temperature(output[:, 0][mask], target[mask], binary=True)
+        self.temperature.value = fitted["temperature"]
+        return fitted
+
+    def correction_evidence(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        return temperature_evidence(self, self.temperature, output, target, mask)
+
+    def use_corrections(self, calibrated: bool = True, coverage: float | None = None) -> bool:
+        self.temperature.enabled = calibrated
+        return False
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         p = self.probabilities(output)
@@ -263,6 +305,7 @@ class BinaryTask(Task):
             "fold_case": self.fold_case,
             "pos_weight": self.pos_weight,
             "base_rate": self.base_rate,
+            "temperature": self.temperature.value,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -271,5 +314,6 @@ class BinaryTask(Task):
         self.fold_case = bool(state.get("fold_case", False))
         self.pos_weight = state["pos_weight"]
         self.base_rate = float(state["base_rate"])
+        self.temperature.value = state.get("temperature")  # None in runs from before it
         self._set_pw()
         self.fitted = True

@@ -13,18 +13,37 @@ from sklearn.metrics import mean_absolute_error, r2_score
 from polytask.tasks._baseline import hist_gbm_regressor
 from polytask.tasks._numeric import parse_numeric_labels
 from polytask.tasks.base import Task
+from polytask.tasks.conformal import (
+    Conformal,
+    IntervalOptions,
+    interval_description,
+    interval_fit,
+    interval_spec,
+    interval_state,
+    use_coverage,
+)
 from polytask.tasks.regression import RegressionTask
 
 
 class CountTask(Task):
     kind = "count"
-    directions: ClassVar[dict[str, bool]] = {"mae": False, "rmse": False, "r2": True}
+    Options = IntervalOptions
+    options: IntervalOptions
+    directions: ClassVar[dict[str, bool]] = {
+        "mae": False,
+        "rmse": False,
+        "r2": True,
+        "coverage": True,
+        "interval_width": False,
+    }
+    corrections: ClassVar[tuple[str, ...]] = ("intervals",)
     headline_metrics = ("mae",)
     score_metric = "r2"
 
     def __init__(self, name: str, columns: list[str], options=None):
         super().__init__(name, columns, options)
         self.mean = 1.0
+        self.conformal = Conformal(self.options.intervals)
 
     @property
     def output_size(self) -> int:
@@ -75,15 +94,37 @@ class CountTask(Task):
 
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = np.exp(output.reshape(-1)[mask].astype(np.float64))
-        return RegressionTask._regression_metrics(
-            target[mask].astype(np.float64), pred, log_scale=False
-        )
+        true = target[mask].astype(np.float64)
+        out = RegressionTask._regression_metrics(true, pred, log_scale=False)
+        return {**out, **self.conformal.metrics(pred, true, self._floor())}
+
+    def labels_in_units(self, target: np.ndarray) -> np.ndarray:
+        return target.astype(np.float64)
+
+    def _floor(self) -> float:
+        return 0.0  # counts are never negative
+
+    def fit_corrections(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        return interval_fit(self, self.conformal, output, target, mask)
+
+    def correction_evidence(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        if not self.conformal.fitted:
+            return {}
+        return {**self.metrics(output, target, mask), "n": int(mask.sum())}
+
+    def use_corrections(self, calibrated: bool = True, coverage: float | None = None) -> bool:
+        return use_coverage(self.conformal, coverage)
+
+    def describe_column(self, column: str) -> str | None:
+        if column.endswith(("_lower", "_upper")):
+            return interval_description(self.conformal, column)
+        return super().describe_column(column)
 
     def serving_info(self) -> dict[str, Any]:
         return {"units": f"expected count of column '{self.columns[0]}'"}
 
     def onnx_decoding(self) -> dict[str, Any]:
-        return {}  # exp of the log rate: nothing to carry
+        return interval_spec(self)  # exp of the log rate, and the intervals' half-width
 
     def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
         return hist_gbm_regressor(categorical, seed, loss="poisson")
@@ -96,14 +137,16 @@ class CountTask(Task):
         }
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.name: np.exp(output.reshape(-1).astype(np.float64))}
+        pred = np.exp(output.reshape(-1).astype(np.float64))
+        return {self.name: pred, **self.conformal.columns(self.name, pred, self._floor())}
 
     def initial_bias(self) -> torch.Tensor | None:
         return torch.tensor([np.log(self.mean)], dtype=torch.float32)
 
     def state(self) -> dict[str, Any]:
-        return {"mean": self.mean}
+        return {"mean": self.mean, **interval_state(self)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.mean = float(state["mean"])
+        self.conformal.load_state(state.get("conformal"))  # absent in runs from before it
         self.fitted = True

@@ -45,6 +45,8 @@ class EntireSpaceTask(BinaryTask):
     kind = "entire_space"
     Options: ClassVar[type[TaskOptions]] = EntireSpaceOptions
     options: EntireSpaceOptions
+    #: pCTCVR is a product of two heads' probabilities: no temperature of its own
+    corrections: ClassVar[tuple[str, ...]] = ()
 
     def composes_with(self) -> tuple[str, ...]:
         return (self.options.after,)
@@ -71,6 +73,9 @@ class EntireSpaceTask(BinaryTask):
 
     def group_key(self) -> None:
         return None
+
+    def fit_corrections(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        return {}
 
     def initial_bias(self) -> torch.Tensor | None:
         return None  # pCVR starts at 1/2; pCTCVR then starts at half the click rate

@@ -14,6 +14,13 @@ from sklearn.metrics import accuracy_score, f1_score
 from polytask.tasks._baseline import hist_gbm_classifier
 from polytask.tasks._labels import first_values, label_keys, sort_key, warn_unseen
 from polytask.tasks.base import Task, TaskOptions, safe_metric, shown_classes
+from polytask.tasks.calibration import (
+    Temperature,
+    brier,
+    ece,
+    fit_temperature,
+    temperature_evidence,
+)
 
 #: refuse label columns with more classes than this unless max_classes is raised
 MAX_CLASSES = 1000
@@ -24,12 +31,21 @@ class MulticlassOptions(TaskOptions):
     class_weight: Literal["balanced"] | None = None
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     max_classes: int = Field(MAX_CLASSES, ge=2)
+    #: "temperature": after training, fit a temperature on the validation split that
+    #: predictions divide the logits by (calibrated probabilities); "none": leave them
+    calibration: Literal["temperature", "none"] = "temperature"
 
 
 class MulticlassTask(Task):
     kind = "multiclass"
     Options = MulticlassOptions
-    directions: ClassVar[dict[str, bool]] = {"accuracy": True, "macro_f1": True}
+    directions: ClassVar[dict[str, bool]] = {
+        "accuracy": True,
+        "macro_f1": True,
+        "ece": False,
+        "brier": False,
+    }
+    corrections: ClassVar[tuple[str, ...]] = ("temperature",)
     headline_metrics = ("accuracy",)
     score_metric = "accuracy"
     options: MulticlassOptions
@@ -41,6 +57,7 @@ class MulticlassTask(Task):
         self.priors: list[float] = []
         self.class_weights: list[float] | None = None
         self._cw: torch.Tensor | None = None
+        self.temperature = Temperature()
 
     @property
     def output_size(self) -> int:
@@ -104,7 +121,7 @@ class MulticlassTask(Task):
         return F.cross_entropy(output, target, label_smoothing=self.options.label_smoothing)
 
     def probabilities(self, output: np.ndarray) -> np.ndarray:
-        z = output.astype(np.float64)
+        z = self.temperature.apply(output.astype(np.float64))
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
@@ -116,7 +133,8 @@ class MulticlassTask(Task):
         return f"predicted class, one of {shown_classes(self.classes)}"
 
     def onnx_decoding(self) -> dict[str, Any]:
-        return {"classes": list(self.classes)}
+        t = self.temperature.active
+        return {"classes": list(self.classes), "temperature": 1.0 if t is None else t}
 
     def class_labels(self) -> list[Any]:
         return list(self.classes)
@@ -137,12 +155,29 @@ class MulticlassTask(Task):
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         y = target[mask]
         if y.size == 0:
-            return {"accuracy": None, "macro_f1": None}
+            return dict.fromkeys(("accuracy", "macro_f1", "ece", "brier"))
         pred = output[mask].argmax(axis=1)
+        p = self.probabilities(output[mask])
         return {
             "accuracy": safe_metric(accuracy_score, y, pred),
             "macro_f1": safe_metric(f1_score, y, pred, average="macro", zero_division=0),
+            "ece": ece(p, y),
+            "brier": brier(p, y),
         }
+
+    def fit_corrections(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        if self.options.calibration == "none":
+            return {}
+        fitted = fit_temperature(output[mask], target[mask], binary=False)
+        self.temperature.value = fitted["temperature"]
+        return fitted
+
+    def correction_evidence(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        return temperature_evidence(self, self.temperature, output, target, mask)
+
+    def use_corrections(self, calibrated: bool = True, coverage: float | None = None) -> bool:
+        self.temperature.enabled = calibrated
+        return False
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
         p = self.probabilities(output)
@@ -162,6 +197,7 @@ class MulticlassTask(Task):
             "classes": self.classes,
             "priors": self.priors,
             "class_weights": self.class_weights,
+            "temperature": self.temperature.value,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -169,5 +205,6 @@ class MulticlassTask(Task):
         self.classes = list(state["classes"])
         self.priors = list(state["priors"])
         self.class_weights = state["class_weights"]
+        self.temperature.value = state.get("temperature")  # None in runs from before it
         self._set_cw()
         self.fitted = True

@@ -14,12 +14,21 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from polytask.tasks._baseline import hist_gbm_regressor
 from polytask.tasks._numeric import parse_numeric_labels
 from polytask.tasks.base import Task, TaskOptions, safe_metric
+from polytask.tasks.conformal import (
+    Conformal,
+    IntervalOptions,
+    interval_description,
+    interval_fit,
+    interval_spec,
+    interval_state,
+    use_coverage,
+)
 
 #: skewness above which a non-negative target is modelled on a log1p scale ("auto")
 SKEW_FOR_LOG = 1.0
 
 
-class RegressionOptions(TaskOptions):
+class RegressionOptions(IntervalOptions):
     loss: Literal["mse", "huber"] = "mse"
     huber_delta: float = Field(1.0, gt=0)
     #: "auto" takes log1p for skewed non-negative targets (e.g. length of stay)
@@ -36,7 +45,10 @@ class RegressionTask(Task):
         "rmse": False,
         "r2": True,
         "r2_log": True,
+        "coverage": True,
+        "interval_width": False,
     }
+    corrections: ClassVar[tuple[str, ...]] = ("intervals",)
     headline_metrics = ("mae",)
     score_metric = "r2"
     options: RegressionOptions
@@ -46,6 +58,7 @@ class RegressionTask(Task):
         self.log = False
         self.mean = 0.0
         self.std = 1.0
+        self.conformal = Conformal(self.options.intervals)
 
     @property
     def output_size(self) -> int:
@@ -130,7 +143,28 @@ class RegressionTask(Task):
     def metrics(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
         pred = self._inverse(output.reshape(-1)[mask].astype(np.float64))
         true = self._inverse(target[mask].astype(np.float64))
-        return self._regression_metrics(true, pred, log_scale=self.log)
+        out = self._regression_metrics(true, pred, log_scale=self.log)
+        return {**out, **self.conformal.metrics(pred, true, self._floor())}
+
+    def labels_in_units(self, target: np.ndarray) -> np.ndarray:
+        """Encoded labels back in the label's units."""
+        return self._inverse(target.astype(np.float64))
+
+    def _floor(self) -> float | None:
+        """Where the intervals' lower bound stops: 0 for a log-trained target (its
+        labels are never negative), else nowhere."""
+        return 0.0 if self.log else None
+
+    def fit_corrections(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        return interval_fit(self, self.conformal, output, target, mask)
+
+    def correction_evidence(self, output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> dict:
+        if not self.conformal.fitted:
+            return {}
+        return {**self.metrics(output, target, mask), "n": int(mask.sum())}
+
+    def use_corrections(self, calibrated: bool = True, coverage: float | None = None) -> bool:
+        return use_coverage(self.conformal, coverage)
 
     @staticmethod
     def _regression_metrics(true: np.ndarray, pred: np.ndarray, log_scale: bool) -> dict:
@@ -155,7 +189,7 @@ class RegressionTask(Task):
         return {"units": f"the units of column '{self.columns[0]}'"}
 
     def onnx_decoding(self) -> dict[str, Any]:
-        return {"mean": self.mean, "std": self.std, "log1p": self.log}
+        return {"mean": self.mean, "std": self.std, "log1p": self.log, **interval_spec(self)}
 
     def baseline_estimator(self, categorical: list[bool], seed: int) -> Any:
         return hist_gbm_regressor(categorical, seed)
@@ -170,13 +204,19 @@ class RegressionTask(Task):
         return scores
 
     def decode(self, output: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.name: self._inverse(output.reshape(-1).astype(np.float64))}
+        pred = self._inverse(output.reshape(-1).astype(np.float64))
+        return {self.name: pred, **self.conformal.columns(self.name, pred, self._floor())}
+
+    def describe_column(self, column: str) -> str | None:
+        if column.endswith(("_lower", "_upper")):
+            return interval_description(self.conformal, column)
+        return super().describe_column(column)
 
     def initial_bias(self) -> torch.Tensor | None:
         return torch.zeros(1)  # standardised targets have mean 0
 
     def state(self) -> dict[str, Any]:
-        return {"log": self.log, "mean": self.mean, "std": self.std}
+        return {"log": self.log, "mean": self.mean, "std": self.std, **interval_state(self)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.log, self.mean, self.std = (
@@ -184,4 +224,5 @@ class RegressionTask(Task):
             float(state["mean"]),
             float(state["std"]),
         )
+        self.conformal.load_state(state.get("conformal"))  # absent in runs from before it
         self.fitted = True
