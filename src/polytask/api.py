@@ -22,7 +22,7 @@ from polytask.predict_stream import evaluate_file as evaluate_file
 from polytask.predict_stream import predict_file as predict_file
 from polytask.predict_stream import streams as streams
 from polytask.prepare_stream import wants_streaming
-from polytask.training import Callback, Trainer, distributed, tracking
+from polytask.training import Callback, distributed, tracking
 from polytask.training import staging as run_staging
 
 
@@ -58,19 +58,7 @@ def train_run(
     fingerprint = setup.fingerprint(prepared) if out_path is not None else None
     with stage.session(cfg, fingerprint) as tmp, tracking.session(cfg, callbacks) as callbacks:
         race = setup.keep_race(tmp, race)
-        trainer = Trainer(
-            net,
-            tasks,
-            balancer,
-            cfg.training,
-            history_path=tmp / run_dir.HISTORY if tmp is not None else None,
-            verbose=verbose,
-            jacobian=cfg.balancing.jacobian,
-            log_every=cfg.balancing.log_every,
-            callbacks=list(callbacks),
-            distributed=ctx,
-            augment=setup.augment(cfg, prepared, tasks),
-        )
+        trainer = setup.trainer(cfg, net, tasks, balancer, prepared, tmp, verbose, callbacks, ctx)
         train, val = prepared.tables["train"], prepared.split("validation")
         if trainer.verbose:  # after every check that can fail before training
             setup.print_start(cfg, prepared, tasks, chosen)

@@ -5,6 +5,7 @@ scores and info of the trained run (:func:`polytask.api.train_run` calls them in
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from polytask.multi_source import prepare_sources
 from polytask.prepare import PreparedData, prepare_single
 from polytask.prepare_stream import prepare_stream, wants_streaming
 from polytask.tasks import Task
-from polytask.training import distributed, tracking
+from polytask.training import Callback, Trainer, distributed, tracking
 from polytask.training import staging as run_staging
 from polytask.training.trainer import TrainResult
 
@@ -253,3 +254,30 @@ def keep_race(tmp: Path | None, race: dict[str, Any] | None) -> dict[str, Any] |
         return race
     saved = tmp / run_dir.RACE
     return run_dir.read_json(saved) if saved.is_file() else None
+
+
+def trainer(
+    cfg: RunConfig,
+    net: MultiTaskNet,
+    tasks: list[Task],
+    balancer: Balancer,
+    prepared: PreparedData,
+    tmp: Path | None,
+    verbose: bool,
+    callbacks: Sequence[Callback],
+    ctx: distributed.DistContext | None,
+) -> Trainer:
+    """The loop for this run: history in the unfinished run, augmentation if asked."""
+    return Trainer(
+        net,
+        tasks,
+        balancer,
+        cfg.training,
+        history_path=tmp / run_dir.HISTORY if tmp is not None else None,
+        verbose=verbose,
+        jacobian=cfg.balancing.jacobian,
+        log_every=cfg.balancing.log_every,
+        callbacks=list(callbacks),
+        distributed=ctx,
+        augment=augment(cfg, prepared, tasks),
+    )
