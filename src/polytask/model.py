@@ -20,7 +20,7 @@ from polytask.config import RunConfig, load_yaml, parse_config, validate_options
 from polytask.encoders.build import build_encoder
 from polytask.encoders.protocol import Encoder
 from polytask.encoders.sources import SourceRouter
-from polytask.encoders.trunks import trunk_class
+from polytask.encoders.trunks import check_trunk
 from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import FeatureTensors, Preprocessor
@@ -51,7 +51,7 @@ def build_net(
     # an architecture that builds its own shared layers gets the encoder without hidden
     # layers, and builds them from the spec's widths and norm
     hidden = [] if cls.builds_shared_layers else list(m.hidden)
-    _check_trunk(cfg, cls)
+    check_trunk(m.trunk, cls.name, cls.builds_shared_layers, bool(cfg.sources))
     pres = pre if isinstance(pre, list) else [pre]
     if cfg.sources:
         encoder: Encoder = _source_router(cfg, pres, tasks, hidden)
@@ -65,26 +65,6 @@ def build_net(
         encoder, tasks, m.head_hidden, m.activation, m.dropout, options, m.hidden, m.norm
     )
     return cls(spec)
-
-
-def _check_trunk(cfg: RunConfig, cls: type[MultiTaskNet]) -> None:
-    """A trunk other than the MLP is the shared stack of an architecture that takes the
-    encoder's layers (hard sharing) on one data source: experts, task columns and the
-    sources' shared layers are MLPs."""
-    trunk = cfg.model.trunk
-    if trunk == "mlp":
-        return
-    trunk_class(trunk)  # an unknown name is named first
-    if cls.builds_shared_layers:
-        raise PolytaskError(
-            f"model.trunk '{trunk}' works with architecture 'hard' only (the experts of "
-            f"'{cls.name}' are MLPs); use architecture hard or model.trunk mlp"
-        )
-    if cfg.sources:
-        raise PolytaskError(
-            f"model.trunk '{trunk}' works with one data source only (the sources meet in "
-            "shared MLP layers); use model.trunk mlp with sources"
-        )
 
 
 def _source_router(

@@ -40,4 +40,31 @@ def build_trunk(name: str, options: dict[str, Any], spec: TrunkSpec) -> nn.Seque
     return trunk_class(name).build(spec, trunk_options(name, options))
 
 
-__all__ = ["TRUNKS", "Trunk", "TrunkOptions", "TrunkSpec", "build_trunk", "trunk_class"]
+def check_trunk(trunk: str, architecture: str, builds_shared_layers: bool, sources: bool) -> None:
+    """A trunk other than the MLP is the shared stack of an architecture that takes the
+    encoder's layers (hard sharing) on one data source: experts, task columns and the
+    sources' shared layers are MLPs."""
+    if trunk == "mlp":
+        return
+    trunk_class(trunk)  # an unknown name is named first
+    if builds_shared_layers:
+        raise PolytaskError(
+            f"model.trunk '{trunk}' works with architecture 'hard' only (the experts of "
+            f"'{architecture}' are MLPs); use architecture hard or model.trunk mlp"
+        )
+    if sources:
+        raise PolytaskError(
+            f"model.trunk '{trunk}' works with one data source only (the sources meet in "
+            "shared MLP layers); use model.trunk mlp with sources"
+        )
+
+
+__all__ = [
+    "TRUNKS",
+    "Trunk",
+    "TrunkOptions",
+    "TrunkSpec",
+    "build_trunk",
+    "check_trunk",
+    "trunk_class",
+]
