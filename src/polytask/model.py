@@ -20,6 +20,7 @@ from polytask.config import RunConfig, load_yaml, parse_config, validate_options
 from polytask.encoders.build import build_encoder
 from polytask.encoders.protocol import Encoder
 from polytask.encoders.sources import SourceRouter
+from polytask.encoders.trunks import check_trunk
 from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import FeatureTensors, Preprocessor
@@ -51,6 +52,7 @@ def build_net(
     # an architecture that builds its own shared layers gets the encoder without hidden
     # layers, and builds them from the spec's widths and norm
     hidden = [] if cls.builds_shared_layers else list(m.hidden)
+    check_trunk(m.trunk, cls.name, cls.builds_shared_layers, bool(cfg.sources))
     pres = pre if isinstance(pre, list) else [pre]
     if cfg.sources:
         encoder: Encoder = _source_router(cfg, pres, tasks, hidden)

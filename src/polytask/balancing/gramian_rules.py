@@ -4,7 +4,8 @@ gradients at its output, without forming its (T, numel) Jacobian where that is c
 A rule gets the layer, its input ``x`` as the recorded forward saw it, the gradients
 ``g`` (T, *output.shape) of the T tasks at its output, and which of its parameters are
 wanted; it returns the (T, T) contribution Σ_p g_p g_pᵀ over those parameters. A new
-layer type is one function here and one line in :data:`RULES`.
+layer type is one function here and one line in :data:`RULES` (or, for a layer defined
+elsewhere, its own ``gramian_rule``; see :func:`rule_for`).
 
 - ``Linear`` (and the patches of ``Conv2d``): the task gradient of the weight is
   g_tᵀ X, so <g_sᵀ X, g_tᵀ X> = Σ (X Xᵀ ∘ g_s g_tᵀ); the rule takes whichever side costs
@@ -142,7 +143,12 @@ RULES: dict[type[nn.Module], Rule] = {
 
 def rule_for(module: nn.Module) -> Rule | None:
     """The module's rule, or None where its options leave the rule's assumptions (grouped
-    or non-zero-padded convolutions, embeddings that renormalise or scale by frequency)."""
+    or non-zero-padded convolutions, embeddings that renormalise or scale by frequency).
+    A module that carries its own rule (a ``gramian_rule`` static method of this
+    signature, for parameters named ``weight`` and ``bias``) gets that one."""
+    own = getattr(module, "gramian_rule", None)
+    if callable(own):
+        return own  # type: ignore[no-any-return]
     if isinstance(module, nn.Conv2d) and (
         module.groups != 1 or module.padding_mode != "zeros" or isinstance(module.padding, str)
     ):

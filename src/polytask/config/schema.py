@@ -144,6 +144,18 @@ class ModelConfig(Strict):
         default_factory=lambda: [256, 128],
         json_schema_extra=flag("--hidden", "widths of the shared layers", "W,W"),
     )
+    #: the tabular trunk after the joined inputs: mlp, resnet, ft_transformer, tabm
+    #: (README "Tabular trunks"); a run saved without it has the mlp
+    trunk: str = Field(
+        "mlp",
+        json_schema_extra=flag(
+            "--trunk", "tabular trunk: mlp, resnet, ft_transformer or tabm", "NAME"
+        ),
+    )
+    #: options of the chosen trunk, declared with its code (resnet: n_blocks,
+    #: d_hidden_factor, residual_dropout; ft_transformer: d_token, n_blocks, heads,
+    #: attention_dropout, ffn_factor, ffn_dropout, residual_dropout; tabm: k)
+    trunk_options: dict[str, Any] = Field(default_factory=dict)
     activation: Literal["relu", "gelu", "silu", "tanh", "elu"] = "relu"
     dropout: float = Field(0.3, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"

@@ -2,8 +2,9 @@
 
 Without per-pixel tasks every input becomes a vector (numeric features, categorical
 embeddings, one text encoder per text column, one conv stack + global mean per image
-column), joined and passed through the shared MLP. With per-pixel tasks the single image
-column's feature map stays the representation, so dense heads can decode it.
+column), joined and passed through the shared trunk (``model.trunk``). With per-pixel
+tasks the single image column's feature map stays the representation, so dense heads
+can decode it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ def build_encoder(
     images = image_options(m)
     dense = [t for t in tasks if t.dense]
     if dense or spatial:
+        if m.trunk != "mlp":
+            raise PolytaskError(
+                f"model.trunk '{m.trunk}' is a tabular trunk, but this model keeps the image's "
+                "feature map (per-pixel tasks or its architecture); leave model.trunk at mlp"
+            )
         others = [c for c in pre.columns if c not in {i.name for i in pre.images}]
         if len(pre.images) != 1 or others:
             found = (
@@ -78,6 +84,8 @@ def build_encoder(
         dropout=m.dropout,
         norm=m.norm,
         extra=extra,
+        trunk=m.trunk,
+        trunk_options=m.trunk_options,
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -45,7 +45,9 @@ class TabularEncoder(nn.Module):
 
     Categorical codes go through embeddings; each extra input (a text or image column)
     through its own module from ``extra``, which maps it to a vector of that module's
-    ``out_features``. Everything is joined, then the MLP trunk (``hidden``) runs."""
+    ``out_features``. Everything is joined, then the trunk runs: ``trunk`` names it
+    (:mod:`polytask.encoders.trunks`; the MLP of ``hidden`` by default) and
+    ``trunk_options`` are its own options."""
 
     #: the representation is a vector (see :class:`polytask.encoders.protocol.Encoder`)
     spatial = False
@@ -60,16 +62,25 @@ class TabularEncoder(nn.Module):
         dropout: float = 0.0,
         norm: str = "none",
         extra: Sequence[nn.Module] = (),
+        trunk: str = "mlp",
+        trunk_options: Mapping[str, Any] | None = None,
     ):
+        from polytask.encoders.trunks import TrunkSpec, build_trunk  # they build on mlp()
+
         super().__init__()
         self.extra = nn.ModuleList(extra)
         self.embeddings = nn.ModuleList(
             nn.Embedding(card, dim) for card, dim in zip(cardinalities, embedding_dims, strict=True)
         )
-        in_features = numeric_width + sum(embedding_dims)
-        in_features += sum(int(cast(int, m.out_features)) for m in self.extra)
-        self.trunk = mlp(in_features, hidden, activation, dropout, norm)
-        self.out_features = hidden[-1] if hidden else in_features
+        #: widths of the joined input's consecutive slices, one per input feature in
+        #: order: numeric columns (1 each), categorical embeddings, extra modules
+        self.feature_widths = [1] * numeric_width + list(embedding_dims)
+        self.feature_widths += [int(cast(int, m.out_features)) for m in self.extra]
+        spec = TrunkSpec(
+            sum(self.feature_widths), self.feature_widths, hidden, activation, dropout, norm
+        )
+        self.trunk = build_trunk(trunk, dict(trunk_options or {}), spec)
+        self.out_features = int(cast(int, self.trunk.out_features))
         self._has_cat = len(self.embeddings) > 0
 
     def forward(
