@@ -124,7 +124,7 @@ def test_images_from_files_through_the_command_line(tmp_path):
     pred = subprocess.run(predict, capture_output=True, text=True)
     assert pred.returncode == 0, pred.stderr
     table = pd.read_csv(tmp_path / "pred.csv")
-    assert list(table.columns) == ["side"] and len(table) == 120
+    assert list(table.columns) == ["side", "side_lower", "side_upper"] and len(table) == 120
     arrays = np.load(tmp_path / "pred.npz")
     assert arrays["mask"].shape == (120, 16, 16)
     again = subprocess.run(predict, capture_output=True, text=True)

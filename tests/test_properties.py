@@ -433,7 +433,7 @@ def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
 def test_a_renamed_task_trains(tmp_path: Path) -> None:
     df = make_table(60).rename(columns={"y_reg": "type"})
     model = polytask.fit(df, tasks=["type:regression:name=type_"], epochs=1, hidden=[4])
-    assert list(model.predict(df).columns) == ["type_"]
+    assert list(model.predict(df).columns) == ["type_", "type__lower", "type__upper"]
 
 
 # -- huge category counts and long strings ---------------------------------------------------------

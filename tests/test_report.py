@@ -216,12 +216,18 @@ def test_compare_report_renders_in_headless_chromium(comparison: Path, tmp_path:
 def test_run_report_renders_in_headless_chromium(run: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    write_report(run)
+    page = write_report(run).read_text()
+    assert ">Calibration</h2>" in page and ">Prediction intervals</h2>" in page
     png = tmp_path / "run.png"
     _screenshot(run / "report.html", png, tmp_path / "profile")
     px = np.asarray(Image.open(png).convert("RGB"), dtype=float)
     assert px.shape == (HEIGHT, WIDTH, 3) and px.std() > 20
-    assert ((np.max(px, axis=2) - np.min(px, axis=2)) > 80).mean() > 0.005
+    non_white = (px < 235).any(axis=2)
+    for top in range(0, HEIGHT, 600):  # tables, calibration, intervals, curves: no gap
+        assert non_white[top : top + 600, 50:1230].mean() > 0.01, f"rows {top}-{top + 600} blank"
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    assert ((r > 150) & (g < 110) & (b < 110)).sum() > 500  # red: validation curves, "after"
+    assert ((b > 120) & (r < 90)).sum() > 500  # blue: train curves, "before"
 
 
 def test_report_of_a_run_with_one_task(tmp_path: Path) -> None:

@@ -88,15 +88,19 @@ def fill(training: Any, rows: int, features: int) -> tuple[Any, dict[str, Any]]:
     return training.model_copy(update=chosen), chosen
 
 
+def value(training: Any, key: str) -> Any:
+    """One key of ``training``, refused with one line while it is still ``auto``."""
+    if getattr(training, key) == AUTO:
+        raise PolytaskError(
+            f"training.{key} is 'auto' but no table was seen to choose it from; "
+            f"give a value (e.g. training.{key}: {_EXAMPLE[key]})"
+        )
+    return getattr(training, key)
+
+
 def fixed(training: Any) -> Fixed:
     """The four values of a filled ``training`` config."""
-    left = auto_keys(training)
-    if left:
-        raise PolytaskError(
-            f"training.{left[0]} is 'auto' but no table was seen to choose it from; "
-            f"give a value (e.g. training.{left[0]}: {_EXAMPLE[left[0]]})"
-        )
-    return Fixed(training.batch_size, training.lr, training.epochs, training.patience)
+    return Fixed(*(value(training, k) for k in ("batch_size", "lr", "epochs", "patience")))
 
 
 def describe(chosen: dict[str, Any], rows: int, features: int) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from polytask.config import TrainingConfig
-from polytask.config.table_defaults import fixed
+from polytask.config.table_defaults import fixed, value
 
 #: without early stopping (``patience: null``) the plateau schedule still waits a third
 #: of this (the schema's default patience before patience was chosen from the table)
@@ -55,9 +55,9 @@ def make_optimizer(
         groups += [{**part, "lr": g["lr"]} for part in _by_decay(trainable, cfg.weight_decay)]
     groups = [g for g in groups if g["params"]]
     try:
-        return torch.optim.AdamW(groups, lr=fixed(cfg).lr, fused=True)
+        return torch.optim.AdamW(groups, lr=value(cfg, "lr"), fused=True)
     except (RuntimeError, TypeError):  # fused not available for this device/dtype
-        return torch.optim.AdamW(groups, lr=fixed(cfg).lr, foreach=True)
+        return torch.optim.AdamW(groups, lr=value(cfg, "lr"), foreach=True)
 
 
 def make_scheduler(
