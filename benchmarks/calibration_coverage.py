@@ -10,6 +10,10 @@ interval ŷ ± 1.645·σ (σ the standard deviation of the validation residuals,
 Run alone:
 
     python benchmarks/calibration_coverage.py [--seeds 5] [--coverage 0.9]
+        [--hospdead loss=focal]
+
+``--hospdead`` adds options to the hospdead task (``loss=focal``, ``pos_weight=balanced``):
+losses that trade calibration for the rare class, the case a temperature is for.
 """
 
 from __future__ import annotations
@@ -20,14 +24,16 @@ import time
 import numpy as np
 from scipy.stats import norm
 
-from polytask.api import train_run
-from polytask.datasets import load_support2
-from polytask.demo import demo_config
+from polytask.api import build_config, train_run
+from polytask.datasets import SUPPORT2_FEATURES, SUPPORT2_TASKS, load_support2
 from polytask.features.splits import split_frame
 
 
-def one_seed(df, seed: int, coverage: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    cfg = demo_config(seed=seed)
+def one_seed(df, seed: int, coverage: float, hospdead: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    tasks = [
+        t + f":{hospdead}" if hospdead and t.startswith("hospdead:") else t for t in SUPPORT2_TASKS
+    ]
+    cfg = build_config({"features": {"include": SUPPORT2_FEATURES}}, tasks, seed=seed)
     t0 = time.perf_counter()
     model = train_run(cfg, df, verbose=False)
     seconds = time.perf_counter() - t0
@@ -61,6 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--coverage", type=float, default=0.9)
+    ap.add_argument("--hospdead", default="", help="options for hospdead, e.g. loss=focal")
     args = ap.parse_args()
     df = load_support2()
     rows = []
@@ -68,7 +75,7 @@ def main() -> None:
     head += "  slos coverage  width (days)  normal cover  normal width"
     print(head)
     for seed in range(args.seeds):
-        r = one_seed(df, seed, args.coverage)
+        r = one_seed(df, seed, args.coverage, args.hospdead)
         rows.append(r)
         print(
             f"{seed:>4} {r['T']:>6.3f} {r['ece_before']:>11.4f} {r['ece_after']:>10.4f} "
