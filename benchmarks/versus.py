@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"^-?[\d,]*\.?\d+x?$")
-SECTION = re.compile(r"^(T = \d+|batch \d+|prediction)")
+SECTION = re.compile(r"^(T = \d+|batch \d+|prediction|trainer)")
 
 
 def run(tree: Path, bench: str, args: list[str]) -> str:
