@@ -85,7 +85,7 @@ def _page_shot(html: Path, tmp: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return make_table(240, seed=3)
+    return make_table(200, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +94,24 @@ def study(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Path
     cfg = polytask.build_config(None, TASKS, epochs=1, **SMALL).to_dict()
     fixed = {"model.architecture": None, "model.hidden": None, "training.batch_size": None}
     cfg["tune"] = {"objective": "pareto", "space": fixed}
-    assert polytask.tune(cfg, out=out, trials=4, data=frame).trials == 4
+    assert polytask.tune(cfg, out=out, trials=3, data=frame).trials == 3
     return out
 
 
 @pytest.fixture(scope="module")
 def explained(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Path:
     out = tmp_path_factory.mktemp("explain") / "run"
-    polytask.fit(frame, TASKS, epochs=3, out=out, **SMALL)
+    polytask.fit(frame, TASKS, epochs=2, out=out, **SMALL)
     explain(out, frame, repeats=2)
-    write_report(out)
+    write_report(out, plots=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def raced(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Path:
     out = tmp_path_factory.mktemp("auto") / "run"
-    bal = {"method": "auto", "auto_budget": 12, "auto_methods": ["uw"], "auto_weights": 1}
-    polytask.fit(frame, TASKS, epochs=4, balancing=bal, out=out, **SMALL)
+    bal = {"method": "auto", "auto_budget": 6, "auto_methods": ["uw"], "auto_weights": 1}
+    polytask.fit(frame, TASKS, epochs=2, balancing=bal, out=out, **SMALL)
     write_report(out, plots=False)
     return out
 
@@ -168,7 +168,7 @@ def test_run_page_after_explain_has_calibration_intervals_and_importance(
     assert cells[0] == "90%" and cells[1] == f"{fitted['y_reg']['radius']:.4f}"
     assert cells[3] == f"{ev['coverage']:.3f}" and cells[5] == str(ev["n"])
     px = _page_shot(explained / "report.html", tmp_path)
-    assert _red(px).sum() > 1000 and _blue(px).sum() > 500
+    assert _red(px).sum() > 1000 and _blue(px).sum() > 200  # importance, reliability
 
 
 def test_auto_run_page_shows_its_race(raced: Path, tmp_path: Path) -> None:
