@@ -76,3 +76,21 @@ def test_two_workers_share_one_study_and_finish_the_asked_trials(shared: Path) -
     assert pids[0] == os.getpid() and pids[1] != os.getpid()
     rows = list(csv.DictReader((shared / "trials.csv").open()))
     assert len(rows) == TRIALS and {r["state"] for r in rows} == {"COMPLETE"}
+
+
+def test_counts_see_this_sessions_running_trials_not_a_killed_runs() -> None:
+    """What a worker waits on: trials finished anywhere in the study, and running trials
+    of its own session (or not yet tagged); a killed earlier run's running trial is not
+    waited on (Optuna's heartbeat fails it)."""
+    study = optuna.create_study()
+    tags = [None, "old", "now", "now", None]
+    asked = [study.ask() for _ in tags]
+    for trial, tag in zip(asked, tags, strict=True):
+        if tag is not None:
+            trial.set_user_attr("session", tag)
+    study.tell(asked[0], 1.0)
+    study.tell(asked[2], state=optuna.trial.TrialState.PRUNED)
+    # 0 complete, 2 pruned; running: 1 (old session), 3 (now), 4 (untagged)
+    assert study_mod._counts(study, "now") == (2, 2)
+    assert study_mod._counts(study, "now", before=4) == (2, 1)
+    assert study_mod._counts(study, "old") == (2, 2)  # 1 and the untagged 4
