@@ -13,12 +13,15 @@ import pytest
 import yaml
 
 from polytask.cli import main
-from polytask.datasets.synthetic import competing_tasks
+from polytask.config import parse_config
+from polytask.datasets.synthetic import COMPETING_TASKS, competing_tasks
+from polytask.model import build_tasks
 from polytask.tuning import study as study_mod
+from polytask.tuning.objective import objective_of
 
 optuna = pytest.importorskip("optuna")
 
-TRIALS = 4
+TRIALS = 3
 
 
 def _workers_started(db: Path) -> set[int]:
@@ -94,3 +97,20 @@ def test_counts_see_this_sessions_running_trials_not_a_killed_runs() -> None:
     assert study_mod._counts(study, "now") == (2, 2)
     assert study_mod._counts(study, "now", before=4) == (2, 1)
     assert study_mod._counts(study, "old") == (2, 2)  # 1 and the untagged 4
+
+
+def test_a_trial_past_the_asked_count_is_not_run() -> None:
+    """Two workers that start a trial at the same instant: the later-numbered one sees the
+    earlier running and fails at once, untrained, instead of overshooting the count."""
+    cfg = parse_config({"tasks": COMPETING_TASKS})
+    objective = objective_of("delta_m", build_tasks(cfg))
+    baseline = {"losses": {}, "validation": {}}
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    ahead = study.ask()  # worker 0's trial, running
+    ahead.set_user_attr("session", "s")
+    late = study.ask()
+    run = study_mod._trial_function(cfg, (None, None, None), objective, baseline, (2, 1, "s"))
+    with pytest.raises(study_mod.Surplus, match="not run"):
+        run(late)
+    assert late.user_attrs == {"session": "s", "worker": 1, "pid": os.getpid()}  # untrained
