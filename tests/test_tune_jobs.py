@@ -47,7 +47,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def train(*args):  # type: ignore[no-untyped-def]
         calls.append(time.monotonic())
-        if len(calls) == 2:  # call 1 is the baseline, before the worker is spawned
+        if len(calls) == 2:  # call 1 is the baseline
             deadline = time.monotonic() + 90
             while 1 not in _workers_started(out / "study.db") and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -220,11 +220,19 @@ def work(
         study.optimize(run, n_trials=1, timeout=left, catch=catch)
 
 
-def _work_in_child(*args: Any) -> None:
+def _work_in_child(out: Path, *args: Any) -> None:
+    """A worker process: it starts while the first process trains the baseline, and
+    waits for it (or leaves, if the first process died)."""
     import torch
 
     torch.set_num_threads(1)
-    work(*args)
+    parent = os.getppid()
+    study = optuna_module().load_study(study_name=STUDY_NAME, storage=storage(out))
+    while "baseline" not in study.user_attrs:
+        if os.getppid() != parent:
+            return
+        time.sleep(0.5)
+    work(out, *args)
 
 
 def run_study(
@@ -236,8 +244,8 @@ def run_study(
     jobs: int,
     overwrite: bool,
 ) -> Any:
-    """Open (or resume) the study, train the baseline once, run the trials in ``jobs``
-    processes; returns the study."""
+    """Open (or resume) the study, train the baseline once (the other ``jobs - 1``
+    processes start meanwhile), run the trials in all of them; returns the study."""
     if trials is None and timeout is None:
         raise PolytaskError("give `trials` or `timeout` (or both): when the study stops")
     if jobs < 1:
@@ -247,17 +255,23 @@ def run_study(
     search_space(tune.space)  # a bad entry fails before any work
     frames = read_frames(cfg.data, *(frames or (None, None, None)))
     study = open_study(out, cfg, objective, overwrite)
-    if "baseline" not in study.user_attrs:
-        study.set_user_attr("baseline", _train(trial_config(cfg), frames, []))
     session = uuid.uuid4().hex  # this command's workers (not a killed run's trials)
     ctx = multiprocessing.get_context("spawn")
     children = [
         ctx.Process(target=_work_in_child, args=(out, cfg, frames, trials, timeout, w, session))
         for w in range(1, jobs)
     ]
-    for c in children:
+    for c in children:  # they start (import, load the study) while the baseline trains
         c.start()
     try:
+        if "baseline" not in study.user_attrs:
+            try:
+                baseline = _train(trial_config(cfg), frames, [])
+            except BaseException:
+                for c in children:
+                    c.terminate()
+                raise
+            study.set_user_attr("baseline", baseline)
         work(out, cfg, frames, trials, timeout, 0, session)
     finally:
         for c in children:
