@@ -1,9 +1,10 @@
 """Issue 15's report sections in headless Chromium, as tests/test_report.py checks the run
 report: the tune page of a 3-task Pareto study (optimisation history, Pareto front,
 parameter importances), a run's page after ``polytask explain`` (calibration, intervals,
-one importance chart per task) and a ``balancing: auto`` run's race. Each section's
-heading is in the page, its figures decode as PNGs with drawn, coloured content, and
-Chromium's screenshot has no blank band and the plots' colours."""
+one importance chart per task, drawn into the report train wrote) and a ``balancing:
+auto`` run's race. Each section's heading is in the page, its figures decode as PNGs
+with drawn, coloured content, and Chromium's screenshot has no blank band and the plots'
+colours."""
 
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ import pytest
 
 import polytask
 from polytask import run_dir
-from polytask.analysis.importance import explain
 from polytask.evaluation.report import write_report
-from tests.conftest import make_table
+from tests.conftest import call_cli, make_table
 from tests.test_report import HEIGHT, WIDTH, _screenshot
 
 pytest.importorskip("optuna")
@@ -100,10 +100,18 @@ def study(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Path
 
 @pytest.fixture(scope="module")
 def explained(tmp_path_factory: pytest.TempPathFactory, frame: pd.DataFrame) -> Path:
-    out = tmp_path_factory.mktemp("explain") / "run"
-    polytask.fit(frame, TASKS, epochs=2, out=out, **SMALL)
-    explain(out, frame, repeats=2)
-    write_report(out, plots=False)
+    """polytask train (it writes report.html), then polytask explain (it draws into it)."""
+    base = tmp_path_factory.mktemp("explain")
+    data, out = base / "data.csv", base / "run"
+    frame.to_csv(data, index=False)
+    tasks = [a for t in TASKS for a in ("--task", t)]
+    flags = ["--drop", "id", "--epochs", "2", "--hidden", "16", "--batch-size", "64"]
+    trained = call_cli(["train", "--data", data, *tasks, *flags, "--out", out, "--quiet"])
+    assert trained.rc == 0, trained.err
+    assert 'id="importance"' not in (out / "report.html").read_text()
+    done = call_cli(["explain", out, "--data", data, "--repeats", "2"])
+    assert done.rc == 0, done.err
+    assert f"updated {out / 'report.html'}" in done.err
     return out
 
 
