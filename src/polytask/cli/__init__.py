@@ -64,7 +64,7 @@ def _next(run: str) -> None:
     print(f"next: {cmd} predict {run} --data NEW.csv --output predictions.csv", file=sys.stderr)
 
 
-def _report_or_warn(folder: str, plots: bool = True) -> None:
+def _report_or_warn(folder: str, plots: bool = True) -> bool:
     """The report is extra: the run (or comparison) is saved even if writing it fails."""
     from polytask.evaluation.report import write_report
 
@@ -76,6 +76,8 @@ def _report_or_warn(folder: str, plots: bool = True) -> None:
             UserWarning,
             stacklevel=2,
         )
+        return False
+    return True
 
 
 def _resume_out(a: argparse.Namespace) -> str:
@@ -296,6 +298,9 @@ def cmd_explain(a: argparse.Namespace) -> int:
     else:
         _print_importance(result)
     print(f"saved importance to {Path(a.run) / 'importance.json'}", file=sys.stderr)
+    report, plots = Path(a.run) / "report.html", (Path(a.run) / "report_plots").is_dir()
+    if report.is_file() and _report_or_warn(a.run, plots=plots):  # train's: draw it there
+        print(f"updated {report} (its importance section)", file=sys.stderr)
     return 0
 
 

@@ -353,7 +353,8 @@ def _explain(sub: Any) -> None:
         description="Shuffle each feature column in turn (a text or image column is one "
         "group) and score every task again with its headline metric: the drop, as mean "
         "and spread over --repeats shuffles, is the feature's importance for the task. "
-        "Saved into the run as importance.json; its report draws one chart per task.",
+        "Saved into the run as importance.json; its report (RUN_DIR/report.html, written "
+        "again now if train wrote it) draws one chart per task.",
     )
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--data", metavar="FILE", required=True, help="CSV or Parquet with labels")

@@ -19,23 +19,32 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+def _names(objective: Objective) -> list[str]:
+    return [objective.kind] if not objective.multi else [f"{t}.{m}" for t, m in objective.targets]
+
+
 def history_figure(study: Any, objective: Objective) -> Figure | None:
+    """Each complete trial's value and the best so far, one panel per objective."""
     done = done_trials(study)
-    if objective.multi or not done:
+    if not done:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    xs, ys = [t.number for t in done], [t.value for t in done]
-    ax.scatter(xs, ys, s=16, color="#1f77b4", label="complete trial")
-    pick = min if objective.directions[0] == "minimize" else max
-    best = list(itertools.accumulate(ys, pick))
-    ax.step(xs, best, where="post", color="#d62728", label="best so far")
+    names = _names(objective)
+    size = (7, 3.4) if len(names) == 1 else (4.2 * len(names), 3.4)
+    fig, axes = plt.subplots(1, len(names), figsize=size, squeeze=False)
+    xs = [t.number for t in done]
     pruned = [t.number for t in study.trials if t.state.name == "PRUNED"]
-    for i, x in enumerate(pruned):
-        ax.axvline(x, color="#bbb", lw=0.6, label="pruned" if i == 0 else None)
-    ax.set_xlabel("trial")
-    ax.set_ylabel(objective.kind)
-    ax.legend(fontsize=8)
+    for i, ax in enumerate(axes[0]):
+        ys = [t.values[i] for t in done]
+        ax.scatter(xs, ys, s=16, color="#1f77b4", label="complete trial")
+        pick = min if objective.directions[i] == "minimize" else max
+        best = list(itertools.accumulate(ys, pick))
+        ax.step(xs, best, where="post", color="#d62728", label="best so far")
+        for j, x in enumerate(pruned):
+            ax.axvline(x, color="#bbb", lw=0.6, label="pruned" if j == 0 else None)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"{names[i]} ({objective.directions[i][:3]})", fontsize=9)
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -45,7 +54,7 @@ def importances(study: Any, objective: Objective) -> dict[str, dict[str, float]]
     with too few trials)."""
     import optuna
 
-    names = ["value"] if not objective.multi else [f"{t}.{m}" for t, m in objective.targets]
+    names = ["value"] if not objective.multi else _names(objective)
     out: dict[str, dict[str, float]] = {}
     if len(done_trials(study)) < 3:
         return out
@@ -81,7 +90,7 @@ def pareto_figure(study: Any, objective: Objective) -> Figure | None:
         return None
     plt = _plt()
     front = {t.number for t in study.best_trials}
-    names = [f"{t}.{m}" for t, m in objective.targets]
+    names = _names(objective)
     pairs = list(itertools.combinations(range(len(names)), 2))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 3.6), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs, strict=True):
@@ -108,7 +117,11 @@ def write_study_report(out: Path, study: Any, objective: Objective, best: Any) -
            "(polytask train --config best.yaml trains it as is).")  # fmt: skip
     page.table(["parameter", "value"], [[k, json.dumps(v)] for k, v in best.params.items()])
     page.h2("Optimisation history", "history")
-    page.figure("history", history_figure(study, objective), "each complete trial's value")
+    page.figure(
+        "history",
+        history_figure(study, objective),
+        "each complete trial's value (per objective); red: the best so far",
+    )
     if objective.multi:
         page.h2("Pareto front", "pareto")
         page.p(f"{len(study.best_trials)} trials on the front (no trial is better on every "

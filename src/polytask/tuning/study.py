@@ -14,6 +14,8 @@ import json
 import math
 import multiprocessing
 import os
+import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -128,22 +130,47 @@ def study_state(name: str) -> Any:
     return getattr(optuna_module().trial.TrialState, name)
 
 
+class Surplus(PolytaskError):
+    """A trial started while earlier trials of the session already make the asked count."""
+
+
+def _counts(study: Any, session: str, before: int | None = None) -> tuple[int, int]:
+    """Trials finished in the whole study, and trials of this session still running
+    (those numbered below ``before`` if given). A trial not yet tagged with its session
+    counts as this session's: it was created an instant ago."""
+    done = running = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in ("COMPLETE", "PRUNED"):
+            done += 1
+        elif t.state.name == "RUNNING" and t.user_attrs.get("session", session) == session:
+            running += before is None or t.number < before
+    return done, running
+
+
 def _trial_function(
-    cfg: RunConfig, frames: Frames, objective: Objective, baseline: dict[str, Any]
+    cfg: RunConfig,
+    frames: Frames,
+    objective: Objective,
+    baseline: dict[str, Any],
+    stop: tuple[int | None, int, str],
 ) -> Any:
     tune = cfg.tune or TuneConfig()
     space = search_space(tune.space)
     base = trial_config(cfg)
     prune = tune.pruner != "none" and not objective.multi
+    trials, worker, session = stop
 
     def run(trial: Any) -> Any:
         from polytask.tuning.space import draw
 
+        for k, v in (("session", session), ("worker", worker), ("pid", os.getpid())):
+            trial.set_user_attr(k, v)  # which process ran it (--jobs)
+        if trials is not None and sum(_counts(trial.study, session, trial.number)) >= trials:
+            raise Surplus("the study had its trials when this one started (not run)")
         data = draw(trial, space, base, baseline["losses"])
         callbacks = [Pruning(trial, objective, baseline["validation"])] if prune else []
         result = _train(data, frames, callbacks)
         values = objective.values(result["validation"], result["losses"], baseline["validation"])
-        trial.set_user_attr("pid", os.getpid())  # which process ran it (--jobs)
         for k in ("config", "validation", "seconds", "epochs_run"):
             trial.set_user_attr(k, result[k])
         if any(not math.isfinite(v) for v in values):
@@ -160,9 +187,12 @@ def work(
     trials: int | None,
     timeout: float | None,
     worker: int = 0,
+    session: str = "",
 ) -> None:
     """One process's share of the study: trials until ``trials`` have finished in the
-    whole study, or ``timeout`` seconds passed."""
+    whole study, or ``timeout`` seconds passed. A trial starts only while the finished
+    trials and those the session's workers are running fall short of ``trials``; while
+    they do not, the worker waits (a running trial may yet fail)."""
     optuna = optuna_module()
     tune = cfg.tune or TuneConfig()
     objective = objective_of(tune.objective, build_tasks(cfg))
@@ -171,23 +201,38 @@ def work(
     study = optuna.load_study(
         study_name=STUDY_NAME, storage=storage(out), sampler=sampler, pruner=pruner
     )
-    callbacks = []
-    if trials is not None:
-        if finished(study) >= trials:
+    stop = (trials, worker, session)
+    run = _trial_function(cfg, frames, objective, study.user_attrs["baseline"], stop)
+    catch = (PolytaskError, TrainingDiverged)
+    if trials is None:
+        study.optimize(run, timeout=timeout, catch=catch)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        done, running = _counts(study, session)
+        if done >= trials:
             return
-        states = (study_state("COMPLETE"), study_state("PRUNED"))
-        callbacks.append(optuna.study.MaxTrialsCallback(trials, states=states))
-    run = _trial_function(cfg, frames, objective, study.user_attrs["baseline"])
-    study.optimize(
-        run, timeout=timeout, callbacks=callbacks, catch=(PolytaskError, TrainingDiverged)
-    )
+        if done + running >= trials:
+            optuna.storages.fail_stale_trials(study)  # a worker that died
+            time.sleep(0.5)
+            continue
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        study.optimize(run, n_trials=1, timeout=left, catch=catch)
 
 
-def _work_in_child(*args: Any) -> None:
+def _work_in_child(out: Path, *args: Any) -> None:
+    """A worker process: it starts while the first process trains the baseline, and
+    waits for it (or leaves, if the first process died)."""
     import torch
 
     torch.set_num_threads(1)
-    work(*args)
+    parent = os.getppid()
+    study = optuna_module().load_study(study_name=STUDY_NAME, storage=storage(out))
+    while "baseline" not in study.user_attrs:
+        if os.getppid() != parent:
+            return
+        time.sleep(0.5)
+    work(out, *args)
 
 
 def run_study(
@@ -199,8 +244,8 @@ def run_study(
     jobs: int,
     overwrite: bool,
 ) -> Any:
-    """Open (or resume) the study, train the baseline once, run the trials in ``jobs``
-    processes; returns the study."""
+    """Open (or resume) the study, train the baseline once (the other ``jobs - 1``
+    processes start meanwhile), run the trials in all of them; returns the study."""
     if trials is None and timeout is None:
         raise PolytaskError("give `trials` or `timeout` (or both): when the study stops")
     if jobs < 1:
@@ -210,17 +255,24 @@ def run_study(
     search_space(tune.space)  # a bad entry fails before any work
     frames = read_frames(cfg.data, *(frames or (None, None, None)))
     study = open_study(out, cfg, objective, overwrite)
-    if "baseline" not in study.user_attrs:
-        study.set_user_attr("baseline", _train(trial_config(cfg), frames, []))
+    session = uuid.uuid4().hex  # this command's workers (not a killed run's trials)
     ctx = multiprocessing.get_context("spawn")
     children = [
-        ctx.Process(target=_work_in_child, args=(out, cfg, frames, trials, timeout, w))
+        ctx.Process(target=_work_in_child, args=(out, cfg, frames, trials, timeout, w, session))
         for w in range(1, jobs)
     ]
-    for c in children:
+    for c in children:  # they start (import, load the study) while the baseline trains
         c.start()
     try:
-        work(out, cfg, frames, trials, timeout, 0)
+        if "baseline" not in study.user_attrs:
+            try:
+                baseline = _train(trial_config(cfg), frames, [])
+            except BaseException:
+                for c in children:
+                    c.terminate()
+                raise
+            study.set_user_attr("baseline", baseline)
+        work(out, cfg, frames, trials, timeout, 0, session)
     finally:
         for c in children:
             c.join()
