@@ -40,7 +40,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "resnet": {"n_blocks": 1},
     "ft_transformer": {
         "d_token": 16,
-        "n_blocks": 1,
+        "n_blocks": 2,  # one block learns the interactions below for some seeds only
         "heads": 2,
         "attention_dropout": 0.0,
         "ffn_dropout": 0.0,
@@ -81,7 +81,7 @@ def linear_r2(train: pd.DataFrame, valid: pd.DataFrame, target: str) -> float:
 
 
 #: validation R² every trunk reaches on both interaction targets (seed 0, 20 epochs;
-#: measured: resnet 0.99 / 0.94, ft_transformer 0.97 / 0.89, tabm 0.87 / 0.87)
+#: measured: resnet 0.99 / 0.94, ft_transformer 0.99 / 0.97, tabm 0.87 / 0.87)
 R2_FLOOR = 0.8
 
 
@@ -338,7 +338,7 @@ def test_gramian_engine_equals_autograd_and_covers_every_parameter(
 @pytest.mark.parametrize(("method", "level"), BALANCING)
 @pytest.mark.parametrize("trunk", OTHERS)
 def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level: str) -> None:
-    """25 steps of the trainer's step on one batch: the summed loss falls by a third,
+    """15 steps of the trainer's step on one batch: the summed loss falls by a third,
     every trunk parameter gets a gradient; at the parameter level a Gramian method runs
     on the Gramian engine (two tasks: no written-out chain) without a fallback."""
     tasks = _regression_tasks()
@@ -350,7 +350,7 @@ def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level
     if step is not None:
         uses_engine = level == "parameters"
         assert (step.gramian is not None) == uses_engine, (method, level)
-    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    optimiser = torch.optim.Adam(net.parameters(), lr=2e-2)
     params = [p for p in net.shared_parameters() if p.requires_grad]
 
     def total() -> float:
@@ -364,7 +364,7 @@ def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level
         saved = gramian._WARNED.copy()
         gramian._WARNED.clear()
         try:
-            for i in range(25):
+            for i in range(15):
                 optimiser.zero_grad()
                 if step is not None:
                     step(batch)
