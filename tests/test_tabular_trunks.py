@@ -7,8 +7,10 @@ that cannot apply, an unknown name or a bad option is refused in one line."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from fastapi.testclient import TestClient
 
 import polytask
@@ -227,10 +230,16 @@ def test_saved_config_round_trips_the_trunk_and_its_options(
     trained: tuple[str, MultiTaskModel, Path, pd.DataFrame], tmp_path: Path
 ) -> None:
     trunk, model, run, rows = trained
+    on_disk = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert (on_disk["trunk"], on_disk["trunk_options"]) == (trunk, small(trunk))
     again = MultiTaskModel.load(run)
     assert again.config.model.trunk == trunk
     assert again.config.model.trunk_options == small(trunk)
-    assert type(again.net.encoder.trunk) is type(model.net.encoder.trunk)  # type: ignore[union-attr]
+    layers = [type(m).__name__ for m in again.net.encoder.trunk]  # type: ignore[union-attr]
+    assert layers == [type(m).__name__ for m in model.net.encoder.trunk]  # type: ignore[union-attr]
+    saved, live = again.net.state_dict(), model.net.state_dict()
+    assert list(saved) == list(live)
+    assert all(torch.equal(saved[k], live[k]) for k in live)
     pd.testing.assert_frame_equal(again.predict(rows), model.predict(rows), check_exact=True)
     for a, b in zip(again.predict_raw(rows), model.predict_raw(rows), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -255,9 +264,22 @@ def test_serve_answers_as_predict_does(
     assert response.json()["predictions"] == json_records(model.predict(rows))
 
 
+@pytest.fixture(scope="module")
+def torchlib_once() -> Iterator[None]:
+    """The exporter rebuilds onnxscript's table of ATen functions on every export (2-3 s
+    each, the same table every time); here it is built once for the three exports."""
+    from torch.onnx._internal.exporter import _registration
+
+    apis = getattr(_registration, "onnxscript_apis", None)
+    with pytest.MonkeyPatch.context() as patch:
+        if apis is not None and hasattr(apis, "get_torchlib_ops"):
+            patch.setattr(apis, "get_torchlib_ops", functools.cache(apis.get_torchlib_ops))
+        yield
+
+
 @pytest.mark.parametrize("trained", OTHERS, indirect=True)  # the mlp: tests/test_export.py
 def test_onnx_export_matches_pytorch(
-    trained: tuple[str, MultiTaskModel, Path, pd.DataFrame], tmp_path: Path
+    trained: tuple[str, MultiTaskModel, Path, pd.DataFrame], tmp_path: Path, torchlib_once: None
 ) -> None:
     import onnxruntime as ort
 
@@ -316,7 +338,9 @@ def test_gramian_engine_equals_autograd_and_covers_every_parameter(
         with engine.recording():
             rep = net.representation(batch.numeric.double(), batch.categorical)
         outs = net.heads_forward(rep)
-        losses = [t.loss(o, y.double(), None) for t, o, y in zip(tasks, outs, batch.targets)]
+        losses = [
+            t.loss(o, y.double(), None) for t, o, y in zip(tasks, outs, batch.targets, strict=True)
+        ]
         rep_grads = torch.stack([torch.autograd.grad(v, rep, retain_graph=True)[0] for v in losses])
         with warnings.catch_warnings():
             warnings.simplefilter("error", GramianFallbackWarning)
@@ -356,7 +380,10 @@ def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level
     def total() -> float:
         with torch.no_grad():
             outs = net.forward_list(batch.numeric, batch.categorical)
-            return sum(float(t.loss(o, y, None)) for t, o, y in zip(tasks, outs, batch.targets))
+            return sum(
+                float(t.loss(o, y, None))
+                for t, o, y in zip(tasks, outs, batch.targets, strict=True)
+            )
 
     before = total()
     with warnings.catch_warnings():
