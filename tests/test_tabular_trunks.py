@@ -139,12 +139,12 @@ def _net(
 
 
 def _batch(tasks: list[Task], n: int = 16, seed: int = 1) -> Batch:
-    """Targets that are functions of the inputs: x0·x1 + x2, x2 - x0 + [cat = 1], x1."""
+    """Targets that are functions of the inputs: x0·x1 + x2, x2 - x0 + [cat = 1], x1, x0 - x1."""
     g = torch.Generator().manual_seed(seed)
     num = torch.randn(n, 3, generator=g)
     cat = torch.randint(0, 4, (n, 1), generator=g)
     x0, x1, x2 = num.unbind(1)
-    functions = [x0 * x1 + x2, x2 - x0 + (cat[:, 0] == 1).float(), x1]
+    functions = [x0 * x1 + x2, x2 - x0 + (cat[:, 0] == 1).float(), x1, x0 - x1]
     return Batch(num, cat, functions[: len(tasks)], [None] * len(tasks), ())
 
 
@@ -359,6 +359,45 @@ def test_gramian_engine_equals_autograd_and_covers_every_parameter(
         engine.remove()
 
 
+def _balancer(method: str, tasks: list[Task]) -> balancing.Balancer:
+    """The method, seeded where it draws (pcgrad's task order), set up for ``tasks``."""
+    seeded = "seed" in balancing.METHODS[method].Options.model_fields
+    bal = balancing.get(method, **({"seed": 0} if seeded else {}))
+    bal.setup([t.name for t in tasks])
+    return bal
+
+
+def _update(trunk: str, method: str, engine: str) -> list[torch.Tensor]:
+    """The gradients one parameter-level step writes, with four tasks (the written-out
+    chain's minimum), through the engine the step chose or the (T, P) matrix."""
+    tasks = _regression_tasks(("r1", "r2", "r3", "r4"))
+    net = _net(trunk, tasks, **small(trunk)).train()
+    bal = _balancer(method, tasks)
+    assert isinstance(bal, GradientBalancer)
+    step = GradientStep(net, tasks, bal, "parameters")
+    chosen = "chain" if step.chain is not None else "gramian" if step.gramian else "matrix"
+    assert chosen == ("chain" if trunk == "mlp" else "gramian"), (trunk, chosen)
+    if engine == "matrix":
+        step.close()  # autograd's per-task gradients, the reference
+    batch = _batch(tasks)
+    torch.manual_seed(5)
+    step(batch)
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in net.parameters()]
+
+
+@pytest.mark.parametrize("method", ["mgda", "pcgrad"])
+@pytest.mark.parametrize("trunk", ALL)
+def test_the_update_through_the_chosen_engine_equals_the_matrix_path(
+    trunk: str, method: str
+) -> None:
+    """Only the MLP is a chain the written-out backward takes; every other trunk goes to
+    the Gramian engine, and the update is the one autograd's (T, P) matrix gives."""
+    chosen, reference = _update(trunk, method, "chosen"), _update(trunk, method, "matrix")
+    assert sum(float(g.abs().sum()) for g in reference) > 0
+    for a, b in zip(chosen, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize(("method", "level"), BALANCING)
 @pytest.mark.parametrize("trunk", OTHERS)
 def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level: str) -> None:
@@ -368,8 +407,7 @@ def test_it_trains_with_each_method_at_each_level(trunk: str, method: str, level
     tasks = _regression_tasks()
     net = _net(trunk, tasks, **small(trunk)).train()
     batch = _batch(tasks, n=64)
-    bal = balancing.get(method)
-    bal.setup([t.name for t in tasks])
+    bal = _balancer(method, tasks)
     step = GradientStep(net, tasks, bal, level) if isinstance(bal, GradientBalancer) else None
     if step is not None:
         uses_engine = level == "parameters"
