@@ -199,8 +199,16 @@ def trained(
     trunk = request.param
     run = tmp_path_factory.mktemp(f"trunk-{trunk}") / "run"
     df = make_table(300, seed=3)
-    with warnings.catch_warnings(record=True) as caught:
+    calls = []
+    original = GramianEngine.gramian
+
+    def counted(self: GramianEngine, *args: Any) -> Any:
+        calls.append(1)
+        return original(self, *args)
+
+    with warnings.catch_warnings(record=True) as caught, pytest.MonkeyPatch.context() as patch:
         warnings.simplefilter("always", GramianFallbackWarning)
+        patch.setattr(GramianEngine, "gramian", counted)
         saved = gramian._WARNED.copy()
         gramian._WARNED.clear()  # every uncovered layer type is named again
         try:
@@ -219,6 +227,7 @@ def trained(
         finally:
             gramian._WARNED.update(saved)
     fallback = [str(w.message) for w in caught if issubclass(w.category, GramianFallbackWarning)]
+    assert len(calls) >= 2  # the steps went through the Gramian engine (2 epochs)
     assert fallback == [], fallback  # every trunk layer has a Gramian rule
     rows = make_table(120, seed=9).drop(columns=LABELS)
     rows.loc[:9, "cat"] = "never-seen"
