@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +190,25 @@ def test_tabm_members_share_weights_and_predict_their_mean() -> None:
 # -- save / load / predict / serve / ONNX ------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=ALL)
-def trained(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[str, MultiTaskModel, Path, pd.DataFrame]:
-    """Each trunk on a mixed table (categories, flags, gaps), trained with MGDA at the
+Trained = tuple[str, MultiTaskModel, Path, pd.DataFrame]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Trained]:
+    """Trunk -> its run (trained once, shared by the tests below)."""
+    cache: dict[str, Trained] = {}
+
+    def get(trunk: str) -> Trained:
+        if trunk not in cache:
+            cache[trunk] = _train(trunk, tmp_path_factory)
+        return cache[trunk]
+
+    return get
+
+
+def _train(trunk: str, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """The trunk on a mixed table (categories, flags, gaps), trained with MGDA at the
     parameter level (the Gramian engine) for 2 epochs, with no fallback warning."""
-    trunk = request.param
     run = tmp_path_factory.mktemp(f"trunk-{trunk}") / "run"
     df = make_table(300, seed=3)
     calls = []
@@ -235,10 +247,11 @@ def trained(
     return trunk, model, run, rows
 
 
+@pytest.mark.parametrize("trunk", ALL)
 def test_saved_config_round_trips_the_trunk_and_its_options(
-    trained: tuple[str, MultiTaskModel, Path, pd.DataFrame], tmp_path: Path
+    trunk: str, fitted: Callable[[str], Trained], tmp_path: Path
 ) -> None:
-    trunk, model, run, rows = trained
+    _, model, run, rows = fitted(trunk)
     on_disk = yaml.safe_load((run / "config.yaml").read_text())["model"]
     assert (on_disk["trunk"], on_disk["trunk_options"]) == (trunk, small(trunk))
     again = MultiTaskModel.load(run)
@@ -259,10 +272,9 @@ def test_saved_config_round_trips_the_trunk_and_its_options(
     pd.testing.assert_frame_equal(third.predict(rows), model.predict(rows), check_exact=True)
 
 
-def test_serve_answers_as_predict_does(
-    trained: tuple[str, MultiTaskModel, Path, pd.DataFrame],
-) -> None:
-    _, model, _, rows = trained
+@pytest.mark.parametrize("trunk", ALL)
+def test_serve_answers_as_predict_does(trunk: str, fitted: Callable[[str], Trained]) -> None:
+    _, model, _, rows = fitted(trunk)
     records = [
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
         for r in rows.to_dict(orient="records")
@@ -286,15 +298,15 @@ def torchlib_once() -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("trained", OTHERS, indirect=True)  # the mlp: tests/test_export.py
+@pytest.mark.parametrize("trunk", OTHERS)  # the mlp's export: tests/test_export.py
 def test_onnx_export_matches_pytorch(
-    trained: tuple[str, MultiTaskModel, Path, pd.DataFrame], tmp_path: Path, torchlib_once: None
+    trunk: str, fitted: Callable[[str], Trained], tmp_path: Path, torchlib_once: None
 ) -> None:
     import onnxruntime as ort
 
     from polytask.serving.onnx_export import export_onnx
 
-    _, model, _, rows = trained
+    _, model, _, rows = fitted(trunk)
     result = export_onnx(model, tmp_path / "model.onnx")
     assert result.max_error <= 1e-5
     feats = model.preprocessor.transform(rows)
