@@ -103,6 +103,8 @@ def format_validation_error(
         key = str(loc[-1])
         hint = did_you_mean(key, _fields_at(model, loc))
         known = ", ".join(_fields_at(model, loc))
+        if not known:
+            return PolytaskError(f"{where}: unknown key '{path}'; it takes no options")
         return PolytaskError(f"{where}: unknown key '{path}'{hint}; known keys: {known}")
     msg = e["msg"]
     if msg.startswith("Value error, "):
