@@ -34,7 +34,9 @@ def _calibration(page: Page, tasks: dict[str, Any], split: str) -> None:
     page.p(
         "Each class task's logits are divided by one temperature T, fitted after training "
         "on the validation split by L-BFGS on the negative log-likelihood (T > 1 softens "
-        "over-confident probabilities; the predicted class never changes). Predictions "
+        "over-confident probabilities; the predicted class never changes). T stays 1 "
+        "where a temperature fitted on one half of the validation rows does not lower the "
+        "other half's NLL: there, it would fit noise. Predictions "
         "use it (predict --no-calibration leaves it out). ECE: expected calibration error "
         f"over 15 equal-width bins of the confidence; Brier score; both on the {split} "
         "split, lower is better."

@@ -29,7 +29,8 @@ def _points(bins: dict[str, Any]) -> tuple[list[float], list[float], list[int]]:
 
 def reliability_diagram(evidence: dict[str, dict[str, Any]], split: str) -> Figure | None:
     """One panel per task: observed frequency against mean confidence per bin, without
-    (blue) and with (red) the temperature; marker area follows the bin's rows."""
+    (blue) and with (red) the temperature; marker area follows the bin's rows. Where the
+    temperature was kept at 1 the two are the same: one curve (blue), said in its label."""
     tasks = [t for t, e in evidence.items() if e.get("before") and e.get("after")]
     if not tasks:
         return None
@@ -39,10 +40,10 @@ def reliability_diagram(evidence: dict[str, dict[str, Any]], split: str) -> Figu
     )
     for ax, task in zip(axes[0], tasks, strict=True):
         ax.plot([0, 1], [0, 1], color="#888", linestyle=":", linewidth=1, label="perfect")
-        for key, color, label in (
-            ("before", TRAIN_COLOR, "before"),
-            ("after", VAL_COLOR, "with temperature"),
-        ):
+        same = evidence[task]["before"] == evidence[task]["after"]
+        curves = [("before", TRAIN_COLOR, "T = 1 kept" if same else "before")]
+        curves += [] if same else [("after", VAL_COLOR, "with temperature")]
+        for key, color, label in curves:
             bins = evidence[task][key]
             xs, ys, ns = _points(bins)
             total = max(sum(ns), 1)
