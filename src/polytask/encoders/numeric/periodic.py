@@ -1,0 +1,64 @@
+"""Periodic embeddings, the PLR of Gorishniy et al. 2022 ("On Embeddings for Numerical
+Features in Tabular Deep Learning", section 3.3): per column, ``frequencies`` learned
+frequencies c ~ N(0, sigma) (at initialisation) give
+
+    v = [sin(2 pi c x), cos(2 pi c x)]  ->  Linear (per column)  ->  ReLU
+
+a vector of ``width`` per column. ``sigma`` is the paper's most important setting: the
+frequencies' scale in standardised units (larger: finer detail, more risk of fitting
+noise)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import Field, PositiveInt
+from torch import nn
+
+from polytask.encoders.numeric.base import (
+    FeatureLinear,
+    NumericEncoder,
+    NumericEncoding,
+    NumericEncodingOptions,
+    NumericSpec,
+)
+
+
+class PeriodicOptions(NumericEncodingOptions):
+    #: learned frequencies per column
+    frequencies: PositiveInt = 16
+    #: standard deviation of the frequencies at initialisation
+    sigma: float = Field(1.0, gt=0)
+    #: width of each column's vector after the linear layer
+    width: PositiveInt = 16
+
+
+class Frequencies(nn.Module):
+    """(N, F) -> (N, F, 2k): sin and cos of 2 pi c x, c (F, k) learned."""
+
+    def __init__(self, features: int, k: int, sigma: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(features, k) * sigma)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = 2 * math.pi * x.unsqueeze(-1) * self.weight
+        return torch.cat([torch.sin(v), torch.cos(v)], dim=-1)
+
+
+class PeriodicEncoding(NumericEncoding):
+    name = "periodic"
+    Options = PeriodicOptions
+
+    @classmethod
+    def build(cls, spec: NumericSpec, options: NumericEncodingOptions) -> nn.Module | None:
+        assert isinstance(options, PeriodicOptions)
+        if not spec.encoded:
+            return None
+        f = len(spec.encoded)
+        per_feature = nn.Sequential(
+            Frequencies(f, options.frequencies, options.sigma),
+            FeatureLinear(f, 2 * options.frequencies, options.width),
+            nn.ReLU(),
+        )
+        return NumericEncoder(spec, per_feature, options.width)
