@@ -45,6 +45,23 @@ class Frequencies(nn.Module):
         v = 2 * math.pi * x.unsqueeze(-1) * self.weight
         return torch.cat([torch.sin(v), torch.cos(v)], dim=-1)
 
+    @staticmethod
+    def gramian_rule(
+        module: nn.Module, x: torch.Tensor, g: torch.Tensor, want_w: bool, want_b: bool
+    ) -> torch.Tensor:
+        """The Gramian engine's layer rule: task t's gradient of c is
+        Σ_n (g_sin cos v - g_cos sin v) 2 pi x, with v = 2 pi c x."""
+        t = g.shape[0]
+        gram = g.new_zeros(t, t)
+        if want_w:
+            scaled = 2 * math.pi * x.unsqueeze(-1)
+            v = scaled * module.weight
+            g_sin, g_cos = g.chunk(2, dim=-1)
+            rows = ((g_sin * torch.cos(v) - g_cos * torch.sin(v)) * scaled).sum(1)
+            rows = rows.reshape(t, -1)
+            gram += rows @ rows.T
+        return gram
+
 
 class PeriodicEncoding(NumericEncoding):
     name = "periodic"
