@@ -28,6 +28,7 @@ from polytask.serving.onnx_export import export_onnx
 from polytask.serving.payload import json_records
 from polytask.tasks import make_task
 
+OPTIONS = "numeric_encoding_options"
 FAST = {"hidden": [32], "dropout": 0.0, "batch_size": 128, "seed": 0}
 
 
