@@ -42,6 +42,9 @@ class NumericSpec:
 class NumericEncoder(nn.Module):
     """Encoded slots -> ``per_feature(x)`` (N, F, d) flattened, then the other slots."""
 
+    encoded: torch.Tensor
+    rest: torch.Tensor
+
     def __init__(self, spec: NumericSpec, per_feature: nn.Module, width: int):
         super().__init__()
         encoded = list(spec.encoded)

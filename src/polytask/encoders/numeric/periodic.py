@@ -11,6 +11,7 @@ noise)."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from pydantic import Field, PositiveInt
@@ -55,7 +56,7 @@ class Frequencies(nn.Module):
         gram = g.new_zeros(t, t)
         if want_w:
             scaled = 2 * math.pi * x.unsqueeze(-1)
-            v = scaled * module.weight
+            v = scaled * cast(torch.Tensor, module.weight)
             g_sin, g_cos = g.chunk(2, dim=-1)
             rows = ((g_sin * torch.cos(v) - g_cos * torch.sin(v)) * scaled).sum(1)
             rows = rows.reshape(t, -1)

@@ -46,6 +46,9 @@ class PiecewiseOptions(NumericEncodingOptions):
 class PiecewiseLinear(nn.Module):
     """(N, F) standardised values -> (N, F, T) bin components from fixed edges."""
 
+    left: torch.Tensor
+    span: torch.Tensor
+
     def __init__(self, edges: list[list[float]], bins: int):
         super().__init__()
         left = torch.full((len(edges), bins), _NEVER)
