@@ -11,17 +11,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
 import polytask
 from polytask import PolytaskError
+from polytask.api import build_config
 from polytask.architectures import ARCHITECTURES, ArchitectureSpec
 from polytask.balancing.gramian import GramianEngine
 from polytask.encoders import TabularEncoder
 from polytask.encoders.numeric import NumericSpec, build_numeric_encoding
 from polytask.features.cyclical import inferred_period
+from polytask.features.stream.encode import ArrowEncoder
+from polytask.network import build_tasks
+from polytask.prepare_stream import prepare_stream
 from polytask.serving.app import create_app
 from polytask.serving.onnx_decode import OnnxPredictor
 from polytask.serving.onnx_export import export_onnx
@@ -175,6 +180,26 @@ def test_save_load_predict_serve_and_onnx(encoding: str, tmp_path: Path) -> None
     got = OnnxPredictor(tmp_path / "m.onnx").predict(rows.to_dict(orient="records"))
     np.testing.assert_allclose(got["y"], want["y"].to_numpy(), rtol=1e-5, atol=1e-5)
     assert got["b"].tolist() == want["b"].tolist()
+
+
+def test_a_streamed_table_fits_the_same_periods_and_bins(tmp_path: Path) -> None:
+    """The streamed fit (all training rows in its sample here) gives the in-memory
+    preprocessing's periods and bin edges, and encodes rows to the same numbers."""
+    df = mixed(400, seed=10)
+    df.to_parquet(tmp_path / "part-0.parquet")
+    cfg = build_config(
+        tasks=["y:regression", "b:binary"], numeric_encoding="piecewise", progress=False
+    )
+    cfg.data.path, cfg.data.streaming = str(tmp_path), "true"
+    prepared = prepare_stream(cfg, build_tasks(cfg))
+    pre = prepared.preprocessors[0]
+    assert [(c.name, c.period) for c in pre.numeric if c.period] == [("hour", 24.0)]
+    x0 = next(c for c in pre.numeric if c.name == "x0")
+    assert x0.edges is not None and len(x0.edges) == 17  # 16 bins
+    assert [c.edges is None for c in pre.numeric] == [False, False, True, True]
+    rows = df.iloc[:50]
+    encoded = ArrowEncoder(pre).encode(pa.Table.from_pandas(rows, preserve_index=False))
+    np.testing.assert_array_equal(encoded.numeric.numpy(), pre.transform(rows).numeric.numpy())
 
 
 # -- balancers at both Jacobian levels ---------------------------------------------------------
