@@ -32,6 +32,7 @@ from polytask.serving.onnx_decode import OnnxPredictor
 from polytask.serving.onnx_export import export_onnx
 from polytask.serving.payload import json_records
 from polytask.tasks import make_task
+from tests.conftest import assert_user_error, call_cli
 
 OPTIONS = "numeric_encoding_options"
 FAST = {"hidden": [32], "dropout": 0.0, "batch_size": 128, "seed": 0}
@@ -258,6 +259,24 @@ def test_gramian_engine_rules_cover_the_encodings(encoding: str) -> None:
     assert not [p for p in left if id(p) in owned]
 
 
+@pytest.mark.parametrize("trunk", ["mlp", "resnet", "ft_transformer", "tabm"])
+@pytest.mark.parametrize("encoding", ["piecewise", "periodic"])
+def test_every_trunk_reads_the_encoded_widths(encoding: str, trunk: str) -> None:
+    torch.manual_seed(0)
+    spec = NumericSpec(4, [0, 2], [[-1.0, 0.0, 1.0], [-1.0, 1.0]])
+    enc = build_numeric_encoding(encoding, {"width": 5}, spec)
+    options = {"d_token": 8, "heads": 2, "n_blocks": 1} if trunk == "ft_transformer" else {}
+    encoder = TabularEncoder(
+        4, [4], [3], [8], trunk=trunk, trunk_options=options, numeric_encoding=enc
+    )
+    assert encoder.feature_widths == [5, 5, 1, 1, 3]
+    num, cat = torch.randn(6, 4), torch.randint(0, 4, (6, 1))
+    out = encoder(num, cat)
+    assert out.shape == (6, encoder.out_features) and torch.isfinite(out).all()
+    out.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())  # type: ignore[union-attr]
+
+
 # -- bad input: one line naming it -------------------------------------------------------------
 
 
@@ -284,3 +303,18 @@ def test_bad_option_or_cyclical_column_is_one_line(config: dict[str, Any], needl
         polytask.fit(df, ["y:regression"], epochs=1, config=config, **FAST)
     message = str(err.value)
     assert "\n" not in message and needle in message, message
+
+
+def test_the_command_line_names_a_bad_encoding(tmp_path: Path) -> None:
+    one_feature(60, lambda x: x, seed=0).to_csv(tmp_path / "t.csv", index=False)
+    args = [
+        "train",
+        "--data",
+        tmp_path / "t.csv",
+        "--task",
+        "y:regression",
+        "--out",
+        tmp_path / "run",
+    ]
+    result = call_cli([*args, "--numeric-encoding", "piecewize", "--epochs", "1"])
+    assert_user_error(result, "piecewize", "piecewise")
