@@ -30,7 +30,7 @@ class PeriodicOptions(NumericEncodingOptions):
     #: learned frequencies per column
     frequencies: PositiveInt = 16
     #: standard deviation of the frequencies at initialisation
-    sigma: float = Field(1.0, gt=0)
+    sigma: float = Field(0.1, gt=0)
     #: width of each column's vector after the linear layer
     width: PositiveInt = 16
 
