@@ -2,7 +2,8 @@
 for text and image columns, one tensor per column (token ids, or images N x C x H x W).
 
 Numeric columns get median imputation, a missing indicator (where training had gaps) and
-standardisation; booleans become 0/1 the same way; categorical columns get a vocabulary
+standardisation (a cyclical column: sin and cos instead; for the piecewise encoding, also
+quantile bin edges); booleans become 0/1 the same way; categorical columns get a vocabulary
 with an unknown bucket (code 0) and a missing bucket (code 1). Everything is fitted on the
 training split only and saved as plain JSON, so a run predicts on raw rows by itself.
 """
