@@ -43,7 +43,12 @@ from polytask.values import is_text_dtype
 #: polytask variants: overrides merged into the run config. "best" is to hold the
 #: encoding and backbone of issue 16 points 1-2 (``features.numeric_encoding``,
 #: ``model.trunk``) once they are merged and measured; until then it equals "defaults"
-VARIANTS: dict[str, dict[str, Any]] = {"defaults": {}, "best": {}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "best": {},
+    "piecewise": {"model": {"numeric_encoding": "piecewise"}},
+    "periodic": {"model": {"numeric_encoding": "periodic"}},
+}
 #: how far below the better baseline still counts as level (issue 16)
 TOLERANCE = {"auroc": 0.01, "accuracy": 0.02, "r2": 0.02, "r2_log": 0.02}
 #: the quick mode (tests): a few epochs, the first seed only

@@ -16,8 +16,10 @@ import torch
 
 from polytask.config import DataConfig, FeaturesConfig, ModelConfig, RunConfig
 from polytask.encoders.build import text_options
+from polytask.encoders.numeric import numeric_bins
 from polytask.errors import PolytaskError, close_matches
 from polytask.features.batches import TensorTable
+from polytask.features.cyclical import cyclical_periods, inferred_period
 from polytask.features.infer import infer_type, looks_like_row_id
 from polytask.features.io import read_table
 from polytask.features.preprocess import Preprocessor
@@ -66,7 +68,7 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
     }
     require_columns(train, list(fc.include or []), "features.include")
     require_columns(train, list(fc.drop), "features.drop")
-    for kind in ("numeric", "categorical", "boolean", "text", "image"):
+    for kind in ("numeric", "categorical", "boolean", "text", "image", "cyclical"):
         require_columns(train, list(getattr(fc, kind)), f"features.{kind}")
     dropped = sorted(label_cols & set(fc.drop))
     if dropped:
@@ -89,6 +91,13 @@ def feature_types(fc: FeaturesConfig, train: pd.DataFrame, label_cols: set[str])
     types: dict[str, str] = {}
     for col in columns:
         kind = overrides.get(col) or infer_type(train[col])
+        if col in fc.cyclical or (
+            fc.infer_cyclical
+            and col not in overrides
+            and kind == "numeric"
+            and inferred_period(col, train[col])
+        ):
+            kind = "cyclical"
         if kind == "numeric" and col not in overrides and looks_like_row_id(train[col]):
             warnings.warn(
                 f"feature column '{col}' looks like a row id (1, 2, 3, ...); "
@@ -194,6 +203,8 @@ def fit_source(
         text_options=text_options(model),
         hash_buckets=fc.hash_buckets,
         max_items=fc.max_items,
+        cyclical=cyclical_periods(fc.cyclical, types),
+        bins=numeric_bins(model.numeric_encoding, model.numeric_encoding_options),
     )
     for name, frame in (("validation", val), ("test", tst)):
         if frame is not None:

@@ -28,7 +28,9 @@ import torch
 
 from polytask.config import DataConfig, RunConfig
 from polytask.encoders.build import text_options
+from polytask.encoders.numeric import numeric_bins
 from polytask.errors import PolytaskError, close_matches
+from polytask.features.cyclical import cyclical_periods
 from polytask.features.stream import arrow, files
 from polytask.features.stream.encode import ArrowEncoder
 from polytask.features.stream.files import ParquetSource, Piece
@@ -163,6 +165,8 @@ def fit_pass(
         cfg.training.seed,
         dict(fc.hash_buckets),
         fc.max_items,
+        cyclical_periods(fc.cyclical, types),
+        numeric_bins(cfg.model.numeric_encoding, cfg.model.numeric_encoding_options),
     )
     fitted = FitPass(types, options)
     key = [cfg.data.split_key] if cfg.data.split_key else []

@@ -31,6 +31,7 @@ from polytask.errors import PolytaskError
 from polytask.evaluation.start import start_lines
 from polytask.features.augment import Augment
 from polytask.features.batches import TensorTable
+from polytask.features.preprocess import Preprocessor
 from polytask.features.pretrained import model_folder
 from polytask.io import write_json
 from polytask.metrics.corrections import fit_corrections
@@ -119,12 +120,24 @@ def print_start(
         lines = start_lines(
             tasks, prepared.rows[0], prepared.feature_types[0], prepared.split("train")
         )
+        lines += cyclical_lines(cfg, prepared.preprocessors[0])
         print("\n".join(lines), file=sys.stderr)
         return
     for source, rows, types in zip(cfg.sources, prepared.rows, prepared.feature_types, strict=True):
         own = {t.name for t in source.tasks}
         lines = start_lines([t for t in tasks if t.name in own], rows, types, None)
         print(f"source {source.name}: " + "\n".join(lines), file=sys.stderr)
+
+
+def cyclical_lines(cfg: RunConfig, pre: Preprocessor) -> list[str]:
+    """The cyclical columns and their periods, each said configured or inferred."""
+    found = [
+        f"{c.name} (period {c.period:g}"
+        + (")" if c.name in cfg.features.cyclical else ", inferred from its name)")
+        for c in pre.numeric
+        if c.period
+    ]
+    return [f"cyclical as sin and cos: {', '.join(found)}"] if found else []
 
 
 def augment(cfg: RunConfig, prepared: PreparedData, tasks: list[Task]) -> Augment | None:

@@ -124,6 +124,12 @@ class FeaturesConfig(Strict):
         [], json_schema_extra=flag("--multi-hot", "category-list columns", "COLS", extend=True)
     )  # lists of categories per cell (Parquet lists or 'a|b' text), embedded as a bag
     max_items: int = Field(50, ge=1, json_schema_extra={"keyword": "max_items"})  # last kept
+    #: cyclical columns: column -> period (a number, or hour, minute_of_day, day_of_week,
+    #: month); each becomes sin and cos (README "Numeric encodings")
+    cyclical: dict[str, str | float] = Field(default_factory=dict)
+    #: also treat columns named like hour / minute_of_day / dow / month as cyclical when
+    #: their values fit that range (list one in features.numeric to keep it plain)
+    infer_cyclical: bool = True
     #: keep at most this many categories per column (the rest share the unknown bucket)
     max_categories: int = Field(1000, ge=1)
     #: categories seen fewer times than this in training share the unknown bucket
@@ -156,6 +162,17 @@ class ModelConfig(Strict):
     #: d_hidden_factor, residual_dropout; ft_transformer: d_token, n_blocks, heads,
     #: attention_dropout, ffn_factor, ffn_dropout, residual_dropout; tabm: k)
     trunk_options: dict[str, Any] = Field(default_factory=dict)
+    #: how numeric columns enter the network: standard, piecewise, periodic (README
+    #: "Numeric encodings"); a run saved without it has standard
+    numeric_encoding: str = Field(
+        "standard",
+        json_schema_extra=flag(
+            "--numeric-encoding", "numeric encoding: standard, piecewise or periodic", "NAME"
+        ),
+    )
+    #: options of the chosen encoding, declared with its code (piecewise: bins, width,
+    #: shared, relu; periodic: frequencies, sigma, width)
+    numeric_encoding_options: dict[str, Any] = Field(default_factory=dict)
     activation: Literal["relu", "gelu", "silu", "tanh", "elu"] = "relu"
     dropout: float = Field(0.3, ge=0, lt=1)
     norm: Literal["layer", "batch", "none"] = "layer"

@@ -18,6 +18,7 @@ from polytask.encoders.backbone import BackboneSpatialEncoder, BackboneVector
 from polytask.encoders.bag import BagEmbedding
 from polytask.encoders.cnn import ImageEncoderOptions, ImageVector, SpatialImageEncoder
 from polytask.encoders.mlp import TabularEncoder
+from polytask.encoders.numeric import NumericSpec, build_numeric_encoding
 from polytask.encoders.protocol import Encoder
 from polytask.encoders.text import TextOptions, text_encoder
 from polytask.errors import PolytaskError
@@ -86,7 +87,16 @@ def build_encoder(
         extra=extra,
         trunk=m.trunk,
         trunk_options=m.trunk_options,
+        numeric_encoding=numeric_encoding(m, pre),
     )
+
+
+def numeric_encoding(m: ModelConfig, pre: Preprocessor) -> nn.Module | None:
+    """``model.numeric_encoding`` on the preprocessor's numeric block (None: as it is)."""
+    slots = pre.encodable_slots()
+    edges = [e for _, e in slots if e is not None]
+    spec = NumericSpec(pre.numeric_width, [i for i, _ in slots], edges)
+    return build_numeric_encoding(m.numeric_encoding, m.numeric_encoding_options, spec)
 
 
 def _image_vector(col: ImageColumn, options: ImageEncoderOptions, activation: str) -> nn.Module:

@@ -1,4 +1,5 @@
-"""The tabular encoder: categorical embeddings joined to numeric features, then an MLP."""
+"""The tabular encoder: categorical embeddings joined to numeric features (encoded as
+``model.numeric_encoding`` says), then the trunk."""
 
 from __future__ import annotations
 
@@ -64,17 +65,26 @@ class TabularEncoder(nn.Module):
         extra: Sequence[nn.Module] = (),
         trunk: str = "mlp",
         trunk_options: Mapping[str, Any] | None = None,
+        numeric_encoding: nn.Module | None = None,
     ):
         from polytask.encoders.trunks import TrunkSpec, build_trunk  # they build on mlp()
 
         super().__init__()
+        #: the numeric block's encoding (:mod:`polytask.encoders.numeric`; None: as it is)
+        self.numeric_encoding = numeric_encoding
         self.extra = nn.ModuleList(extra)
         self.embeddings = nn.ModuleList(
             nn.Embedding(card, dim) for card, dim in zip(cardinalities, embedding_dims, strict=True)
         )
         #: widths of the joined input's consecutive slices, one per input feature in
-        #: order: numeric columns (1 each), categorical embeddings, extra modules
-        self.feature_widths = [1] * numeric_width + list(embedding_dims)
+        #: order: numeric features (1 each, or the encoding's widths), categorical
+        #: embeddings, extra modules
+        numeric_widths = (
+            [1] * numeric_width
+            if numeric_encoding is None
+            else list(cast(list[int], numeric_encoding.feature_widths))
+        )
+        self.feature_widths = numeric_widths + list(embedding_dims)
         self.feature_widths += [int(cast(int, m.out_features)) for m in self.extra]
         spec = TrunkSpec(
             sum(self.feature_widths), self.feature_widths, hidden, activation, dropout, norm
@@ -86,6 +96,8 @@ class TabularEncoder(nn.Module):
     def forward(
         self, numeric: torch.Tensor, categorical: torch.Tensor, *extra: torch.Tensor
     ) -> torch.Tensor:
+        if self.numeric_encoding is not None:
+            numeric = self.numeric_encoding(numeric)
         if self._has_cat or extra:
             parts = [numeric] + [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]
             parts += [module(x) for module, x in zip(self.extra, extra, strict=True)]

@@ -2,7 +2,8 @@
 for text and image columns, one tensor per column (token ids, or images N x C x H x W).
 
 Numeric columns get median imputation, a missing indicator (where training had gaps) and
-standardisation; booleans become 0/1 the same way; categorical columns get a vocabulary
+standardisation (a cyclical column: sin and cos instead; for the piecewise encoding, also
+quantile bin edges); booleans become 0/1 the same way; categorical columns get a vocabulary
 with an unknown bucket (code 0) and a missing bucket (code 1). Everything is fitted on the
 training split only and saved as plain JSON, so a run predicts on raw rows by itself.
 """
@@ -20,11 +21,14 @@ import torch
 
 from polytask.errors import PolytaskError, close_matches
 from polytask.features.arrays import base_dir
+from polytask.features.bins import quantile_edges
+from polytask.features.cyclical import sin_cos
 from polytask.features.hashing import bucket_codes, missing_id_error
 from polytask.features.images import ImageColumn, fit_image, image_tensor
 from polytask.features.multihot import MultiHotColumn
+from polytask.features.parse import parse_boolean, parse_numeric
 from polytask.features.text import TextColumn, TextOptions
-from polytask.values import FALSE_WORDS, TRUE_WORDS, bad_cells, canonical_series, missing_mask
+from polytask.values import canonical_series, missing_mask
 
 UNKNOWN, MISSING = 0, 1
 #: standardised numeric values are clipped to +-this, so an absurd outlier at prediction
@@ -40,6 +44,21 @@ class NumericColumn:
     mean: float
     std: float
     indicator: bool
+    #: a cyclical column's period: its value becomes sin and cos (features.cyclical)
+    period: float | None = None
+    #: quantile bin edges of the standardised values (model.numeric_encoding piecewise)
+    edges: list[float] | None = None
+
+    @property
+    def slots(self) -> int:
+        """Value columns in the numeric block (2 for a cyclical column's sin and cos)."""
+        return 2 if self.period else 1
+
+    @property
+    def encodable(self) -> bool:
+        """A plain number, which model.numeric_encoding encodes (booleans, cyclical
+        columns and indicators go to the network as they are)."""
+        return self.kind == "numeric" and not self.period
 
 
 @dataclass
@@ -101,76 +120,41 @@ def embedding_dim(cardinality: int, cap: int) -> int:
     return max(1, min(cap, round(1.6 * cardinality**0.56)))
 
 
-def parse_numeric(values: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.astype("float64").to_numpy(na_value=np.nan)
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        miss = missing_mask(values)
-        arr = pd.to_numeric(values.where(~miss), errors="coerce").to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )
-        bad = np.isnan(arr) & ~miss
-        if bad.any():
-            raise PolytaskError(
-                f"feature column '{name}' is numeric but holds {bad_cells(values, bad)}; fix "
-                "those cells or declare the column categorical"
-            )
-    arr = np.array(arr, dtype=np.float64, copy=True)
-    arr[~np.isfinite(arr)] = np.nan  # inf is treated as missing
-    return arr
-
-
-def parse_boolean(values: pd.Series, name: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        arr = parse_numeric(values, name)
-        ok = np.isnan(arr) | (arr == 0) | (arr == 1)
-        if not ok.all():
-            raise PolytaskError(
-                f"boolean feature column '{name}' holds values other than 0/1; "
-                "declare it numeric or fix the values"
-            )
-        return arr
-    miss = missing_mask(values)
-    keys = np.char.lower(canonical_series(values, miss).astype(str))
-    arr = np.full(len(values), np.nan)
-    arr[np.isin(keys, list(TRUE_WORDS))] = 1.0
-    arr[np.isin(keys, list(FALSE_WORDS))] = 0.0
-    bad = np.isnan(arr) & ~miss
-    if bad.any():
-        shown = ", ".join(repr(v) for v in pd.unique(values[bad])[:3])
-        raise PolytaskError(
-            f"boolean feature column '{name}' holds {shown}; use true/false, yes/no or 1/0, "
-            "or declare the column categorical"
-        )
-    return arr
-
-
-def _fit_numeric(name: str, values: pd.Series, kind: str) -> NumericColumn:
+def _fit_numeric(
+    name: str, values: pd.Series, kind: str, period: float | None = None, bins: int | None = None
+) -> NumericColumn:
     """A numeric or boolean column's imputation (median) and standardisation (mean, std
-    of the imputed values), and whether it needs a missing-value indicator."""
+    of the imputed values), and whether it needs a missing-value indicator; a cyclical
+    column (``period``) is not standardised; with ``bins``, a plain numeric column's
+    quantile bin edges in standardised units."""
     arr = parse_numeric(values, name) if kind == "numeric" else parse_boolean(values, name)
     present = arr[~np.isnan(arr)]
+    filled = arr
     if present.size:
         median = float(np.median(present))
         filled = np.where(np.isnan(arr), median, arr)
         mean, std = float(filled.mean()), float(filled.std())
     else:
         median, mean, std = 0.0, 0.0, 1.0
+    if period:
+        mean, std = 0.0, 1.0
     if not (math.isfinite(mean) and math.isfinite(std)):
         raise PolytaskError(
             f"feature column '{name}' has values too large to standardise "
             f"(largest {np.nanmax(np.abs(arr)):.3g}); rescale the column"
         )
-    return NumericColumn(
+    col = NumericColumn(
         name=name,
         kind=kind,
         median=median,
         mean=mean,
         std=std if std > 1e-12 and math.isfinite(std) else 1.0,
         indicator=bool(np.isnan(arr).any()),
+        period=period,
     )
+    if bins and col.encodable:
+        col.edges = quantile_edges((filled - col.mean) / col.std, bins)
+    return col
 
 
 @dataclass(frozen=True)
@@ -242,10 +226,14 @@ class Preprocessor:
         text_options: TextOptions | None = None,
         hash_buckets: dict[str, int] | None = None,
         max_items: int = 50,
+        cyclical: Mapping[str, float] | None = None,
+        bins: int | None = None,
     ) -> Preprocessor:
         """``hash_buckets`` (column -> buckets) hashes those categorical and multi-hot
         columns instead of keeping a vocabulary; a multi-hot cell keeps its last
-        ``max_items`` items."""
+        ``max_items`` items; ``cyclical`` columns (type ``cyclical``, column -> period)
+        become sin and cos; ``bins``: each plain numeric column's quantile bin edges."""
+        periods = dict(cyclical or {})
         numeric: list[NumericColumn] = []
         categorical: list[CategoricalColumn] = []
         text: list[TextColumn] = []
@@ -267,8 +255,12 @@ class Preprocessor:
             if kind == "image":
                 images.append(fit_image(values, base_dir(df)))
                 continue
-            if kind in ("numeric", "boolean"):
-                numeric.append(_fit_numeric(name, values, kind))
+            if kind in ("numeric", "boolean", "cyclical"):
+                period = periods.get(name) if kind == "cyclical" else None
+                if kind == "cyclical" and period is None:
+                    raise PolytaskError(f"feature column '{name}': cyclical without a period")
+                plain = "boolean" if kind == "boolean" else "numeric"
+                numeric.append(_fit_numeric(name, values, plain, period, bins))
             elif kind == "categorical":
                 categorical.append(_fit_categorical(name, values, o))
             elif kind == "multi_hot":
@@ -292,7 +284,16 @@ class Preprocessor:
 
     @property
     def numeric_width(self) -> int:
-        return len(self.numeric) + sum(c.indicator for c in self.numeric)
+        return sum(c.slots + c.indicator for c in self.numeric)
+
+    def encodable_slots(self) -> list[tuple[int, list[float] | None]]:
+        """The numeric block's plain-number slots with their bin edges (if fitted)."""
+        slots, at = [], 0
+        for col in self.numeric:
+            if col.encodable:
+                slots.append((at, col.edges))
+            at += col.slots
+        return slots
 
     def check_columns(self, df: pd.DataFrame) -> None:
         missing = [c for c in self.columns if c not in df.columns]
@@ -331,14 +332,20 @@ class Preprocessor:
 
     def numeric_block(self, parsed: list[np.ndarray], n: int) -> np.ndarray:
         """(N, numeric_width) float32 from each numeric column's parsed float64 values
-        (NaN: missing): imputed, standardised, clipped, then the missing indicators.
+        (NaN: missing): imputed, standardised, clipped (a cyclical column: its sin and
+        cos), then the missing indicators.
         Shared by the DataFrame path and the records path (features.records)."""
         num = np.empty((n, self.numeric_width), dtype=np.float32)
-        j = len(self.numeric)
-        for i, (col, arr) in enumerate(zip(self.numeric, parsed, strict=True)):
+        i, j = 0, sum(c.slots for c in self.numeric)
+        for col, arr in zip(self.numeric, parsed, strict=True):
             miss = np.isnan(arr)
-            z = (np.where(miss, col.median, arr) - col.mean) / col.std
-            num[:, i] = np.clip(z, -MAX_STANDARDISED, MAX_STANDARDISED)
+            filled = np.where(miss, col.median, arr)
+            if col.period:
+                num[:, i], num[:, i + 1] = sin_cos(filled, col.period)
+            else:
+                z = (filled - col.mean) / col.std
+                num[:, i] = np.clip(z, -MAX_STANDARDISED, MAX_STANDARDISED)
+            i += col.slots
             if col.indicator:
                 num[:, j] = miss
                 j += 1

@@ -143,6 +143,12 @@ def _numeric_input(records: Sequence[Record], spec: Mapping[str, Any]) -> np.nda
             raw = record[f["name"]]
             x = boolean_of(raw, f, row, words) if f["type"] == "boolean" else number_of(raw, f, row)
             missing = math.isnan(x)
+            if f.get("period"):  # cyclical: sin and cos in columns column, column + 1
+                angle = 2 * math.pi * (f["median"] if missing else x) / f["period"]
+                num[row, f["column"]], num[row, f["column"] + 1] = math.sin(angle), math.cos(angle)
+                if f["indicator_column"] is not None:
+                    num[row, f["indicator_column"]] = 1.0 if missing else 0.0
+                continue
             # in double precision, then rounded once to float32
             v = ((f["median"] if missing else x) - f["mean"]) / f["std"]
             if not abs(v) <= FLOAT32_MAX:

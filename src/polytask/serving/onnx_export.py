@@ -223,9 +223,9 @@ def preprocessing_spec(
 ) -> dict[str, Any]:
     """The JSON written beside the graph (docs/onnx.md specifies every key)."""
     pre = model.preprocessor
-    indicator = len(pre.numeric)
+    j, indicator = 0, sum(c.slots for c in pre.numeric)
     numeric = []
-    for j, col in enumerate(pre.numeric):
+    for col in pre.numeric:
         numeric.append(
             {
                 "name": col.name,
@@ -235,8 +235,10 @@ def preprocessing_spec(
                 "mean": col.mean,
                 "std": col.std,
                 "indicator_column": indicator if col.indicator else None,
+                "period": col.period,
             }
         )
+        j += col.slots
         indicator += col.indicator
     inputs = []
     if pre.numeric_width:

@@ -10,7 +10,7 @@ import pyarrow as pa
 import torch
 
 from polytask.errors import PolytaskError
-from polytask.features.preprocess import MAX_STANDARDISED, FeatureTensors, Preprocessor
+from polytask.features.preprocess import FeatureTensors, Preprocessor
 from polytask.features.stream import arrow
 
 
@@ -51,18 +51,13 @@ class ArrowEncoder:
             )
         n = table.num_rows
         pre = self.pre
-        num = np.empty((n, pre.numeric_width), dtype=np.float32)
-        j = len(pre.numeric)
-        for i, col in enumerate(pre.numeric):
-            values = arrow.plain(table[col.name])
-            parse = arrow.numeric if col.kind == "numeric" else arrow.boolean
-            arr = parse(values, col.name)
-            miss = np.isnan(arr)
-            z = (np.where(miss, col.median, arr) - col.mean) / col.std
-            num[:, i] = np.clip(z, -MAX_STANDARDISED, MAX_STANDARDISED)
-            if col.indicator:
-                num[:, j] = miss
-                j += 1
+        parsed = [
+            (arrow.numeric if col.kind == "numeric" else arrow.boolean)(
+                arrow.plain(table[col.name]), col.name
+            )
+            for col in pre.numeric
+        ]
+        num = pre.numeric_block(parsed, n)
         cat = np.empty((n, len(pre.categorical)), dtype=np.int64)
         for i, (ccol, lookup) in enumerate(zip(pre.categorical, self.lookups, strict=True)):
             values = arrow.plain(table[ccol.name])

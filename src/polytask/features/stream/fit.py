@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from polytask.errors import PolytaskError
+from polytask.features.bins import quantile_edges
 from polytask.features.multihot import MultiHotColumn, cell_items
 from polytask.features.preprocess import (
     CategoricalColumn,
@@ -53,10 +54,14 @@ class FitOptions:
     hash_buckets: dict[str, int] = field(default_factory=dict)
     #: a multi-hot cell keeps its last this many items
     max_items: int = 50
+    #: cyclical columns (type ``cyclical``): name -> period
+    cyclical: dict[str, float] = field(default_factory=dict)
+    #: quantile bins per plain numeric column (model.numeric_encoding piecewise)
+    bins: int | None = None
 
 
 #: the feature kinds a streamed table takes
-STREAMED_KINDS = ("numeric", "boolean", "categorical", "text", "multi_hot")
+STREAMED_KINDS = ("numeric", "boolean", "cyclical", "categorical", "text", "multi_hot")
 
 
 @dataclass
@@ -83,7 +88,11 @@ class FitPass:
                 "a table that fits in memory (data.streaming: false)"
             )
         self.types, self.options = types, options
-        self.numeric = {c: _Numeric(k) for c, k in types.items() if k in ("numeric", "boolean")}
+        self.numeric = {
+            c: _Numeric("boolean" if k == "boolean" else "numeric")
+            for c, k in types.items()
+            if k in ("numeric", "boolean", "cyclical")
+        }
         self.counts = {c: ValueCounts() for c, k in types.items() if k == "categorical"}
         self.text = [c for c, k in types.items() if k == "text"]
         self.items = {c: Counter[str]() for c, k in types.items() if k == "multi_hot"}
@@ -131,8 +140,9 @@ class FitPass:
 
     def _numeric(self, name: str, sample: pa.Table | None) -> NumericColumn:
         acc = self.numeric[name]
+        period = self.options.cyclical.get(name)
         if not acc.moments.n:
-            return NumericColumn(name, acc.kind, 0.0, 0.0, 1.0, bool(acc.missing))
+            return NumericColumn(name, acc.kind, 0.0, 0.0, 1.0, bool(acc.missing), period)
         assert sample is not None
         parse = arrow.numeric if acc.kind == "numeric" else arrow.boolean
         values = parse(arrow.plain(sample[name]), name)
@@ -143,7 +153,13 @@ class FitPass:
                 f"feature column '{name}' has values too large to standardise; rescale the column"
             )
         std = std if std > 1e-12 else 1.0
-        return NumericColumn(name, acc.kind, median, mean, std, bool(acc.missing))
+        if period:
+            mean, std = 0.0, 1.0
+        col = NumericColumn(name, acc.kind, median, mean, std, bool(acc.missing), period)
+        if self.options.bins and col.encodable:  # edges from the sample's quantiles
+            filled = np.where(np.isnan(values), median, values)
+            col.edges = quantile_edges((filled - mean) / std, self.options.bins)
+        return col
 
     def _categorical(self, name: str) -> CategoricalColumn:
         o = self.options
