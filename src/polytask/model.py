@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from polytask import io, run_dir
 from polytask.architectures import MultiTaskNet
 from polytask.architectures.base import load_weights
-from polytask.config import RunConfig, load_yaml, parse_config
+from polytask.config import RunConfig, load_yaml, parse_saved_config
 from polytask.errors import PolytaskError, close_matches, did_you_mean
 from polytask.features.io import check_frame, read_table
 from polytask.features.preprocess import FeatureTensors, Preprocessor
@@ -321,7 +321,7 @@ class MultiTaskModel:
             raw = load_yaml((folder / run_dir.CONFIG).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as err:
             raise PolytaskError(f"'{folder / run_dir.CONFIG}' cannot be read ({err})") from None
-        cfg = parse_config(raw, where=str(folder / run_dir.CONFIG))
+        cfg = parse_saved_config(raw, where=str(folder / run_dir.CONFIG))
         prep = run_dir.read_json(folder / run_dir.PREPROCESSING)
         tasks = build_tasks(cfg)
         try:

@@ -8,6 +8,7 @@ from polytask.config.loading import (
     load_config,
     load_yaml,
     parse_config,
+    parse_saved_config,
     parse_task_spec,
     validate_options,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "load_config",
     "load_yaml",
     "parse_config",
+    "parse_saved_config",
     "parse_task_spec",
     "validate_options",
 ]

@@ -3,6 +3,7 @@ act on (the key, the closest known key, the value), and ``COLUMN:KIND`` task spe
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,22 @@ def parse_config(data: dict[str, Any], where: str = "config") -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as err:
         raise format_validation_error(err, RunConfig, where) from None
+
+
+#: keys whose default changed after runs were saved without them, and what such a run
+#: meant: a saved run loads as it trained
+SAVED_BEFORE: dict[tuple[str, str], Any] = {("model", "numeric_encoding"): "standard"}
+
+
+def parse_saved_config(data: dict[str, Any], where: str) -> RunConfig:
+    """A run's own saved config.yaml (:data:`SAVED_BEFORE` fills the keys it predates)."""
+    if isinstance(data, dict):
+        data = copy.deepcopy(data)
+        for (section, key), value in SAVED_BEFORE.items():
+            part = data.setdefault(section, {})
+            if isinstance(part, dict):
+                part.setdefault(key, value)
+    return parse_config(data, where)
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -26,7 +26,7 @@ from polytask.analysis.conflict import (
     cosine_matrix,
     summarise_conflict,
 )
-from polytask.config import load_yaml, parse_config
+from polytask.config import load_yaml, parse_saved_config
 from polytask.errors import PolytaskError
 from polytask.evaluation.html import REPORT, Page, plots_dir, replace_folder
 from polytask.evaluation.layout import is_comparison, slug_run_path
@@ -191,7 +191,7 @@ def _curves(
 
 def run_page(folder: Path) -> Page:
     run_dir.check_run(folder)
-    cfg = parse_config(
+    cfg = parse_saved_config(
         load_yaml((folder / run_dir.CONFIG).read_text(encoding="utf-8")),
         where=str(folder / run_dir.CONFIG),
     )

@@ -70,7 +70,7 @@ def data_fingerprint(*frames: pd.DataFrame | None) -> str:
 
 def saved_config(final: Path) -> tuple[RunConfig, dict[str, Any]]:
     """An unfinished run's config and partial.json (clear errors if there is none)."""
-    from polytask.config import load_yaml, parse_config
+    from polytask.config import load_yaml, parse_saved_config
 
     partial = run_dir.find_partial(final)
     path = partial / run_dir.CONFIG
@@ -78,7 +78,7 @@ def saved_config(final: Path) -> tuple[RunConfig, dict[str, Any]]:
         raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise PolytaskError(f"'{path}' cannot be read ({err}); start the run again") from None
-    cfg = parse_config(raw, where=str(path))
+    cfg = parse_saved_config(raw, where=str(path))
     return cfg, run_dir.read_json(partial / run_dir.PARTIAL_INFO)
 
 
