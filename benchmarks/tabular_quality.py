@@ -47,6 +47,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "best": {"model": {"numeric_encoding": "periodic"}},
     "piecewise": {"model": {"numeric_encoding": "piecewise"}},
     "periodic": {"model": {"numeric_encoding": "periodic"}},
+    "standard": {"model": {"numeric_encoding": "standard"}},
+    "periodic_narrow": {
+        "model": {"numeric_encoding": "periodic", "numeric_encoding_options": {"width": 4}}
+    },
+    "periodic_sigma": {
+        "model": {"numeric_encoding": "periodic", "numeric_encoding_options": {"sigma": 0.03}}
+    },
     "resnet": {"model": {"trunk": "resnet"}},
     "tabm": {"model": {"trunk": "tabm"}},
 }

@@ -51,6 +51,23 @@ def test_uw_objective_and_its_optimum() -> None:
     np.testing.assert_allclose(uw.log_vars.detach().numpy(), np.log([4.0, 0.25]), atol=1e-3)
 
 
+def test_uw_first_step_leaves_the_started_log_variances_exactly_still() -> None:
+    """At s_t = log L_t the gradient of s_t is zero; rounding must not make it ±eps,
+    which Adam's first step would turn into a move of about its learning rate (5.5: its
+    log rounds so that the gradient is 3e-8 unless it is held at zero)."""
+    uw = balancing.get("uw")
+    uw.setup(["a", "b"])
+    losses = [torch.tensor(5.5, requires_grad=True), torch.tensor(0.0)]
+    uw.combine(losses).backward()
+    assert uw.log_vars.grad is None or float(uw.log_vars.grad.abs().max()) == 0.0
+    assert float(losses[0].grad) == pytest.approx(0.5 / 5.5)  # the task still learns
+    uw.combine([torch.tensor(5.5), torch.tensor(2.0)]).backward()  # b starts now
+    assert float(uw.log_vars.grad[1]) == 0.0
+    uw.log_vars.grad = None
+    uw.combine([torch.tensor(3.0), torch.tensor(2.0)]).backward()  # and then learns
+    assert float(uw.log_vars.grad[0]) == pytest.approx(0.5 - 0.5 * 3.0 / 5.5, rel=1e-5)
+
+
 def test_uw_default_starts_at_log_of_first_loss_and_waits_for_absent_tasks() -> None:
     uw = balancing.get("uw")
     uw.setup(["a", "b"])

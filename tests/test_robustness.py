@@ -116,10 +116,16 @@ def test_gradient_method_without_shared_layers_is_a_user_error(tmp_path) -> None
     config.write_text(
         f"data: {{path: {_csv(tmp_path, df)}}}\n"
         "tasks: [{name: y_reg, kind: regression}, {name: y_bin, kind: binary}]\n"
-        "model: {hidden: []}\nbalancing: {method: mgda}\ntraining: {epochs: 1}\n"
+        "model: {hidden: [], numeric_encoding: standard}\nbalancing: {method: mgda}\n"
+        "training: {epochs: 1}\n"
     )
     result = call_cli(["train", "--config", config, "--out", tmp_path / "run", "--quiet"])
     assert_user_error(result, "shared layers")
+    # a learned numeric encoding is shared by the heads: there is something to balance
+    learned = config.read_text().replace("numeric_encoding: standard", "numeric_encoding: periodic")
+    config.write_text(learned)
+    result = call_cli(["train", "--config", config, "--out", tmp_path / "run2", "--quiet"])
+    assert result.rc == 0, result.err
 
 
 def test_batch_norm_with_a_one_row_last_batch(tmp_path) -> None:

@@ -162,11 +162,11 @@ class ModelConfig(Strict):
     #: d_hidden_factor, residual_dropout; ft_transformer: d_token, n_blocks, heads,
     #: attention_dropout, ffn_factor, ffn_dropout, residual_dropout; tabm: k)
     trunk_options: dict[str, Any] = Field(default_factory=dict)
-    #: how numeric columns enter the network: standard, piecewise, periodic (README
-    #: "Numeric encodings"; periodic measured best, RESULTS.md "Issue 16, point 1"); a
-    #: run saved without it has standard (config.loading.SAVED_BEFORE)
+    #: how numeric columns enter the network: periodic (the default, chosen on
+    #: benchmarks/tabular_quality.py, RESULTS.md "Issue 16"), standard, piecewise (README
+    #: "Numeric encodings"); a run saved without it has standard (config.loading.SAVED_BEFORE)
     numeric_encoding: str = Field(
-        "standard",
+        "periodic",
         json_schema_extra=flag(
             "--numeric-encoding", "numeric encoding: standard, piecewise or periodic", "NAME"
         ),

@@ -144,8 +144,8 @@ class GradientStep:
         if not self.trunk:
             raise PolytaskError(
                 f"balancing method '{balancer.name}' combines gradients of shared layers, but "
-                "the model has none (model.hidden is empty); add shared layers or use a "
-                "loss-level method such as ew"
+                "the model has none (model.hidden is empty and nothing before it learns); add "
+                "shared layers or use a loss-level method such as ew"
             )
         self.tasks = tasks
         self.loss_fns: LossFns = [t.loss for t in tasks]

@@ -32,21 +32,30 @@ class UncertaintyWeighting(LossBalancer):
         self.log_vars = torch.nn.Parameter(torch.full((len(task_names),), init))
         self._pending = set(range(len(task_names))) if self.options.init == "loss" else set()
 
-    def _initialise(self, losses: list[torch.Tensor]) -> None:
+    def _initialise(self, losses: list[torch.Tensor]) -> list[int]:
+        """Set s_t = log L_t for the pending tasks with labels here; returns those tasks."""
+        started = []
         with torch.no_grad():
             for t in list(self._pending):
                 value = float(losses[t].detach())
                 if value > 0:  # a task without labels in this batch waits for one with
                     self.log_vars[t] = float(torch.log(torch.tensor(value)))
                     self._pending.discard(t)
+                    started.append(t)
+        return started
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return [self.log_vars]
 
     def combine(self, losses: list[torch.Tensor]) -> torch.Tensor:
-        if self._pending:
-            self._initialise(losses)
+        started = self._initialise(losses) if self._pending else []
         s = self.log_vars.to(losses[0].device)
+        if started:
+            # at s_t = log L_t the gradient ½ - ½ exp(-s_t) L_t is zero: leave it exactly
+            # zero rather than rounding noise, which Adam's first step would scale to ~lr
+            frozen = torch.zeros_like(s, dtype=torch.bool)
+            frozen[started] = True
+            s = torch.where(frozen, s.detach(), s)
         stacked = torch.stack(losses)
         present = (stacked.detach() > 0).to(stacked.dtype)  # absent tasks add nothing
         return (present * (0.5 * torch.exp(-s) * stacked + 0.5 * s)).sum()
