@@ -96,6 +96,7 @@ def polytask_setup(df: pd.DataFrame, val_df: pd.DataFrame, batch_size: int) -> S
     cfg = polytask.build_config(
         tasks=TASKS,
         hidden=HIDDEN,
+        numeric_encoding="standard",  # the plain loop's model: standardised numbers in
         norm="none",
         dropout=0.0,
         activation="relu",
