@@ -184,3 +184,58 @@ SENTENCES = [f"patient number {i} reported mild symptoms after the visit" for i 
 )
 def test_infer_type(values: pd.Series, kind: str) -> None:
     assert infer_type(values) == kind
+
+
+def _numeric_block_by_column(pre: Preprocessor, parsed: list[np.ndarray], n: int) -> np.ndarray:
+    """The numeric block one column at a time: the rule ``numeric_block`` vectorises."""
+    from polytask.features.cyclical import sin_cos
+    from polytask.features.preprocess import MAX_STANDARDISED
+
+    num = np.empty((n, pre.numeric_width), dtype=np.float32)
+    i, j = 0, sum(c.slots for c in pre.numeric)
+    for col, arr in zip(pre.numeric, parsed, strict=True):
+        miss = np.isnan(arr)
+        filled = np.where(miss, col.median, arr)
+        if col.period:
+            num[:, i], num[:, i + 1] = sin_cos(filled, col.period)
+        else:
+            num[:, i] = np.clip((filled - col.mean) / col.std, -MAX_STANDARDISED, MAX_STANDARDISED)
+        i += col.slots
+        if col.indicator:
+            num[:, j] = miss
+            j += 1
+    return num
+
+
+@pytest.mark.parametrize("rows_at_a_time", [65_536, 7])
+def test_numeric_block_equals_the_column_by_column_rule_bit_for_bit(monkeypatch, rows_at_a_time):
+    """Plain, boolean and cyclical columns between plain ones, missing values, values far
+    beyond the clip, and (at 7 rows a block) a table split into uneven blocks."""
+    import polytask.features.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "NUMERIC_ROWS", rows_at_a_time)
+    rng = np.random.default_rng(3)
+    n = 40
+    hour = rng.uniform(0, 24, n)
+    hour[[2, 9]] = NAN
+    train = pd.DataFrame(
+        {
+            "a": rng.normal(5, 2, n),
+            "hour": hour,
+            "flag": rng.integers(0, 2, n).astype(float),
+            "b": np.where(rng.random(n) < 0.3, NAN, rng.normal(0, 1e-3, n)),
+        }
+    )
+    types = {"a": "numeric", "hour": "cyclical", "flag": "boolean", "b": "numeric"}
+    pre = Preprocessor.fit(train, types, cyclical={"hour": 24.0})
+    assert [c.period for c in pre.numeric] == [None, 24.0, None, None]
+    test = train.copy()
+    test.loc[[0, 5], "a"] = [1e300, -1e300]  # standardised beyond MAX_STANDARDISED
+    test.loc[[1, 4], "b"] = NAN
+    parsed = [test[c.name].to_numpy(dtype=np.float64) for c in pre.numeric]
+    got = pre.numeric_block(parsed, n)
+    want = _numeric_block_by_column(pre, parsed, n)
+    assert got.tobytes() == want.tobytes()
+    assert got[0, 0] == np.float32(1e6) and got[5, 0] == np.float32(-1e6)
+    assert pre.transform(test).numeric.numpy().tobytes() == want.tobytes()
+    assert pre.numeric_block([p[:0] for p in parsed], 0).shape == (0, pre.numeric_width)
