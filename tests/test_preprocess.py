@@ -189,7 +189,7 @@ def test_infer_type(values: pd.Series, kind: str) -> None:
 def _numeric_block_by_column(pre: Preprocessor, parsed: list[np.ndarray], n: int) -> np.ndarray:
     """The numeric block one column at a time: the rule ``numeric_block`` vectorises."""
     from polytask.features.cyclical import sin_cos
-    from polytask.features.preprocess import MAX_STANDARDISED
+    from polytask.features.numeric_block import MAX_STANDARDISED
 
     num = np.empty((n, pre.numeric_width), dtype=np.float32)
     i, j = 0, sum(c.slots for c in pre.numeric)

@@ -11,9 +11,9 @@ training split only and saved as plain JSON, so a run predicts on raw rows by it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,18 +22,15 @@ import torch
 from polytask.errors import PolytaskError, close_matches
 from polytask.features.arrays import base_dir
 from polytask.features.bins import quantile_edges
-from polytask.features.cyclical import sin_cos
 from polytask.features.hashing import bucket_codes, missing_id_error
 from polytask.features.images import ImageColumn, fit_image, image_tensor
 from polytask.features.multihot import MultiHotColumn
+from polytask.features.numeric_block import NUMERIC_ROWS, NumericPlan
 from polytask.features.parse import parse_boolean, parse_numeric
 from polytask.features.text import TextColumn, TextOptions
 from polytask.values import canonical_series, missing_mask
 
 UNKNOWN, MISSING = 0, 1
-#: standardised numeric values are clipped to +-this, so an absurd outlier at prediction
-#: time (1e300 where training saw 1e3) can't overflow float32 into inf and NaN outputs
-MAX_STANDARDISED = 1e6
 
 
 @dataclass
@@ -204,63 +201,6 @@ def _holds_containers(values: pd.Series) -> bool:
     return bool(values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).any())
 
 
-#: rows standardised at a time by ``Preprocessor.numeric_block`` (bounds its float64
-#: working copies on a large table: 65,536 rows x 100 columns is 52 MB)
-NUMERIC_ROWS = 65_536
-
-
-@dataclass
-class _NumericPlan:
-    """Where each numeric column's values go in the numeric block, as index arrays, so a
-    block of rows is imputed, standardised and clipped in a few NumPy calls."""
-
-    medians: np.ndarray  # per column
-    plain: np.ndarray | slice  # columns standardised (not cyclical); a slice if all
-    plain_slots: np.ndarray | slice  # their slots in the block
-    means: np.ndarray
-    stds: np.ndarray
-    cyclic: list[tuple[int, int, float]]  # (column, first slot, period)
-    flagged: np.ndarray  # columns with a missing-value indicator
-    flag_slots: slice  # their indicators, after the value slots
-
-    @classmethod
-    def of(cls, columns: Sequence[NumericColumn]) -> _NumericPlan:
-        plain, plain_slots, cyclic = [], [], []
-        at = 0
-        for k, col in enumerate(columns):
-            if col.period:
-                cyclic.append((k, at, col.period))
-            else:
-                plain.append(k)
-                plain_slots.append(at)
-            at += col.slots
-        flagged = [k for k, col in enumerate(columns) if col.indicator]
-        every = not cyclic  # then column k is slot k: slices instead of index arrays
-        return cls(
-            medians=np.array([c.median for c in columns], dtype=np.float64),
-            plain=slice(0, len(plain)) if every else np.asarray(plain, dtype=np.intp),
-            plain_slots=slice(0, len(plain)) if every else np.asarray(plain_slots, np.intp),
-            means=np.array([columns[k].mean for k in plain], dtype=np.float64),
-            stds=np.array([columns[k].std for k in plain], dtype=np.float64),
-            cyclic=cyclic,
-            flagged=np.asarray(flagged, dtype=np.intp),
-            flag_slots=slice(at, at + len(flagged)),
-        )
-
-    def fill(self, values: np.ndarray, out: np.ndarray) -> None:
-        """``out`` (rows, width) float32 from ``values`` (rows, columns) float64."""
-        miss = np.isnan(values)
-        filled = np.where(miss, self.medians, values)
-        if len(self.means):
-            z = (filled[:, self.plain] - self.means) / self.stds
-            np.maximum(z, -MAX_STANDARDISED, out=z)  # np.clip, without its overhead
-            out[:, self.plain_slots] = np.minimum(z, MAX_STANDARDISED, out=z)
-        for k, at, period in self.cyclic:
-            out[:, at], out[:, at + 1] = sin_cos(filled[:, k], period)
-        if len(self.flagged):
-            out[:, self.flag_slots] = miss[:, self.flagged]
-
-
 @dataclass
 class Preprocessor:
     numeric: list[NumericColumn] = field(default_factory=list)
@@ -391,10 +331,8 @@ class Preprocessor:
         """(N, numeric_width) float32 from each numeric column's parsed float64 values
         (NaN: missing): imputed, standardised, clipped (a cyclical column: its sin and
         cos), then the missing indicators.
-        Shared by the DataFrame path and the records path (features.records). The plain
-        columns are standardised together, a block of rows at a time (elementwise, so
-        equal bit for bit to one column at a time, without per-column NumPy calls, which
-        are most of a one-record prediction's encoding; bounded memory on a large table)."""
+        Shared by the DataFrame, records and streamed paths; all plain columns at once,
+        equal bit for bit to one at a time (features.numeric_block)."""
         num = np.empty((n, self.numeric_width), dtype=np.float32)
         if not self.numeric:
             return num
@@ -406,14 +344,12 @@ class Preprocessor:
             plan.fill(values, num[start:stop])
         return num
 
-    def _numeric_plan(self) -> _NumericPlan:
-        """The numeric columns' plan, kept while they are the same column objects."""
+    def _numeric_plan(self) -> NumericPlan:
+        """The numeric columns' plan, kept while they are the same objects."""
         key = tuple(map(id, self.numeric))
-        cached = self.__dict__.get("_plan")
-        if cached is None or cached[0] != key:
-            cached = (key, _NumericPlan.of(self.numeric))
-            self.__dict__["_plan"] = cached
-        return cached[1]
+        if self.__dict__.get("_plan", (None,))[0] != key:
+            self.__dict__["_plan"] = (key, NumericPlan.of(self.numeric))
+        return cast(NumericPlan, self.__dict__["_plan"][1])
 
     def _transform(self, df: pd.DataFrame) -> FeatureTensors:
         n = len(df)
