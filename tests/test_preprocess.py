@@ -239,3 +239,16 @@ def test_numeric_block_equals_the_column_by_column_rule_bit_for_bit(monkeypatch,
     assert got[0, 0] == np.float32(1e6) and got[5, 0] == np.float32(-1e6)
     assert pre.transform(test).numeric.numpy().tobytes() == want.tobytes()
     assert pre.numeric_block([p[:0] for p in parsed], 0).shape == (0, pre.numeric_width)
+
+
+def test_numeric_block_follows_replaced_columns():
+    """The plan kept between calls is remade when the columns change."""
+    from dataclasses import replace
+
+    pre = Preprocessor.fit(pd.DataFrame({"a": [0.0, 2.0, 4.0]}), {"a": "numeric"})
+    parsed = [np.array([2.0, 6.0])]
+    before = pre.numeric_block(parsed, 2)
+    pre.numeric = [replace(pre.numeric[0], mean=6.0)]
+    after = pre.numeric_block(parsed, 2)
+    assert after[1, 0] == 0.0 and before[1, 0] != 0.0
+    assert np.array_equal(after[:, 0], before[:, 0] - np.float32(4.0 / pre.numeric[0].std))

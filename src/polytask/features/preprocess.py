@@ -345,10 +345,10 @@ class Preprocessor:
         return num
 
     def _numeric_plan(self) -> NumericPlan:
-        """The numeric columns' plan, kept while they are the same objects."""
-        key = tuple(map(id, self.numeric))
-        if self.__dict__.get("_plan", (None,))[0] != key:
-            self.__dict__["_plan"] = (key, NumericPlan.of(self.numeric))
+        """The numeric columns' plan, kept while they equal the columns it was made of."""
+        columns = tuple(self.numeric)
+        if self.__dict__.get("_plan", (None,))[0] != columns:
+            self.__dict__["_plan"] = (columns, NumericPlan.of(columns))
         return cast(NumericPlan, self.__dict__["_plan"][1])
 
     def _transform(self, df: pd.DataFrame) -> FeatureTensors:
