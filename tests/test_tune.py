@@ -84,6 +84,31 @@ def test_best_yaml_trains_the_best_trial_again(resumed, data) -> None:
     assert "Optimisation history" in page and "Parameter importances" in page
 
 
+def test_a_trial_whose_process_died_before_its_first_heartbeat_is_not_waited_for(
+    tmp_path, data, monkeypatch
+) -> None:
+    """A process killed between creating a trial and tagging it leaves the trial running
+    with no heartbeat, which Optuna never fails: the resumed study neither counts it as
+    its own nor waits for it, and a later look fails it once it is old enough."""
+    import optuna
+
+    from polytask.tuning import study as study_mod
+
+    cfg = polytask.build_config(None, COMPETING_TASKS, **(TINY | {"epochs": 1})).to_dict()
+    out = tmp_path / "s"
+    polytask.tune(cfg, out=out, trials=1, data=data)
+    study = optuna.load_study(study_name="polytask", storage=study_mod.storage(out))
+    study.ask()  # the dead process's trial: running, untagged, never beating
+    started = time.monotonic()
+    polytask.tune(cfg, out=out, trials=3, data=data, timeout=60)  # before the fix: 60 s, 2
+    assert time.monotonic() - started < 50
+    states = [t.state.name for t in study.get_trials()]
+    assert states.count("COMPLETE") == 3 and states.count("RUNNING") == 1
+    monkeypatch.setattr(study_mod, "LOCK_WAIT_SECONDS", -30)  # as if it were old now
+    assert study_mod.fail_orphans(study) == 1
+    assert [t.state.name for t in study.get_trials()].count("RUNNING") == 0
+
+
 def test_pareto_study_draws_the_front(tmp_path, data) -> None:
     cfg = polytask.build_config(None, COMPETING_TASKS, **(TINY | {"epochs": 1})).to_dict()
     cfg["tune"] = {"objective": "pareto", "space": {"model.architecture": None}}

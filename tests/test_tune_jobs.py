@@ -7,6 +7,7 @@ import csv
 import os
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -83,8 +84,9 @@ def test_two_workers_share_one_study_and_finish_the_asked_trials(shared: Path) -
 
 def test_counts_see_this_sessions_running_trials_not_a_killed_runs() -> None:
     """What a worker waits on: trials finished anywhere in the study, and running trials
-    of its own session (or not yet tagged); a killed earlier run's running trial is not
-    waited on (Optuna's heartbeat fails it)."""
+    of its own session (or not yet tagged and created since it began); a killed earlier
+    run's running trial is not waited on, tagged or not."""
+    began = datetime.now()
     study = optuna.create_study()
     tags = [None, "old", "now", "now", None]
     asked = [study.ask() for _ in tags]
@@ -94,9 +96,13 @@ def test_counts_see_this_sessions_running_trials_not_a_killed_runs() -> None:
     study.tell(asked[0], 1.0)
     study.tell(asked[2], state=optuna.trial.TrialState.PRUNED)
     # 0 complete, 2 pruned; running: 1 (old session), 3 (now), 4 (untagged)
-    assert study_mod._counts(study, "now") == (2, 2)
-    assert study_mod._counts(study, "now", before=4) == (2, 1)
-    assert study_mod._counts(study, "old") == (2, 2)  # 1 and the untagged 4
+    now = study_mod.Session("now", started=began)
+    assert study_mod._counts(study, now) == (2, 2)
+    assert study_mod._counts(study, now, before=4) == (2, 1)
+    assert study_mod._counts(study, study_mod.Session("old", started=began)) == (2, 2)
+    time.sleep(0.01)
+    later = study_mod.Session("now")  # began after 4 was made: 4 is a gone command's
+    assert study_mod._counts(study, later) == (2, 1)
 
 
 def test_a_trial_past_the_asked_count_is_not_run() -> None:
@@ -110,7 +116,9 @@ def test_a_trial_past_the_asked_count_is_not_run() -> None:
     ahead = study.ask()  # worker 0's trial, running
     ahead.set_user_attr("session", "s")
     late = study.ask()
-    run = study_mod._trial_function(cfg, (None, None, None), objective, baseline, (2, 1, "s"))
+    run = study_mod._trial_function(
+        cfg, (None, None, None), objective, baseline, (2, 1, study_mod.Session("s"))
+    )
     with pytest.raises(study_mod.Surplus, match="not run"):
         run(late)
     assert late.user_attrs == {"session": "s", "worker": 1, "pid": os.getpid()}  # untrained

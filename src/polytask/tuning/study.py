@@ -5,7 +5,8 @@ The first process trains the default config once (the baseline: Δm's reference 
 scale of the tuned weights) and stores it in the study; every trial then draws a config
 from the search space (:mod:`polytask.tuning.space`), trains it on the train split and
 is scored on the validation split (:mod:`polytask.tuning.objective`). Trials count
-when complete or pruned; a trial of a killed process is failed by Optuna's heartbeat.
+when complete or pruned; a trial of a killed process is failed by Optuna's heartbeat, or,
+where the process died before its first heartbeat, when a later command finds it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import time
 import uuid
 import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,10 @@ from polytask.tuning.space import search_space
 
 STUDY_DB = "study.db"
 STUDY_NAME = "polytask"
+#: seconds without a heartbeat after which a running trial's process counts as dead
+GRACE_SECONDS = 20
+#: the longest a writer waits for another's SQLite lock
+LOCK_WAIT_SECONDS = 120
 Frames = tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]
 
 
@@ -56,9 +63,9 @@ def storage(out: Path) -> Any:
     optuna = optuna_module()
     return optuna.storages.RDBStorage(
         f"sqlite:///{(out / STUDY_DB).resolve()}",
-        engine_kwargs={"connect_args": {"timeout": 120}},
+        engine_kwargs={"connect_args": {"timeout": LOCK_WAIT_SECONDS}},
         heartbeat_interval=5,
-        grace_period=20,
+        grace_period=GRACE_SECONDS,
     )
 
 
@@ -134,17 +141,53 @@ class Surplus(PolytaskError):
     """A trial started while earlier trials of the session already make the asked count."""
 
 
-def _counts(study: Any, session: str, before: int | None = None) -> tuple[int, int]:
+@dataclass(frozen=True)
+class Session:
+    """The workers of one tune command: the id each of its trials is tagged with, and
+    when the command began (Optuna's naive local time, as in ``datetime_start``)."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: datetime = field(default_factory=datetime.now)
+
+    def owns(self, trial: Any) -> bool:
+        """Whether a running trial is this session's. One not yet tagged is, if it was
+        created since the command began (its worker tags it an instant later); one
+        created before belongs to a command that is gone."""
+        tag = trial.user_attrs.get("session")
+        if tag is not None:
+            return bool(tag == self.id)
+        return trial.datetime_start is None or trial.datetime_start >= self.started
+
+
+def _counts(study: Any, session: Session, before: int | None = None) -> tuple[int, int]:
     """Trials finished in the whole study, and trials of this session still running
-    (those numbered below ``before`` if given). A trial not yet tagged with its session
-    counts as this session's: it was created an instant ago."""
+    (those numbered below ``before`` if given)."""
     done = running = 0
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("COMPLETE", "PRUNED"):
             done += 1
-        elif t.state.name == "RUNNING" and t.user_attrs.get("session", session) == session:
+        elif t.state.name == "RUNNING" and session.owns(t):
             running += before is None or t.number < before
     return done, running
+
+
+def fail_orphans(study: Any) -> int:
+    """Fail stale trials: Optuna's heartbeat check, and the running trials whose process
+    died between creating them and tagging them (before its first heartbeat, which
+    Optuna never fails): untagged for longer than a live worker could be, waiting for
+    SQLite's lock and then the grace period. Returns how many of the latter."""
+    optuna_module().storages.fail_stale_trials(study)
+    cutoff = datetime.now() - timedelta(seconds=LOCK_WAIT_SECONDS + GRACE_SECONDS)
+    orphans = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(study_state("RUNNING"),))
+        if "session" not in t.user_attrs
+        and t.datetime_start is not None
+        and t.datetime_start < cutoff
+    ]
+    for t in orphans:
+        study._storage.set_trial_state_values(t._trial_id, state=study_state("FAIL"))
+    return len(orphans)
 
 
 def _trial_function(
@@ -152,7 +195,7 @@ def _trial_function(
     frames: Frames,
     objective: Objective,
     baseline: dict[str, Any],
-    stop: tuple[int | None, int, str],
+    stop: tuple[int | None, int, Session],
 ) -> Any:
     tune = cfg.tune or TuneConfig()
     space = search_space(tune.space)
@@ -163,7 +206,7 @@ def _trial_function(
     def run(trial: Any) -> Any:
         from polytask.tuning.space import draw
 
-        for k, v in (("session", session), ("worker", worker), ("pid", os.getpid())):
+        for k, v in (("session", session.id), ("worker", worker), ("pid", os.getpid())):
             trial.set_user_attr(k, v)  # which process ran it (--jobs)
         if trials is not None and sum(_counts(trial.study, session, trial.number)) >= trials:
             raise Surplus("the study had its trials when this one started (not run)")
@@ -187,7 +230,7 @@ def work(
     trials: int | None,
     timeout: float | None,
     worker: int = 0,
-    session: str = "",
+    session: Session | None = None,
 ) -> None:
     """One process's share of the study: trials until ``trials`` have finished in the
     whole study, or ``timeout`` seconds passed. A trial starts only while the finished
@@ -201,6 +244,7 @@ def work(
     study = optuna.load_study(
         study_name=STUDY_NAME, storage=storage(out), sampler=sampler, pruner=pruner
     )
+    session = session or Session()
     stop = (trials, worker, session)
     run = _trial_function(cfg, frames, objective, study.user_attrs["baseline"], stop)
     catch = (PolytaskError, TrainingDiverged)
@@ -213,7 +257,7 @@ def work(
         if done >= trials:
             return
         if done + running >= trials:
-            optuna.storages.fail_stale_trials(study)  # a worker that died
+            fail_orphans(study)  # a worker that died
             time.sleep(0.5)
             continue
         left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -255,7 +299,8 @@ def run_study(
     search_space(tune.space)  # a bad entry fails before any work
     frames = read_frames(cfg.data, *(frames or (None, None, None)))
     study = open_study(out, cfg, objective, overwrite)
-    session = uuid.uuid4().hex  # this command's workers (not a killed run's trials)
+    fail_orphans(study)
+    session = Session()  # this command's workers (not a killed run's trials)
     ctx = multiprocessing.get_context("spawn")
     children = [
         ctx.Process(target=_work_in_child, args=(out, cfg, frames, trials, timeout, w, session))
