@@ -4,7 +4,9 @@ Every client error is a 4xx whose ``detail`` is a list of ``{"loc", "msg", "type
 naming the record and feature (``["body", "records", 3, "age"]``): a malformed body, a
 missing feature key, a value of the wrong type or out of range, too many records are
 422; a body larger than ``max_body_bytes`` is 413. Prediction runs in the micro-batcher's
-worker thread, off the event loop.
+worker thread, off the event loop. A valid ``/predict`` is answered by
+:class:`~polytask.serving.fast_path.FastPredict` before FastAPI's routing; the route
+below documents it and answers the rest.
 """
 
 import json
@@ -17,7 +19,7 @@ try:
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as err:
@@ -30,6 +32,7 @@ from polytask.errors import PolytaskError
 from polytask.features.preprocess import Preprocessor
 from polytask.model import MultiTaskModel
 from polytask.serving.batcher import BatchingOptions, MicroBatcher
+from polytask.serving.fast_path import FastPredict
 from polytask.serving.metadata import Health, Metadata, model_metadata
 from polytask.serving.payload import (
     json_rows,
@@ -63,6 +66,10 @@ class SafeJSONResponse(JSONResponse):
     cannot break the encoding) and no NaN."""
 
     def render(self, content: Any) -> bytes:
+        return self.dump(content)
+
+    @staticmethod
+    def dump(content: Any) -> bytes:
         return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
@@ -257,10 +264,16 @@ def create_app(
         description="Predictions for every task of one multi-task model: "
         + ", ".join(t.describe() for t in model.tasks),
     )
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    _add_error_handlers(app, max_body_bytes)
     batcher = MicroBatcher(lambda records: json_rows(model.predict_columns(records)), batching)
     app.state.batcher = batcher
+
+    async def answer(body: Any) -> bytes:
+        predictions = await batcher.submit(body.model_dump(by_alias=True)["records"])
+        return SafeJSONResponse.dump({"predictions": predictions})
+
+    app.add_middleware(FastPredict, request_type=request_type, answer=answer)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outside: it sees every body
+    _add_error_handlers(app, max_body_bytes)
 
     @app.get("/health", response_model=Health, summary="the server is up")
     def health() -> Health:
@@ -277,14 +290,13 @@ def create_app(
         summary="predict every task for each record",
     )
     async def predict(body: request_type) -> Any:  # type: ignore[valid-type]
-        records = [r.model_dump(by_alias=True) for r in body.records]  # type: ignore[attr-defined]
+        """Reached by what FastPredict passes on: mostly errors, worded here."""
         try:
-            predictions = await batcher.submit(records)
+            return Response(await answer(body), media_type="application/json")
         except PolytaskError as err:
             frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
             found = locate_bad_values(pre, frame) or [{"loc": ["body", "records"], "msg": str(err)}]
             more = "and more" if len(found) > MAX_ERRORS else None  # the search stops there
             return error_response(422, found[:MAX_ERRORS], more)
-        return SafeJSONResponse({"predictions": predictions})
 
     return app
