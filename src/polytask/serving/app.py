@@ -239,6 +239,16 @@ def _add_error_handlers(app: FastAPI, max_body_bytes: int) -> None:
         return error_response(413, [_too_large_item(max_body_bytes)])
 
 
+def _add_info_routes(app: FastAPI, metadata: Metadata) -> None:
+    @app.get("/health", response_model=Health, summary="the server is up")
+    def health() -> Health:
+        return Health(status="ok")
+
+    @app.get("/metadata", response_model=Metadata, summary="tasks, outputs, features")
+    def get_metadata() -> Metadata:
+        return metadata
+
+
 def create_app(
     model_or_run_dir: MultiTaskModel | str | Path,
     max_rows: int = DEFAULT_MAX_ROWS,
@@ -274,14 +284,7 @@ def create_app(
     app.add_middleware(FastPredict, request_type=request_type, answer=answer)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outside: it sees every body
     _add_error_handlers(app, max_body_bytes)
-
-    @app.get("/health", response_model=Health, summary="the server is up")
-    def health() -> Health:
-        return Health(status="ok")
-
-    @app.get("/metadata", response_model=Metadata, summary="tasks, outputs, features")
-    def get_metadata() -> Metadata:
-        return metadata
+    _add_info_routes(app, metadata)
 
     @app.post(
         "/predict",
