@@ -1,5 +1,6 @@
-"""FastPredict: a valid POST /predict is answered without the app behind it; anything
-else reaches that app with the very body it sent (or the error its receive raised)."""
+"""FastPredict: a POST /predict body that validates is answered without the app behind
+it (with the answer's status); anything else reaches that app with the very body it
+sent (or the error its receive raised)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from polytask.errors import PolytaskError
 from polytask.serving.fast_path import FastPredict
 
 
@@ -59,14 +59,12 @@ def _call(app: FastPredict, parts: list[Any], path: str = "/predict") -> list[di
     return sent
 
 
-def _app(fail: bool = False) -> tuple[FastPredict, Inner, list[BaseModel]]:
+def _app(refuse: bool = False) -> tuple[FastPredict, Inner, list[BaseModel]]:
     inner, seen = Inner(), []
 
-    async def answer(request: BaseModel) -> bytes:
+    async def answer(request: BaseModel) -> tuple[int, bytes]:
         seen.append(request)
-        if fail:
-            raise PolytaskError("a value the model refuses")
-        return b'{"predictions": []}'
+        return (422, b'{"detail": []}') if refuse else (200, b'{"predictions": []}')
 
     return FastPredict(inner, Body, answer), inner, seen
 
@@ -90,12 +88,13 @@ def test_what_does_not_validate_reaches_the_app_with_its_body(body: bytes) -> No
     assert inner.bodies == [body] and sent[-1]["body"] == b"inner"
 
 
-def test_a_refused_value_and_other_paths_reach_the_app() -> None:
-    app, inner, seen = _app(fail=True)
-    _call(app, [b'{"records": [{"a": 2}]}'])
-    assert len(seen) == 1 and inner.bodies == [b'{"records": [{"a": 2}]}']
+def test_a_refused_value_is_answered_here_and_other_paths_reach_the_app() -> None:
+    app, inner, seen = _app(refuse=True)
+    sent = _call(app, [b'{"records": [{"a": 2}]}'])
+    assert len(seen) == 1 and inner.bodies == []
+    assert sent[0]["status"] == 422 and sent[1]["body"] == b'{"detail": []}'
     _call(app, [b"{}"], path="/metadata")
-    assert inner.bodies[-1] == b"{}" and len(seen) == 1
+    assert inner.bodies == [b"{}"] and len(seen) == 1
 
 
 def test_an_error_while_the_body_streams_in_is_raised_in_the_app() -> None:

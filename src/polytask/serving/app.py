@@ -4,7 +4,7 @@ Every client error is a 4xx whose ``detail`` is a list of ``{"loc", "msg", "type
 naming the record and feature (``["body", "records", 3, "age"]``): a malformed body, a
 missing feature key, a value of the wrong type or out of range, too many records are
 422; a body larger than ``max_body_bytes`` is 413. Prediction runs in the micro-batcher's
-worker thread, off the event loop. A valid ``/predict`` is answered by
+worker thread, off the event loop. A ``/predict`` body that validates is answered by
 :class:`~polytask.serving.fast_path.FastPredict` before FastAPI's routing; the route
 below documents it and answers the rest.
 """
@@ -277,9 +277,17 @@ def create_app(
     batcher = MicroBatcher(lambda records: json_rows(model.predict_columns(records)), batching)
     app.state.batcher = batcher
 
-    async def answer(body: Any) -> bytes:
-        predictions = await batcher.submit(body.model_dump(by_alias=True)["records"])
-        return SafeJSONResponse.dump({"predictions": predictions})
+    async def answer(body: Any) -> tuple[int, bytes]:
+        """200 and the predictions, or 422 naming each record and feature the model
+        refused (every value parsed, but one it cannot take)."""
+        try:
+            predictions = await batcher.submit(body.model_dump(by_alias=True)["records"])
+        except PolytaskError as err:
+            frame = records_frame(body.records, pre)
+            found = locate_bad_values(pre, frame) or [{"loc": ["body", "records"], "msg": str(err)}]
+            more = "and more" if len(found) > MAX_ERRORS else None  # the search stops there
+            return 422, bytes(error_response(422, found[:MAX_ERRORS], more).body)
+        return 200, SafeJSONResponse.dump({"predictions": predictions})
 
     app.add_middleware(FastPredict, request_type=request_type, answer=answer)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # outside: it sees every body
@@ -293,13 +301,9 @@ def create_app(
         summary="predict every task for each record",
     )
     async def predict(body: request_type) -> Any:  # type: ignore[valid-type]
-        """Reached by what FastPredict passes on: mostly errors, worded here."""
-        try:
-            return Response(await answer(body), media_type="application/json")
-        except PolytaskError as err:
-            frame = records_frame(body.records, pre)  # type: ignore[attr-defined]
-            found = locate_bad_values(pre, frame) or [{"loc": ["body", "records"], "msg": str(err)}]
-            more = "and more" if len(found) > MAX_ERRORS else None  # the search stops there
-            return error_response(422, found[:MAX_ERRORS], more)
+        """Reached by what FastPredict passes on (a body that does not validate is
+        refused by FastAPI before this runs, and worded by the handlers above)."""
+        status, content = await answer(body)
+        return Response(content, status_code=status, media_type="application/json")
 
     return app

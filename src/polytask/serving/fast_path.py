@@ -1,15 +1,16 @@
-"""A valid ``POST /predict`` answered in a few calls, under FastAPI's request machinery.
+"""A ``POST /predict`` whose body validates, answered under FastAPI's request machinery.
 
 FastAPI's route costs most of a one-record request's time on the event loop (its
 request object, dependency solving, ``json.loads`` then validation, the response
 classes), which caps the records per second a micro-batching server reaches. This ASGI
 middleware reads the body, validates it with pydantic straight from the bytes
-(``model_validate_json``) and sends the answer itself. Whatever it does not answer goes
-on, with the body it read, to the FastAPI route, which stays the one place that
-documents ``/predict`` (OpenAPI) and words every error: another path or method, a body
-that does not validate (also one the JSON parser refuses and ``json.loads`` would take,
-such as a lone surrogate escape), a bad value the model refuses, a body the server refuses while it
-streams in (the error ``receive`` raised is raised again there, where its handler is).
+(``model_validate_json``) and sends the answer itself (the predictions, or the 422 for
+a value the model refuses). Whatever it does not answer goes on, with the body it read,
+to the FastAPI route, which documents ``/predict`` (OpenAPI) and words the errors of
+validation: another path or method, a body that does not validate (also one the JSON
+parser refuses and ``json.loads`` would take, such as a lone surrogate escape), a body
+the server refuses while it streams in (the error ``receive`` raised is raised again
+there, where its handler is).
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from collections.abc import Awaitable, Callable
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from polytask.errors import PolytaskError
-
-#: turns the validated request into the response body (bytes of JSON); raises
-#: PolytaskError for a value the model refuses
-Answer = Callable[[BaseModel], Awaitable[bytes]]
+#: the validated request -> the response's status and body (bytes of JSON)
+Answer = Callable[[BaseModel], Awaitable[tuple[int, bytes]]]
 
 
 class FastPredict:
@@ -39,27 +37,24 @@ class FastPredict:
             await self.app(scope, receive, send)
             return
         messages, error = await _read_body(receive)
-        content = None
+        request = None
         if error is None and messages[-1]["type"] == "http.request":
-            content = await self._try(b"".join(m.get("body", b"") for m in messages))
-        if content is None:
+            request = self._validate(b"".join(m.get("body", b"") for m in messages))
+        if request is None:
             await self.app(scope, _replay(messages, error, receive), send)
             return
+        status, content = await self.answer(request)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(content)),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _try(self, body: bytes) -> bytes | None:
+    def _validate(self, body: bytes) -> BaseModel | None:
         try:
-            request = self.request_type.model_validate_json(body)
+            return self.request_type.model_validate_json(body)
         except ValidationError:
-            return None
-        try:
-            return await self.answer(request)
-        except PolytaskError:
             return None
 
 
